@@ -1,0 +1,208 @@
+"""The appliance's one configuration, validated at start-up.
+
+:func:`parse_config` takes the already-parsed TOML mapping and returns a
+frozen :class:`Config`, or raises :class:`ConfigError` whose message names
+every bad key, what was found and what is expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgecount_core.geometry import Line, Polygon
+
+__all__ = ["Config", "ConfigError", "parse_config", "parse_line_arg"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceSection(_Section):
+    site: str = Field("default", min_length=1, description="site name, used in MQTT topics")
+    id: str = Field("edgecount-1", min_length=1, description="device id, used in MQTT topics")
+
+
+class RuntimeSection(_Section):
+    dir: str = Field("", description="private directory for ipc sockets; empty = $XDG_RUNTIME_DIR/edgecount or /run/edgecount")
+    state_dir: str = Field("", description="directory for the outbox and sinks; empty = ~/.local/state/edgecount")
+
+
+class AssetsSection(_Section):
+    mirror: str = Field("", description="local directory that mirrors model/clip downloads (env EDGECOUNT_ASSET_MIRROR overrides)")
+    cache: str = Field("", description="where fetched models and clips are kept; empty = ~/.cache/edgecount")
+    allow_download: bool = Field(True, description="fall back to the official URLs when the mirror lacks a file")
+
+
+class CaptureSection(_Section):
+    source: str = Field("asset:pets09", description="video file, rtsp:// URL, /dev/videoN, or asset:NAME")
+    realtime: bool = Field(True, description="pace file sources at their frame rate and drop frames when behind")
+    loop: bool = Field(False, description="restart a file source at its end (demo appliance)")
+    ring_slots: int = Field(8, ge=3, le=256, description="number of shared-memory frame slots (3..256)")
+    max_width: int = Field(1920, ge=16, description="largest frame width the ring accepts")
+    max_height: int = Field(1080, ge=16, description="largest frame height the ring accepts")
+    reconnect_initial_s: float = Field(1.0, gt=0, description="first wait before reopening a lost camera")
+    reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between camera reopen attempts")
+
+
+class InferenceSection(_Section):
+    model: str = Field("ssd_mobilenet_v1_coco_quant", description="model name from models/manifest.toml, or a .tflite path")
+    device: str = Field("cpu", description="'cpu', or an Edge TPU: 'usb', 'usb:N', 'pci', 'pci:N'")
+    fallback_model: str = Field("", description="CPU model to use when the Edge TPU is absent; empty = the CPU twin from the manifest")
+    threads: int = Field(2, ge=1, le=64, description="CPU interpreter threads")
+    min_score: float = Field(0.1, ge=0.0, le=1.0, description="drop detections below this score (the tracker uses low ones too)")
+    classes: tuple[str, ...] = Field(("person",), min_length=1, description="labels to keep")
+    resize: Literal["model", "stretch", "letterbox"] = Field("model", description="'model' uses the manifest's setting")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        kind, _, idx = v.partition(":")
+        if kind not in ("cpu", "usb", "pci") or (idx and (kind == "cpu" or not idx.isdigit())):
+            raise ValueError("must be 'cpu', 'usb', 'usb:N', 'pci' or 'pci:N'")
+        return v
+
+
+class TrackerSection(_Section):
+    high_score: float = Field(0.5, ge=0, le=1)
+    low_score: float = Field(0.1, ge=0, le=1)
+    new_track_score: float = Field(0.55, ge=0, le=1)
+    min_hits: int = Field(3, ge=1, le=30)
+    max_lost_s: float = Field(3.0, gt=0)
+    match_iou: float = Field(0.2, gt=0, lt=1)
+
+
+class CountingSection(_Section):
+    band_px: float = Field(6.0, ge=0, description="hysteresis band around each line, in pixels")
+
+
+class LineSection(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    a: tuple[float, float]
+    b: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _valid(self) -> LineSection:
+        Line(self.name, self.a, self.b)
+        return self
+
+
+class ZoneSection(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    points: tuple[tuple[float, float], ...]
+
+    @model_validator(mode="after")
+    def _valid(self) -> ZoneSection:
+        Polygon(self.name, self.points)
+        return self
+
+
+class PrivacySection(_Section):
+    policy: Literal["counts", "events", "snapshots"] = Field("counts", description="what may leave the device")
+    bucket_s: float = Field(60.0, ge=1.0, le=86400.0, description="aggregation bucket length in seconds")
+
+
+class UplinkSection(_Section):
+    sinks: tuple[Literal["jsonl", "mqtt", "webhook"], ...] = Field(("jsonl",), min_length=1)
+    jsonl_path: str = Field("", description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl")
+
+
+class WatchdogSection(_Section):
+    heartbeat_s: float = Field(1.0, gt=0, le=60)
+    hang_timeout_s: float = Field(15.0, gt=0, description="restart a service silent for this long")
+    startup_grace_s: float = Field(60.0, gt=0, description="time a (re)started service has to send its first heartbeat")
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    restart_budget: int = Field(10, ge=1, description="restarts allowed per service within restart_window_s")
+    restart_window_s: float = Field(600.0, gt=0)
+
+
+class Config(_Section):
+    device: DeviceSection = DeviceSection()
+    runtime: RuntimeSection = RuntimeSection()
+    assets: AssetsSection = AssetsSection()
+    capture: CaptureSection = CaptureSection()
+    inference: InferenceSection = InferenceSection()
+    tracker: TrackerSection = TrackerSection()
+    counting: CountingSection = CountingSection()
+    lines: tuple[LineSection, ...] = ()
+    zones: tuple[ZoneSection, ...] = ()
+    privacy: PrivacySection = PrivacySection()
+    uplink: UplinkSection = UplinkSection()
+    watchdog: WatchdogSection = WatchdogSection()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        names = [ln.name for ln in self.lines] + [z.name for z in self.zones]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"line/zone names must be unique; repeated: {sorted(dup)}")
+        return self
+
+    def geometry_lines(self) -> list[Line]:
+        return [Line(ln.name, ln.a, ln.b) for ln in self.lines]
+
+    def geometry_zones(self) -> list[Polygon]:
+        return [Polygon(z.name, z.points) for z in self.zones]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists each problem with its key."""
+
+
+def _describe(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        info = fields[part]
+        if info.description and part == loc[-1]:
+            return str(info.description)
+        ann = info.annotation
+        inner = getattr(ann, "__args__", None)
+        cur = inner[0] if inner and isinstance(inner[0], type) else ann
+    return ""
+
+
+def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (typo? remove it or check the spelling against config/edgecount.toml)"
+            hint = _describe(Config, loc)
+            got = err.get("input")
+            line = f"{source}: {key or '<top>'}: {msg}"
+            if got is not None and err["type"] != "extra_forbidden" and not isinstance(got, dict):
+                line += f" (got {got!r})"
+            if hint:
+                line += f" — expected: {hint}"
+            problems.append(line)
+        raise ConfigError("\n".join(problems)) from None
+
+
+def parse_line_arg(text: str) -> LineSection:
+    """Parse ``NAME:AX,AY,BX,BY`` (normalised coordinates) from the command line."""
+    name, sep, coords = text.partition(":")
+    parts = coords.split(",")
+    if not sep or len(parts) != 4:
+        raise ConfigError(f"--line {text!r}: expected NAME:AX,AY,BX,BY with normalised coordinates")
+    try:
+        ax, ay, bx, by = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--line {text!r}: coordinates must be numbers") from None
+    try:
+        return LineSection(name=name, a=(ax, ay), b=(bx, by))
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"--line {text!r}: {exc}") from None

@@ -1,0 +1,373 @@
+"""Typed bus messages and their msgpack wire format.
+
+Every message is a msgpack map with two envelope keys, ``type`` (a short
+name) and ``v`` (the schema version), followed by the message's own fields.
+Decoding validates every field; anything malformed or of an unknown type or
+version raises :class:`MessageError` and never anything else, so a service
+can log and drop a bad message without dying.
+
+Boxes travel as packed little-endian float32 bytes (``n * 4`` values) rather
+than nested lists: it is several times cheaper to pack and unpack per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CountRecord",
+    "Crossing",
+    "Detections",
+    "EndOfStream",
+    "FrameReady",
+    "Health",
+    "Marker",
+    "Message",
+    "MessageError",
+    "Tracks",
+    "Watermark",
+    "ZoneEvent",
+    "decode",
+    "encode",
+]
+
+StatValue: TypeAlias = int | float | str | bool
+FloatArray: TypeAlias = npt.NDArray[np.float32]
+
+
+class MessageError(ValueError):
+    """A payload that is not a valid message of a known type and version."""
+
+
+def _pack_boxes(arr: npt.ArrayLike, width: int) -> bytes:
+    a = np.ascontiguousarray(arr, dtype="<f4")
+    if a.size == 0:
+        return b""
+    if a.ndim != 2 or a.shape[1] != width:
+        raise ValueError(f"expected an (n, {width}) array, got shape {a.shape}")
+    return a.tobytes()
+
+
+def _unpack_boxes(raw: bytes, width: int) -> FloatArray:
+    if len(raw) % (4 * width):
+        raise MessageError(f"packed array of {len(raw)} bytes is not a multiple of {4 * width}")
+    out: FloatArray = np.frombuffer(raw, dtype="<f4").reshape(-1, width).astype(np.float32)
+    return out
+
+
+@attrs.frozen
+class FrameReady:
+    """Capture wrote frame ``seq`` into ring slot ``slot`` (the pixels stay in shared memory)."""
+
+    TYPE: ClassVar[str] = "frame"
+    VERSION: ClassVar[int] = 1
+    seq: int
+    slot: int
+    ts: float
+    width: int
+    height: int
+    ring: int
+    channels: int = 3
+    resend: bool = False
+
+
+@attrs.frozen
+class Detections:
+    """Detector output for one frame, boxes in source-frame pixels ``[x1, y1, x2, y2]``."""
+
+    TYPE: ClassVar[str] = "detections"
+    VERSION: ClassVar[int] = 1
+    seq: int
+    ts: float
+    width: int
+    height: int
+    boxes: bytes = b""
+    scores: bytes = b""
+    classes: bytes = b""
+    latency_ms: float = 0.0
+    backend: str = "cpu"
+    degraded: bool = False
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        seq: int,
+        ts: float,
+        width: int,
+        height: int,
+        boxes: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        classes: npt.ArrayLike,
+        latency_ms: float = 0.0,
+        backend: str = "cpu",
+        degraded: bool = False,
+    ) -> Detections:
+        return cls(
+            seq=seq,
+            ts=ts,
+            width=width,
+            height=height,
+            boxes=_pack_boxes(boxes, 4),
+            scores=np.ascontiguousarray(scores, dtype="<f4").tobytes(),
+            classes=np.ascontiguousarray(classes, dtype="<f4").tobytes(),
+            latency_ms=latency_ms,
+            backend=backend,
+            degraded=degraded,
+        )
+
+    def box_array(self) -> FloatArray:
+        return _unpack_boxes(self.boxes, 4)
+
+    def score_array(self) -> FloatArray:
+        return _unpack_boxes(self.scores, 1).reshape(-1)
+
+    def class_array(self) -> FloatArray:
+        return _unpack_boxes(self.classes, 1).reshape(-1)
+
+    def _validate(self) -> None:
+        n = len(self.boxes) // 16
+        if len(self.boxes) % 16 or len(self.scores) != 4 * n or len(self.classes) != 4 * n:
+            raise MessageError("detections: boxes, scores and classes disagree in length")
+
+
+@attrs.frozen
+class Tracks:
+    """Confirmed tracks after frame ``seq``: rows ``[track_id, x1, y1, x2, y2, score]``.
+
+    Internal to the device: the privacy filter never forwards these.
+    """
+
+    TYPE: ClassVar[str] = "tracks"
+    VERSION: ClassVar[int] = 1
+    seq: int
+    ts: float
+    width: int
+    height: int
+    rows: bytes = b""
+    ended: list[int] = attrs.field(factory=list)
+
+    def row_array(self) -> FloatArray:
+        return _unpack_boxes(self.rows, 6)
+
+    def _validate(self) -> None:
+        if len(self.rows) % 24:
+            raise MessageError("tracks: packed rows are not a multiple of 6 float32 values")
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in self.ended):
+            raise MessageError("tracks: ended must be a list of integer track ids")
+
+
+@attrs.frozen
+class Crossing:
+    """One track crossed one line (internal: carries the track id)."""
+
+    TYPE: ClassVar[str] = "crossing"
+    VERSION: ClassVar[int] = 1
+    event_id: str
+    line: str
+    direction: str
+    ts: float
+    track_id: int
+    seq: int
+
+    def _validate(self) -> None:
+        if self.direction not in ("in", "out"):
+            raise MessageError(f"crossing: direction must be 'in' or 'out', got {self.direction!r}")
+
+
+@attrs.frozen
+class ZoneEvent:
+    """A track entered or left a zone (internal: carries the track id)."""
+
+    TYPE: ClassVar[str] = "zone"
+    VERSION: ClassVar[int] = 1
+    event_id: str
+    zone: str
+    kind: str
+    ts: float
+    track_id: int
+    occupancy: int
+    dwell_s: float = 0.0
+
+    def _validate(self) -> None:
+        if self.kind not in ("enter", "exit"):
+            raise MessageError(f"zone: kind must be 'enter' or 'exit', got {self.kind!r}")
+
+
+@attrs.frozen
+class CountRecord:
+    """Aggregated counts for one line or zone in one time bucket: what may leave the device."""
+
+    TYPE: ClassVar[str] = "record"
+    VERSION: ClassVar[int] = 1
+    record_id: str
+    kind: str
+    name: str
+    bucket_start: float
+    bucket_s: float
+    n_in: int
+    n_out: int
+
+    def _validate(self) -> None:
+        if self.kind not in ("line", "zone"):
+            raise MessageError(f"record: kind must be 'line' or 'zone', got {self.kind!r}")
+        if self.n_in < 0 or self.n_out < 0:
+            raise MessageError("record: counts must be non-negative")
+
+
+@attrs.frozen
+class Health:
+    """Heartbeat of one service, with its current figures."""
+
+    TYPE: ClassVar[str] = "health"
+    VERSION: ClassVar[int] = 1
+    service: str
+    pid: int
+    ts: float
+    state: str
+    stats: dict[str, StatValue] = attrs.field(factory=dict)
+
+    def _validate(self) -> None:
+        if self.state not in ("starting", "ok", "degraded", "stopping"):
+            raise MessageError(f"health: unknown state {self.state!r}")
+        for k, val in self.stats.items():
+            if not isinstance(k, str) or not isinstance(val, int | float | str | bool):
+                raise MessageError(f"health: stat {k!r} has unsupported value type")
+
+
+@attrs.frozen
+class Marker:
+    """A token forwarded hop by hop through the pipeline: proves every link is connected."""
+
+    TYPE: ClassVar[str] = "marker"
+    VERSION: ClassVar[int] = 1
+    token: str
+    origin_ts: float
+
+
+@attrs.frozen
+class Watermark:
+    """The counter has processed the stream up to ``ts``: buckets ending before it may close."""
+
+    TYPE: ClassVar[str] = "watermark"
+    VERSION: ClassVar[int] = 1
+    ts: float
+    seq: int
+
+
+@attrs.frozen
+class EndOfStream:
+    """The source ended after frame ``last_seq``; each stage adds its figures to ``stats``."""
+
+    TYPE: ClassVar[str] = "eos"
+    VERSION: ClassVar[int] = 1
+    last_seq: int
+    stats: dict[str, StatValue] = attrs.field(factory=dict)
+
+
+Message: TypeAlias = (
+    FrameReady | Detections | Tracks | Crossing | ZoneEvent | CountRecord | Health | Marker
+    | Watermark | EndOfStream
+)
+_CLASSES: dict[str, type[Any]] = {
+    c.TYPE: c
+    for c in (
+        FrameReady, Detections, Tracks, Crossing, ZoneEvent, CountRecord, Health, Marker,
+        Watermark, EndOfStream,
+    )
+}
+
+# The runtime type each field must have on the wire; ints are accepted where floats are.
+_WIRE_TYPES: dict[type[Any], tuple[type[Any], ...]] = {
+    int: (int,),
+    float: (float, int),
+    str: (str,),
+    bool: (bool,),
+    bytes: (bytes,),
+    dict: (dict,),
+}
+
+
+def _field_checker(annotation: Any) -> Callable[[Any], bool]:
+    text = str(annotation)
+    for py, allowed in (
+        ("int", _WIRE_TYPES[int]),
+        ("float", _WIRE_TYPES[float]),
+        ("str", _WIRE_TYPES[str]),
+        ("bool", _WIRE_TYPES[bool]),
+        ("bytes", _WIRE_TYPES[bytes]),
+    ):
+        if text == py:
+            if py in ("int", "float"):
+                return lambda v, a=allowed: isinstance(v, a) and not isinstance(v, bool)
+            return lambda v, a=allowed: isinstance(v, a)
+    if text.startswith("dict"):
+        return lambda v: isinstance(v, dict)
+    if text.startswith("list"):
+        return lambda v: isinstance(v, list)
+    raise TypeError(f"no wire check for annotation {annotation!r}")
+
+
+_CHECKERS: dict[type[Any], dict[str, tuple[Callable[[Any], bool], bool]]] = {
+    cls: {
+        f.name: (_field_checker(f.type), f.default is attrs.NOTHING)
+        for f in attrs.fields(cls)
+    }
+    for cls in _CLASSES.values()
+}
+
+
+def encode(msg: Message) -> bytes:
+    """Serialise a message to msgpack bytes."""
+    body: dict[str, Any] = {"type": msg.TYPE, "v": msg.VERSION}
+    body.update(attrs.asdict(msg, recurse=False))
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
+
+
+def decode(payload: bytes) -> Message:
+    """Parse and validate msgpack bytes; raise :class:`MessageError` on anything wrong."""
+    try:
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise MessageError(f"not msgpack: {exc.__class__.__name__}: {exc}") from None
+    return from_mapping(body)
+
+
+def from_mapping(body: Any) -> Message:
+    """Validate an already-unpacked map (used by :func:`decode` and by recordings)."""
+    if not isinstance(body, Mapping):
+        raise MessageError(f"message must be a map, got {type(body).__name__}")
+    kind = body.get("type")
+    cls = _CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise MessageError(f"unknown message type {kind!r}")
+    version = body.get("v")
+    if version != cls.VERSION:
+        raise MessageError(f"{kind}: unsupported version {version!r} (this build reads v{cls.VERSION})")
+    kwargs: dict[str, Any] = {}
+    checks = _CHECKERS[cls]
+    for name, (check, required) in checks.items():
+        if name not in body:
+            if required:
+                raise MessageError(f"{kind}: missing field {name!r}")
+            continue
+        value = body[name]
+        if not check(value):
+            raise MessageError(f"{kind}: field {name!r} has wrong type {type(value).__name__}")
+        kwargs[name] = value
+    unknown = set(body) - set(checks) - {"type", "v"}
+    if unknown:
+        raise MessageError(f"{kind}: unknown fields {sorted(unknown)}")
+    msg = cls(**kwargs)
+    validate = getattr(msg, "_validate", None)
+    if validate is not None:
+        validate()
+    result: Message = msg
+    return result

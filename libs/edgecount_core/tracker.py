@@ -1,0 +1,247 @@
+"""A ByteTrack-class multi-object tracker driven by real timestamps.
+
+Per frame:
+
+1. every track's Kalman state is predicted to the frame's timestamp;
+2. confirmed and lost tracks are matched to high-confidence detections by IoU;
+3. tracks still unmatched are matched to the low-confidence detections (the
+   ByteTrack step that keeps a partly hidden person alive);
+4. tentative tracks get a chance at the remaining high detections; those that
+   miss are dropped;
+5. lost tracks are recovered by position and size when the prediction drifted
+   too far for any overlap (long occlusions, dropped frames);
+6. remaining confident detections start tentative tracks.
+
+Time-outs are in seconds, not frames, so a pipeline that drops frames keeps
+its tracks. Only confirmed tracks are reported; tentative ones never count.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["Track", "Tracker", "TrackerConfig", "TrackerOutput", "iou_matrix"]
+
+F64 = npt.NDArray[np.float64]
+
+
+def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
+    """Pairwise IoU of boxes ``[x1, y1, x2, y2]``: shape ``(len(a), len(b))``."""
+    aa = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    bb = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if aa.shape[0] == 0 or bb.shape[0] == 0:
+        return np.zeros((aa.shape[0], bb.shape[0]))
+    ix1 = np.maximum(aa[:, None, 0], bb[None, :, 0])
+    iy1 = np.maximum(aa[:, None, 1], bb[None, :, 1])
+    ix2 = np.minimum(aa[:, None, 2], bb[None, :, 2])
+    iy2 = np.minimum(aa[:, None, 3], bb[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (aa[:, 2] - aa[:, 0]) * (aa[:, 3] - aa[:, 1])
+    area_b = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    out: F64 = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    return out
+
+
+@attrs.frozen
+class TrackerConfig:
+    """Thresholds of the tracker; times in seconds."""
+
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.55
+    match_iou: float = 0.2
+    low_match_iou: float = 0.4
+    tentative_match_iou: float = 0.3
+    min_hits: int = 3
+    max_lost_s: float = 3.0
+    recovery_distance: float = 1.0
+    """Lost-track recovery gate: centre distance in units of the track's height."""
+    process_noise: float = 1.0 / 20.0
+    velocity_noise: float = 1.0 / 160.0
+    measurement_noise: float = 1.0 / 20.0
+    reference_dt: float = 0.1
+
+
+_EYE8 = np.eye(8)
+_H = np.eye(4, 8)
+
+
+class Track:
+    """One tracked person: a constant-velocity Kalman filter on ``[cx, cy, w, h]``."""
+
+    __slots__ = ("cov", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
+
+    def __init__(self, track_id: int, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
+        self.track_id = track_id
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        w, h = box[2] - box[0], box[3] - box[1]
+        self.mean: F64 = np.array([cx, cy, w, h, 0, 0, 0, 0], dtype=np.float64)
+        p, v = 2 * cfg.process_noise * h, 10 * cfg.velocity_noise * h
+        self.cov: F64 = np.diag(np.square([p, p, p, p, v, v, v, v])).astype(np.float64)
+        self.hits = 1
+        self.score = score
+        self.last_seen = ts
+        self.last_box: F64 = box.astype(np.float64)
+        self.state = "tentative"
+
+    def predict(self, dt: float, cfg: TrackerConfig) -> None:
+        if dt <= 0:
+            return
+        f = _EYE8.copy()
+        f[:4, 4:] = np.eye(4) * (dt / cfg.reference_dt)
+        h = max(self.mean[3], 1.0)
+        scale = dt / cfg.reference_dt
+        p, v = cfg.process_noise * h, cfg.velocity_noise * h
+        q = np.diag(np.square([p, p, p, p, v, v, v, v]) * scale)
+        self.mean = f @ self.mean
+        self.mean[2:4] = np.maximum(self.mean[2:4], 1.0)
+        self.cov = f @ self.cov @ f.T + q
+
+    def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
+        z = np.array(
+            [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]]
+        )
+        r_std = cfg.measurement_noise * max(z[3], 1.0)
+        r = np.diag(np.square([r_std, r_std, r_std, r_std]))
+        s = _H @ self.cov @ _H.T + r
+        k = np.linalg.solve(s, _H @ self.cov).T
+        self.mean = self.mean + k @ (z - _H @ self.mean)
+        self.cov = (_EYE8 - k @ _H) @ self.cov
+        self.hits += 1
+        self.score = score
+        self.last_seen = ts
+        self.last_box = box.astype(np.float64)
+        if self.state == "tentative" and self.hits >= cfg.min_hits:
+            self.state = "confirmed"
+        elif self.state == "lost":
+            self.state = "confirmed"
+
+    @property
+    def box(self) -> F64:
+        cx, cy, w, h = self.mean[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+@attrs.frozen
+class TrackerOutput:
+    """Confirmed tracks updated in this frame and the ids ended since the last one."""
+
+    rows: F64
+    """``(n, 6)``: track_id, x1, y1, x2, y2, score."""
+    ended: list[int]
+
+
+def _assign(cost: F64, max_cost: float) -> tuple[list[tuple[int, int]], set[int], set[int]]:
+    if cost.size == 0:
+        return [], set(range(cost.shape[0])), set(range(cost.shape[1]))
+    rows, cols = linear_sum_assignment(cost)
+    matches = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
+    mr = {r for r, _ in matches}
+    mc = {c for _, c in matches}
+    return (
+        matches,
+        set(range(cost.shape[0])) - mr,
+        set(range(cost.shape[1])) - mc,
+    )
+
+
+class Tracker:
+    """Associates per-frame detections into tracks. Not thread-safe; one per camera."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.cfg = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self._ids: Iterator[int] = itertools.count(1)
+        self._last_ts: float | None = None
+
+    def update(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float) -> TrackerOutput:
+        cfg = self.cfg
+        det = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+        dt = 0.0 if self._last_ts is None else max(0.0, ts - self._last_ts)
+        self._last_ts = ts
+        for t in self.tracks:
+            t.predict(dt, cfg)
+
+        high = np.flatnonzero(sc >= cfg.high_score)
+        low = np.flatnonzero((sc >= cfg.low_score) & (sc < cfg.high_score))
+        pool = [t for t in self.tracks if t.state in ("confirmed", "lost")]
+        tentative = [t for t in self.tracks if t.state == "tentative"]
+        matched_ids: set[int] = set()
+
+        def match(tracks: list[Track], idx: npt.NDArray[np.intp], min_iou: float) -> tuple[
+            list[Track], npt.NDArray[np.intp]
+        ]:
+            if not tracks or idx.size == 0:
+                return tracks, idx
+            pred = np.stack([t.box for t in tracks])
+            cost = 1.0 - iou_matrix(pred, det[idx])
+            pairs, un_t, un_d = _assign(cost, 1.0 - min_iou)
+            for ti, di in pairs:
+                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg)
+                matched_ids.add(tracks[ti].track_id)
+            return [tracks[i] for i in sorted(un_t)], idx[sorted(un_d)]
+
+        # 1. confirmed + lost against confident detections
+        rest_pool, rest_high = match(pool, high, cfg.match_iou)
+        # 2. tracks that were visible last frame against the weak detections
+        visible = [t for t in rest_pool if t.state == "confirmed"]
+        still_lost = [t for t in rest_pool if t.state == "lost"]
+        rest_visible, _ = match(visible, low, cfg.low_match_iou)
+        # 3. tentative tracks against what is left of the confident detections
+        rest_tentative, rest_high = match(tentative, rest_high, cfg.tentative_match_iou)
+        # 4. recover lost (or just-missed) tracks whose prediction drifted off the person
+        orphans = still_lost + rest_visible
+        if orphans and rest_high.size:
+            ref = np.stack([t.last_box for t in orphans])
+            cand = det[rest_high]
+            hs = np.maximum(ref[:, 3] - ref[:, 1], 1.0)
+            dc = np.hypot(
+                ((ref[:, None, 0] + ref[:, None, 2]) - (cand[None, :, 0] + cand[None, :, 2])) / 2,
+                ((ref[:, None, 1] + ref[:, None, 3]) - (cand[None, :, 1] + cand[None, :, 3])) / 2,
+            ) / hs[:, None]
+            ratio = (cand[None, :, 3] - cand[None, :, 1]) / hs[:, None]
+            cost = np.where((ratio > 0.6) & (ratio < 1.6), dc, 1e6)
+            pairs, un_t, un_d = _assign(cost, cfg.recovery_distance)
+            for ti, di in pairs:
+                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg)
+                matched_ids.add(orphans[ti].track_id)
+            rest_high = rest_high[sorted(un_d)]
+
+        ended: list[int] = []
+        survivors: list[Track] = []
+        dropped_tentative = {t.track_id for t in rest_tentative}
+        for t in self.tracks:
+            if t.track_id in matched_ids:
+                survivors.append(t)
+                continue
+            if t.track_id in dropped_tentative:
+                continue
+            if t.state == "tentative":
+                # born this frame
+                survivors.append(t)
+                continue
+            if ts - t.last_seen > cfg.max_lost_s:
+                ended.append(t.track_id)
+                continue
+            t.state = "lost"
+            survivors.append(t)
+        for di in rest_high:
+            if sc[di] >= cfg.new_track_score:
+                survivors.append(Track(next(self._ids), det[di], float(sc[di]), ts, cfg))
+        self.tracks = survivors
+
+        out_rows = [
+            [t.track_id, *t.box.tolist(), t.score]
+            for t in self.tracks
+            if t.state == "confirmed" and t.track_id in matched_ids
+        ]
+        rows: F64 = np.array(out_rows, dtype=np.float64).reshape(-1, 6)
+        return TrackerOutput(rows=rows, ended=ended)

@@ -1,0 +1,3 @@
+from edgecount.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Run a TFLite detector on CPU or on the Edge TPU, straight from a frame view.
+
+The frame (RGB ``uint8``, usually a view into the shared-memory ring) is
+resized directly into the interpreter's input tensor; for float models it is
+resized into one preallocated scratch buffer and converted while copying. The
+caller may check the ring's seqlock between :meth:`Detector.prepare` (which
+reads the frame) and :meth:`Detector.run` (which no longer needs it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edgecount.assets import ModelFiles
+from edgecount_core.decoders import (
+    DecodedDetections,
+    ResizePlan,
+    decode_ssd_postprocess,
+    decode_yolo_raw,
+    decode_yolox,
+)
+
+EDGETPU_LIB = "libedgetpu.so.1"
+
+
+class DetectorError(RuntimeError):
+    pass
+
+
+def _runtime() -> tuple[Any, Callable[..., Any], str]:
+    """``(Interpreter, load_delegate, name)``: ai-edge-litert, else Mendel's tflite_runtime."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import (  # type: ignore[import-not-found]
+            Interpreter,
+            load_delegate,
+        )
+
+        return Interpreter, load_delegate, "tflite_runtime"
+    except ImportError:
+        raise DetectorError(
+            "no TFLite runtime: install ai-edge-litert (pip) or python3-tflite-runtime (Mendel)"
+        ) from None
+
+
+def runtime_name() -> str:
+    try:
+        return _runtime()[2]
+    except DetectorError:
+        return "none"
+
+
+def edgetpu_devices() -> list[dict[str, str]]:
+    """Attached Edge TPUs as pycoral lists them; empty if pycoral is not installed.
+
+    pycoral is Coral's own package (python3-pycoral on Mendel); it is optional.
+    """
+    try:
+        from pycoral.utils.edgetpu import list_edge_tpus
+
+        return [dict(d) for d in list_edge_tpus()]
+    except Exception:
+        return []
+
+
+def probe_edgetpu(device: str) -> str | None:
+    """Try to open the Edge TPU delegate; ``None`` if it works, otherwise the reason."""
+    try:
+        _, load_delegate, _ = _runtime()
+        load_delegate(EDGETPU_LIB, {"device": device} if device else {})
+        return None
+    except DetectorError as exc:
+        return str(exc)
+    except (OSError, ValueError, RuntimeError) as exc:
+        return f"{EDGETPU_LIB} could not be loaded for device {device!r}: {exc}"
+
+
+class Detector(Protocol):
+    backend: str
+    input_size: tuple[int, int]
+
+    def prepare(self, frame_rgb: npt.NDArray[np.uint8]) -> None: ...
+    def run(self) -> DecodedDetections: ...
+
+
+class TFLiteDetector:
+    """One model on one interpreter (CPU with XNNPACK, or the Edge TPU delegate)."""
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        threads: int = 2,
+        device: str = "cpu",
+        min_score: float = 0.1,
+        classes: tuple[str, ...] = ("person",),
+        resize: str = "model",
+    ) -> None:
+        interpreter_cls, load_delegate, self.runtime = _runtime()
+        entry = files.entry
+        delegates = []
+        if device != "cpu":
+            try:
+                delegates = [load_delegate(EDGETPU_LIB, {"device": device})]
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise DetectorError(f"Edge TPU {device!r} unavailable: {exc}") from None
+        try:
+            self.interp = interpreter_cls(
+                model_path=str(files.model), num_threads=threads, experimental_delegates=delegates
+            )
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise DetectorError(f"cannot load model {files.model}: {exc}") from None
+        self.backend = "edgetpu" if device != "cpu" else "cpu"
+        self.name = files.name
+        self.decoder = str(entry.get("decoder", "ssd_postprocess"))
+        self.mode = str(entry.get("resize", "stretch")) if resize == "model" else resize
+        self.color = str(entry.get("color", "rgb"))
+        self.pad_value = int(entry.get("pad_value", 0))
+        self.min_score = min_score
+        labels = files.label_names()
+        wanted = {c.strip().lower() for c in classes}
+        ids = frozenset(i for i, name in enumerate(labels) if name.strip().lower() in wanted)
+        if labels and not ids:
+            raise DetectorError(f"model {files.name} knows none of the classes {sorted(wanted)}")
+        self.class_ids: frozenset[int] | None = ids if labels else None
+
+        inp = self.interp.get_input_details()[0]
+        _, h, w, _ = inp["shape"]
+        self.input_size = (int(w), int(h))
+        self._input_index = inp["index"]
+        self._input_dtype = np.dtype(inp["dtype"])
+        self._input_fn = self.interp.tensor(self._input_index)
+        self._outputs = self.interp.get_output_details()
+        self._lut = self._input_lut(inp, entry)
+        self._scratch: npt.NDArray[np.uint8] | None = None
+        self._plan: ResizePlan | None = None
+        self.extra_copies = 0  # full-frame copies made on the hot path (should stay 0)
+
+    def _input_lut(self, inp: dict[str, Any], entry: dict[str, Any]) -> npt.NDArray[Any] | None:
+        """A 256-entry table from pixel to input value, or None when pixels go in unchanged."""
+        lo, hi = (float(v) for v in entry.get("input_range", [0.0, 255.0]))
+        real = lo + np.arange(256, dtype=np.float64) * (hi - lo) / 255.0
+        scale, zero = inp.get("quantization", (0.0, 0))
+        if self._input_dtype in (np.uint8, np.int8) and scale:
+            info = np.iinfo(self._input_dtype)
+            q = np.clip(np.round(real / scale + zero), info.min, info.max)
+            if self._input_dtype == np.uint8 and np.abs(q - np.arange(256)).max() <= 1:
+                return None  # the model's quantisation already is "pixel value"
+            return q.astype(self._input_dtype)
+        return real.astype(self._input_dtype)
+
+    def _plan_for(self, w: int, h: int) -> ResizePlan:
+        if self._plan is None or (self._plan.src_w, self._plan.src_h) != (w, h):
+            iw, ih = self.input_size
+            self._plan = ResizePlan(w, h, iw, ih, "letterbox" if self.mode == "letterbox" else "stretch")
+            self._scratch = None
+        return self._plan
+
+    def prepare(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
+        """Resize the frame into the input tensor; after this the frame is no longer needed."""
+        h, w = frame_rgb.shape[:2]
+        plan = self._plan_for(w, h)
+        cw, ch = plan.content_size
+        tensor = self._input_fn()[0]
+        direct = self._lut is None and self._input_dtype == np.uint8
+        if direct:
+            target = tensor[:ch, :cw]
+        else:
+            if self._scratch is None:
+                self._scratch = np.empty((ch, cw, 3), np.uint8)
+            target = self._scratch
+        cv2.resize(frame_rgb, (cw, ch), dst=target, interpolation=cv2.INTER_LINEAR)
+        if self.color == "bgr":
+            cv2.cvtColor(target, cv2.COLOR_RGB2BGR, dst=target)
+        if not direct:
+            assert self._lut is not None
+            if self._lut.dtype == np.uint8:
+                cv2.LUT(target, self._lut, dst=target)
+                tensor[:ch, :cw] = target
+            else:
+                tensor[:ch, :cw] = self._lut[target]
+        if (cw, ch) != self.input_size:
+            pad = self.pad_value if self._lut is None else self._lut[self.pad_value]
+            tensor[ch:, :] = pad
+            tensor[:ch, cw:] = pad
+        del tensor, target
+
+    def _output(self, i: int) -> npt.NDArray[np.float32]:
+        d = self._outputs[i]
+        raw = self.interp.get_tensor(d["index"])
+        scale, zero = d.get("quantization", (0.0, 0))
+        if raw.dtype != np.float32 and scale:
+            return ((raw.astype(np.float32) - zero) * scale).astype(np.float32)
+        return raw.astype(np.float32, copy=False)
+
+    def run(self) -> DecodedDetections:
+        assert self._plan is not None, "prepare() a frame first"
+        self.interp.invoke()
+        plan = self._plan
+        if self.decoder == "ssd_postprocess":
+            return decode_ssd_postprocess(
+                self._output(0), self._output(1), self._output(2), self._output(3), plan,
+                self.min_score, self.class_ids,
+            )
+        if self.decoder == "yolox":
+            return decode_yolox(self._output(0), plan, self.min_score, class_ids=self.class_ids)
+        if self.decoder in ("yolov5", "yolov8"):
+            return decode_yolo_raw(
+                self._output(0), plan, self.min_score, version="v5" if self.decoder == "yolov5" else "v8",
+                class_ids=self.class_ids,
+            )
+        raise DetectorError(f"unknown decoder {self.decoder!r} for model {self.name}")
+
+    def detect(self, frame_rgb: npt.NDArray[np.uint8]) -> tuple[DecodedDetections, float]:
+        t0 = time.perf_counter()
+        self.prepare(frame_rgb)
+        out = self.run()
+        return out, (time.perf_counter() - t0) * 1000.0

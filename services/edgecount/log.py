@@ -1,0 +1,41 @@
+"""Structured logging: JSON lines in production, readable key=value on a terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure(service: str, level: str | None = None, fmt: str | None = None) -> Any:
+    """Set up structlog for this process and return a logger bound to ``service``.
+
+    ``fmt`` is ``json`` or ``console``; by default JSON unless stderr is a terminal
+    (``EDGECOUNT_LOG_FORMAT`` overrides). Logs go to stderr: the watchdog hands
+    each service's stderr to the journal or to a log file.
+    """
+    level = (level or os.environ.get("EDGECOUNT_LOG_LEVEL") or "info").lower()
+    fmt = fmt or os.environ.get("EDGECOUNT_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    return structlog.get_logger().bind(service=service)

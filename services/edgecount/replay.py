@@ -1,0 +1,151 @@
+"""``edgecount replay``: the full multi-process pipeline over one video file.
+
+The controller prepares a private runtime directory and an effective
+configuration, fetches the assets once, starts the watchdog with every
+service, waits for the end-of-stream to come back from the uplink (every
+count flushed to the sink), then stops everything and sums what the uplink
+delivered. Nothing is read from inside the services: the counts reported are
+the ones that left the device.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cv2
+
+from edgecount import bus
+from edgecount.assets import AssetStore, resolve_source
+from edgecount.inference import resolve_model
+from edgecount.settings import to_toml
+from edgecount.watchdog import Watchdog
+from edgecount_core.config import Config, LineSection, parse_config
+from edgecount_core.messages import EndOfStream
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ReplayError(RuntimeError):
+    pass
+
+
+@attrs.frozen
+class ReplayResult:
+    source: str
+    frames: int
+    processed_frames: int
+    dropped_frames: int
+    duration_s: float
+    fps: float
+    lines: dict[str, dict[str, int]]
+    zones: dict[str, dict[str, int]]
+    eos_stats: dict[str, Any]
+    restarts: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "frames": self.frames, "processed_frames": self.processed_frames,
+                "dropped_frames": self.dropped_frames, "duration_s": round(self.duration_s, 3),
+                "fps": round(self.fps, 2), "lines": self.lines}
+
+
+def effective_config(base: Config, source: str, realtime: bool, lines: list[LineSection] | None,
+                     runtime_dir: Path) -> Config:
+    data = base.model_dump(mode="json")
+    data["capture"].update(source=source, realtime=realtime, loop=False)
+    if lines:
+        data["lines"] = [ln.model_dump(mode="json") for ln in lines]
+    data["runtime"] = {"dir": str(runtime_dir), "state_dir": str(runtime_dir / "state")}
+    data["uplink"]["jsonl_path"] = str(runtime_dir / "state" / "uplink.jsonl")
+    data["uplink"]["sinks"] = ["jsonl"]
+    return parse_config(data, source="replay")
+
+
+def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    lines = {ln.name: {"in": 0, "out": 0} for ln in cfg.lines}
+    zones = {z.name: {"entries": 0, "exits": 0} for z in cfg.zones}
+    seen: set[str] = set()
+    if path.exists():
+        for row in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(row)
+            if rec["id"] in seen:
+                continue  # a resent record: ids make delivery idempotent
+            seen.add(rec["id"])
+            if rec["kind"] == "line":
+                c = lines.setdefault(rec["name"], {"in": 0, "out": 0})
+                c["in"] += rec["in"]
+                c["out"] += rec["out"]
+            else:
+                z = zones.setdefault(rec["name"], {"entries": 0, "exits": 0})
+                z["entries"] += rec["in"]
+                z["exits"] += rec["out"]
+    return lines, zones
+
+
+def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
+           timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
+           keep_dir: bool = False) -> ReplayResult:
+    store = AssetStore(base.assets.mirror or None, base.assets.cache or None, base.assets.allow_download)
+    local = resolve_source(source, store)
+    if not Path(local).is_file():
+        raise ReplayError(f"{source}: no such video file")
+    cap = cv2.VideoCapture(local)
+    if not cap.isOpened():
+        raise ReplayError(f"{local}: OpenCV cannot open this video")
+    expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap.release()
+    resolve_model(base.inference.model, store)  # fetch once, before the services race for it
+    if base.inference.device != "cpu" and base.inference.fallback_model:
+        resolve_model(base.inference.fallback_model, store)
+
+    # ipc paths must stay short (unix socket limit), so not under a deep tmp_path.
+    runtime_dir = Path(tempfile.mkdtemp(prefix="ec-", dir="/tmp"))
+    try:
+        cfg = effective_config(base, local, realtime, lines, runtime_dir)
+        cfg_path = runtime_dir / "effective.toml"
+        cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
+        wd = Watchdog(cfg, cfg_path, runtime_dir, log_dir=runtime_dir / "state" / "logs", logger=logger)
+        eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
+        t0 = time.monotonic()
+        eos: EndOfStream | None = None
+        wd.start_all()
+        try:
+            while eos is None:
+                if time.monotonic() - t0 > timeout_s:
+                    raise ReplayError(f"replay did not finish within {timeout_s:.0f}s")
+                health = wd.poll(50)
+                if wd.failed:
+                    raise ReplayError(f"pipeline failed: {wd.failed}; logs in {runtime_dir / 'state' / 'logs'}")
+                if progress is not None and health is not None and health.service == "counter":
+                    progress(int(health.stats.get("processed", 0)), expected)
+                got = eos_sub.recv(0)
+                if got is not None and isinstance(got[1], EndOfStream):
+                    eos = got[1]
+            done_wall = time.time()
+        finally:
+            eos_sub.close()
+            restarts = {c.name: c.total_restarts for c in wd.children.values()}
+            wd.stop_all()
+        line_counts, zone_counts = sum_records(cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path) or
+                                               runtime_dir / "state" / "uplink.jsonl", cfg)
+        st = dict(eos.stats)
+        # From the first frame entering the pipeline to the last count leaving it.
+        duration = done_wall - float(st.get("started_wall", done_wall))
+        frames = int(st.get("frames", 0))
+        processed = int(st.get("counter_processed", 0))
+        if progress is not None:
+            progress(processed, expected or frames)
+        return ReplayResult(source=source, frames=frames, processed_frames=processed,
+                            dropped_frames=max(0, frames - processed), duration_s=duration,
+                            fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
+                            zones=zone_counts, eos_stats=st, restarts=restarts)
+    finally:
+        if not keep_dir:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
+

@@ -1,0 +1,151 @@
+"""What every service process shares: configuration, bus sockets, heartbeats, clean stop.
+
+A service subclasses :class:`Service`, declares what it subscribes to, and
+implements :meth:`Service.handle`. The loop sends a heartbeat from the same
+thread that does the work, so a service whose work hangs stops heartbeating
+and the watchdog restarts it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import zmq
+
+from edgecount import bus, log
+from edgecount.settings import load_config
+from edgecount_core.config import Config, ConfigError
+from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
+
+
+class Service:
+    name: ClassVar[str] = "service"
+    # Which upstream services and topics this one listens to.
+    sources: ClassVar[tuple[tuple[str, tuple[bytes, ...]], ...]] = ()
+
+    def __init__(self, config: Config, runtime_dir: Path) -> None:
+        self.cfg = config
+        self.runtime_dir = runtime_dir
+        self.log = log.configure(self.name)
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.pub = bus.Publisher(self.ctx, runtime_dir, self.name)
+        self.sub = bus.Subscriber(self.ctx, runtime_dir, self.sources_for(config), self.log) if (
+            self.sources_for(config)) else None
+        self.state = "starting"
+        self.running = True
+        self.started = time.time()
+        self._next_heartbeat = 0.0
+        self.eos_seen: EndOfStream | None = None
+
+    def sources_for(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
+        return self.sources
+
+    # -- hooks --------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Load models, open devices; runs before the first heartbeat says ``ok``."""
+
+    def handle(self, topic: bytes, msg: Message) -> None:
+        """React to one message from upstream."""
+
+    def tick(self) -> int:
+        """Called every loop turn; returns how long (ms) the loop may wait for messages."""
+        return 100
+
+    def stats(self) -> dict[str, StatValue]:
+        return {}
+
+    def teardown(self) -> None:
+        """Release resources on a clean stop."""
+
+    def on_eos(self, msg: EndOfStream) -> EndOfStream:
+        """Add this stage's figures to an end-of-stream before it goes downstream."""
+        return msg
+
+    # -- loop ---------------------------------------------------------------------------
+    def forward_marker(self, msg: Marker) -> None:
+        self.pub.send(bus.MARKER, msg)
+
+    def forward_eos(self, msg: EndOfStream) -> None:
+        self.pub.send(bus.EOS, msg)
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next_heartbeat:
+            stats = dict(self.stats())
+            if self.sub is not None:
+                stats["bad_messages"] = self.sub.bad
+            self.pub.send(bus.HEALTH, Health(service=self.name, pid=os.getpid(), ts=time.time(),
+                                            state=self.state, stats=stats))
+            self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
+
+    def _stop(self, signum: int, _frame: Any) -> None:
+        self.running = False
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.heartbeat(force=True)
+        try:
+            self.setup()
+            if self.state == "starting":
+                self.state = "ok"
+            self.log.info("service.started", pid=os.getpid())
+            while self.running:
+                self.heartbeat()
+                wait = self.tick()
+                if self.sub is None:
+                    if wait:
+                        time.sleep(wait / 1000.0)
+                    continue
+                got = self.sub.recv(wait)
+                # Drain what is queued, but keep heartbeating under sustained load.
+                deadline = time.monotonic() + 0.25
+                while got is not None and self.running:
+                    topic, msg = got
+                    if isinstance(msg, Marker):
+                        self.forward_marker(msg)
+                    elif isinstance(msg, EndOfStream):
+                        self.eos_seen = msg
+                        self.forward_eos(self.on_eos(msg))
+                    else:
+                        self.handle(topic, msg)
+                    if time.monotonic() > deadline:
+                        break
+                    got = self.sub.recv(0)
+        finally:
+            self.state = "stopping"
+            self.heartbeat(force=True)
+            self.teardown()
+            self.pub.close()
+            if self.sub is not None:
+                self.sub.close()
+            self.ctx.term()
+            self.log.info("service.stopped")
+
+
+def main_for(cls: type[Service], argv: Iterable[str] | None = None) -> int:
+    """Entry point of one service process: ``edgecount-svc NAME --config F --runtime-dir D``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"edgecount {cls.name}")
+    p.add_argument("--config", required=True)
+    p.add_argument("--runtime-dir", required=True)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{cls.name}: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    svc = cls(cfg, Path(args.runtime_dir))
+    try:
+        svc.serve()
+    except Exception:
+        svc.log.exception("service.crashed")
+        return 1
+    return 0
