@@ -23,8 +23,8 @@ from edgecount_core.config import ConfigError, parse_line_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _store(cfg: Any) -> AssetStore:
@@ -57,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from edgecount.detector import DetectorError
     from edgecount.replay import ReplayError, replay
 
     try:
@@ -80,9 +81,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
                              logger=logger)
         else:
             res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None, logger=logger)
-    except (ReplayError, AssetError) as exc:
+    except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
+    if res.eos_stats.get("truncated"):
+        err.print(f"[yellow]warning:[/] the video ended after {res.frames} of "
+                  f"{res.eos_stats.get('expected_frames')} frames (truncated or damaged file); "
+                  "the counts cover what was read")
     if args.json:
         print(json.dumps(res.to_json()))
         return EXIT_OK

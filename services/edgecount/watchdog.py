@@ -80,8 +80,9 @@ class Watchdog:
             if child.log_file is None:
                 child.log_file = (self.log_dir / f"{child.name}.log").open("ab")
             stderr = child.log_file
+        env = dict(os.environ, EDGECOUNT_WATCHDOG_PID=str(os.getpid()))
         child.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                      start_new_session=False)
+                                      env=env)
         child.started_at = time.monotonic()
         child.last_heartbeat = 0.0
         child.health = None

@@ -1,0 +1,85 @@
+"""Shared fixtures: assets from the mirror (or the network), and short runtime dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgecount.assets import AssetError, AssetStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mirror() -> str | None:
+    env = os.environ.get("EDGECOUNT_ASSET_MIRROR")
+    if env:
+        return env
+    cand = ROOT.parent / "shared" / "assets"
+    return str(cand) if cand.is_dir() else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Subprocesses (the CLI, the services) find the same mirror and cache as the tests.
+    m = _mirror()
+    if m:
+        os.environ.setdefault("EDGECOUNT_ASSET_MIRROR", str(Path(m).resolve()))
+    os.environ.setdefault("XDG_CACHE_HOME", str(ROOT / ".cache"))
+
+
+@pytest.fixture(scope="session")
+def store() -> AssetStore:
+    return AssetStore(mirror=_mirror(), cache=Path(os.environ["XDG_CACHE_HOME"]) / "edgecount")
+
+
+def _fetch(store: AssetStore, kind: str, name: str) -> Path:
+    try:
+        if kind == "models":
+            return store.fetch_model(name).model
+        return store.fetch_clip(name)
+    except AssetError as exc:
+        pytest.fail(f"test asset {name!r} unavailable (no mirror and no network?):\n{exc}")
+
+
+@pytest.fixture(scope="session")
+def pets09_clip(store: AssetStore) -> Path:
+    return _fetch(store, "clips", "pets09")
+
+
+@pytest.fixture(scope="session")
+def pets09_gt(store: AssetStore) -> Path:
+    return _fetch(store, "clips", "pets09_gt")
+
+
+@pytest.fixture(scope="session")
+def ssd_model(store: AssetStore):
+    _fetch(store, "models", "ssd_mobilenet_v1_coco_quant")
+    return store.fetch_model("ssd_mobilenet_v1_coco_quant")
+
+
+@pytest.fixture(scope="session")
+def yolox_model(store: AssetStore):
+    _fetch(store, "models", "yolox_nano")
+    return store.fetch_model("yolox_nano")
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    m = _mirror()
+    if not m or not (Path(m) / "images").is_dir():
+        pytest.fail("test photos not found: set EDGECOUNT_ASSET_MIRROR to the asset mirror (with images/)")
+    return Path(m) / "images"
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    # ipc socket paths are limited to ~100 characters: keep it short, not under tmp_path.
+    d = Path(tempfile.mkdtemp(prefix="ect-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""Counting geometry: crossings, hysteresis, segment extent, frame edges (property-based)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from edgecount_core.counting import CountingEngine, LineCounter, TrackPoint
+from edgecount_core.geometry import Line, PixelLine
+
+W, H = 768, 576
+
+
+def _line(ax: float, ay: float, bx: float, by: float) -> PixelLine:
+    return Line("l", (ax, ay), (bx, by)).to_pixels(W, H)
+
+
+def _walk(counter: LineCounter, pts: list[tuple[float, float]], tid: int = 1) -> list[str]:
+    out = []
+    for i, p in enumerate(pts):
+        ev = counter.update(tid, p, ts=i * 0.1, seq=i)
+        if ev is not None:
+            out.append(ev.direction)
+    return out
+
+
+def _offset_point(line: PixelLine, t: float, d: float) -> tuple[float, float]:
+    """The point at fraction t along A->B, d pixels to the right-hand (positive) side."""
+    ax, ay = line.a
+    bx, by = line.b
+    L = line.length
+    nx, ny = -(by - ay) / L, (bx - ax) / L  # unit normal with positive signed distance
+    return (ax + t * (bx - ax) + d * nx, ay + t * (by - ay) + d * ny)
+
+
+segments = st.tuples(*(st.floats(0.05, 0.95) for _ in range(4))).filter(
+    lambda s: math.hypot((s[2] - s[0]) * W, (s[3] - s[1]) * H) > 80)
+
+
+@settings(max_examples=200)
+@given(segments, st.integers(1, 12), st.booleans(), st.floats(0.2, 0.8), st.floats(10, 40))
+def test_k_alternating_crossings_count_exactly(seg, k: int, start_left: bool, t: float, depth: float) -> None:
+    line = _line(*seg)
+    assume(line.reachable_depth() > depth + 1)
+    counter = LineCounter(line, band_px=6.0)
+    side = -1 if start_left else 1
+    pts = [_offset_point(line, t, side * depth)]
+    for _ in range(k):
+        side = -side
+        pts.append(_offset_point(line, t, side * depth / 2))
+        pts.append(_offset_point(line, t, side * depth))
+    got = _walk(counter, pts)
+    first = "in" if start_left else "out"
+    second = "out" if start_left else "in"
+    expected = [first if i % 2 == 0 else second for i in range(k)]
+    assert got == expected
+    assert counter.n_in == expected.count("in") and counter.n_out == expected.count("out")
+
+
+@settings(max_examples=200)
+@given(segments, st.lists(st.floats(-5.9, 5.9), min_size=2, max_size=60), st.floats(0.1, 0.9),
+       st.sampled_from([-30.0, 30.0]))
+def test_jitter_inside_the_band_never_counts(seg, jitter: list[float], t: float, start: float) -> None:
+    line = _line(*seg)
+    assume(line.reachable_depth() > 40)
+    counter = LineCounter(line, band_px=6.0)
+    pts = [_offset_point(line, t, start)] + [_offset_point(line, t, j) for j in jitter]
+    assert _walk(counter, pts) == []
+
+
+@given(st.floats(1.0, 20.0), st.sampled_from(["top", "bottom", "left", "right"]), st.floats(0.1, 0.9))
+def test_lines_at_the_frame_edge_still_count(offset_px: float, edge: str, t: float) -> None:
+    """A line a few pixels from the border, crossed by a foot point that reaches the border.
+
+    Boxes are clipped to the frame, so the far side of such a line is at most
+    ``offset_px`` deep: the band must shrink to let it count.
+    """
+    if edge in ("top", "bottom"):
+        y = offset_px / H if edge == "top" else 1 - offset_px / H
+        line, border = _line(0.0, y, 1.0, y), (t * W, 0.0 if edge == "top" else float(H))
+        inner = (t * W, H / 2)
+    else:
+        x = offset_px / W if edge == "left" else 1 - offset_px / W
+        line, border = _line(x, 0.0, x, 1.0), (0.0 if edge == "left" else float(W), t * H)
+        inner = (W / 2, t * H)
+    counter = LineCounter(line, band_px=6.0)
+    got = _walk(counter, [inner, border, inner])
+    assert sorted(got) == ["in", "out"]
+
+
+def test_crossing_beyond_the_segment_ends_does_not_count() -> None:
+    line = _line(0.4, 0.4, 0.6, 0.4)  # short horizontal segment
+    counter = LineCounter(line, band_px=4.0)
+    x = 0.9 * W  # far to the right of B
+    assert _walk(counter, [(x, 0.3 * H), (x, 0.5 * H)]) == []
+    # A->B points right; walking down the screen goes from its left to its right: "in".
+    assert _walk(counter, [(0.5 * W, 0.3 * H), (0.5 * W, 0.5 * H)], tid=2) == ["in"]
+
+
+def test_in_is_left_to_right_looking_from_a_to_b() -> None:
+    # A at the top, B at the bottom: looking from A to B (downwards on screen), the
+    # left-hand side is screen-right. Walking from screen-right to screen-left is "in".
+    line = _line(0.5, 0.1, 0.5, 0.9)
+    assert line.signed_distance((0.7 * W, H / 2)) < 0
+    assert _walk(LineCounter(line), [(0.7 * W, H / 2), (0.3 * W, H / 2)]) == ["in"]
+
+
+def test_hidden_track_keeps_its_side_until_ended() -> None:
+    eng = CountingEngine([Line("v", (0.5, 0.0), (0.5, 1.0))])
+    right, left = (0.8 * W, H / 2), (0.2 * W, H / 2)
+    eng.update(W, H, [TrackPoint(7, right)], ts=0.0, seq=1)
+    eng.update(W, H, [], ts=0.1, seq=2)  # hidden, not ended
+    crossings, _ = eng.update(W, H, [TrackPoint(7, left)], ts=0.2, seq=3)
+    assert [c.direction for c in crossings] == ["in"]
+    eng.update(W, H, [], ts=0.3, seq=4, ended=[7])
+    crossings, _ = eng.update(W, H, [TrackPoint(7, right)], ts=0.4, seq=5)
+    assert crossings == []  # a new life of the id starts without a side
+
+
+def test_zone_occupancy_entries_exits_and_dwell() -> None:
+    from edgecount_core.geometry import Polygon
+
+    eng = CountingEngine([], [Polygon("z", ((0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)))])
+    outside, inside = (0.1 * W, 0.1 * H), (0.5 * W, 0.5 * H)
+    eng.update(W, H, [TrackPoint(1, outside)], ts=0.0, seq=1)
+    _, ch = eng.update(W, H, [TrackPoint(1, inside)], ts=1.0, seq=2)
+    assert [c.kind for c in ch] == ["enter"] and eng.zone_counters[0].occupancy == 1
+    _, ch = eng.update(W, H, [TrackPoint(1, outside)], ts=4.0, seq=3)
+    assert [c.kind for c in ch] == ["exit"] and ch[0].dwell_s == 3.0
+    assert eng.zone_counters[0].occupancy == 0

@@ -1,0 +1,109 @@
+"""Messages: round trips, and every malformed payload is rejected with MessageError only."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecount_core.messages import (
+    CountRecord,
+    Crossing,
+    Detections,
+    EndOfStream,
+    FrameReady,
+    Health,
+    Marker,
+    MessageError,
+    Tracks,
+    Watermark,
+    ZoneEvent,
+    decode,
+    encode,
+)
+
+ints = st.integers(min_value=0, max_value=2**62)
+floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+names = st.text(min_size=1, max_size=20)
+
+messages = st.one_of(
+    st.builds(FrameReady, seq=ints, slot=st.integers(0, 255), ts=floats, width=st.integers(1, 4096),
+              height=st.integers(1, 4096), ring=ints, resend=st.booleans()),
+    st.builds(Crossing, event_id=names, line=names, direction=st.sampled_from(["in", "out"]), ts=floats,
+              track_id=ints, seq=ints),
+    st.builds(ZoneEvent, event_id=names, zone=names, kind=st.sampled_from(["enter", "exit"]), ts=floats,
+              track_id=ints, occupancy=st.integers(0, 100), dwell_s=floats),
+    st.builds(CountRecord, record_id=names, kind=st.sampled_from(["line", "zone"]), name=names,
+              bucket_start=floats, bucket_s=floats, n_in=st.integers(0, 10**6), n_out=st.integers(0, 10**6)),
+    st.builds(Health, service=names, pid=st.integers(1, 2**22), ts=floats,
+              state=st.sampled_from(["starting", "ok", "degraded", "stopping"]),
+              stats=st.dictionaries(names, st.one_of(st.integers(-10**9, 10**9), floats, names, st.booleans()),
+                                    max_size=5)),
+    st.builds(Marker, token=names, origin_ts=floats),
+    st.builds(Watermark, ts=floats, seq=ints),
+    st.builds(EndOfStream, last_seq=ints, stats=st.dictionaries(names, st.integers(0, 10**6), max_size=4)),
+)
+
+
+@given(messages)
+def test_every_message_round_trips(msg) -> None:
+    assert decode(encode(msg)) == msg
+
+
+@given(st.integers(0, 30), st.integers(1, 10**6))
+def test_detections_round_trip_with_arrays(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    boxes = rng.uniform(0, 700, (n, 4)).astype(np.float32)
+    scores = rng.uniform(0, 1, n).astype(np.float32)
+    d = Detections.from_arrays(seq=1, ts=1.0, width=768, height=576, boxes=boxes, scores=scores,
+                               classes=np.zeros(n))
+    back = decode(encode(d))
+    assert isinstance(back, Detections)
+    np.testing.assert_array_equal(back.box_array(), boxes.reshape(-1, 4))
+    np.testing.assert_array_equal(back.score_array(), scores)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_random_bytes_only_ever_raise_message_error(raw: bytes) -> None:
+    try:
+        decode(raw)
+    except MessageError:
+        pass
+
+
+@settings(max_examples=300)
+@given(messages, st.sampled_from(["drop", "retype", "extra", "version"]), st.data())
+def test_corrupted_fields_are_rejected(msg, how: str, data) -> None:
+    body = msgpack.unpackb(encode(msg), raw=False)
+    fields = [k for k in body if k not in ("type", "v")]
+    if how == "drop":
+        required = {"seq", "slot", "ts", "width", "height", "ring", "event_id", "line", "direction",
+                    "track_id", "zone", "kind", "occupancy", "record_id", "name", "bucket_start",
+                    "bucket_s", "n_in", "n_out", "service", "pid", "state", "token", "origin_ts", "last_seq"}
+        droppable = [f for f in fields if f in required]
+        if not droppable:
+            return
+        del body[data.draw(st.sampled_from(droppable))]
+    elif how == "retype":
+        body[data.draw(st.sampled_from(fields))] = [1, 2, 3]
+    elif how == "extra":
+        body["surprise"] = 1
+    else:
+        body["v"] = body["v"] + data.draw(st.integers(1, 5))
+    with pytest.raises(MessageError):
+        decode(msgpack.packb(body, use_bin_type=True))
+
+
+def test_unknown_type_and_inconsistent_arrays_are_rejected() -> None:
+    with pytest.raises(MessageError, match="unknown message type"):
+        decode(msgpack.packb({"type": "selfie", "v": 1}))
+    bad = Detections(seq=1, ts=0.0, width=1, height=1, boxes=b"\0" * 16, scores=b"", classes=b"")
+    with pytest.raises(MessageError, match="disagree"):
+        decode(encode(bad))
+    with pytest.raises(MessageError, match="multiple"):
+        decode(encode(Tracks(seq=1, ts=0.0, width=1, height=1, rows=b"\0" * 7)))
+    with pytest.raises(MessageError, match="direction"):
+        decode(encode(Crossing(event_id="x", line="l", direction="sideways", ts=0.0, track_id=1, seq=1)))

@@ -1,0 +1,130 @@
+"""The watchdog supervising real service processes: crash, hang, budget, stop, power cut."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecount.shmring import segment_path
+
+from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+
+pytestmark = pytest.mark.slow
+
+
+def _start(cfg: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _all_ok(h: dict) -> bool:
+    return all(s in h and h[s].state in ("ok", "degraded") for s in
+               ("capture", "inference", "counter", "privacy", "uplink"))
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0); its state in /proc says it is dead.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_restarts_crashed_and_hung_services_and_stops_cleanly(runtime_dir: Path, pets09_clip: Path,
+                                                               ssd_model) -> None:
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    proc = _start(cfg)
+    watcher = HealthWatcher(runtime_dir)
+    try:
+        watcher.wait_for(_all_ok, 60, "every service up")
+        watcher.wait_for(lambda h: int(h["counter"].stats.get("processed", 0)) > 5, 30, "frames counted")
+
+        # kill -9: the watchdog notices the exit and starts a new process.
+        old = watcher.latest["inference"].pid
+        os.kill(old, signal.SIGKILL)
+        watcher.wait_for(lambda h: h["inference"].pid != old and h["inference"].state == "ok", 30,
+                         "inference restarted after SIGKILL")
+
+        # SIGSTOP: the process is alive but silent; after hang_timeout it is killed and replaced.
+        frozen = watcher.latest["counter"].pid
+        os.kill(frozen, signal.SIGSTOP)
+        t0 = time.monotonic()
+        watcher.wait_for(lambda h: h["counter"].pid != frozen, 30, "hung counter replaced")
+        assert time.monotonic() - t0 >= 2.0  # not before the hang timeout (3 s)
+        assert _pid_gone(frozen)
+        watcher.wait_for(lambda h: int(h["counter"].stats.get("processed", 0)) > 5, 30,
+                         "frames counted again after the restart")
+        pids = [h.pid for h in watcher.latest.values()]
+    finally:
+        watcher.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                stop_group(proc)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert all(_pid_gone(p) for p in pids)
+    assert not segment_path(runtime_dir).exists()
+    assert not list(runtime_dir.glob("*.sock"))
+    log = stderr.decode()
+    assert "watchdog.hung" in log and "watchdog.restart_scheduled" in log
+
+
+def test_power_cut_leaves_no_stale_shared_memory(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    seg = segment_path(runtime_dir)
+    proc = _start(cfg)
+    watcher = HealthWatcher(runtime_dir)
+    try:
+        watcher.wait_for(_all_ok, 60, "every service up")
+        first_inode = seg.stat().st_ino
+        pids = [h.pid for h in watcher.latest.values()]
+        # Power cut: every process of the appliance dies at once by SIGKILL.
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
+        stop_group(proc, signal.SIGKILL)
+        assert seg.exists()  # nobody could clean up
+        watcher.latest.clear()
+        proc = _start(cfg)
+        watcher.wait_for(_all_ok, 60, "every service up after the power cut")
+        assert seg.stat().st_ino != first_inode  # the stale segment was replaced, not reused
+        ours = [p for p in seg.parent.iterdir() if p.name == seg.name]
+        assert len(ours) == 1
+    finally:
+        watcher.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert not seg.exists()
+
+
+def test_restart_budget_exhaustion_stops_everything_with_failure(runtime_dir: Path, tmp_path: Path,
+                                                                 pets09_clip: Path) -> None:
+    bad = tmp_path / "detect.tflite"
+    bad.write_bytes(b"this is not a model")
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip, budget="2")
+    text = cfg.read_text().replace('model = "ssd_mobilenet_v1_coco_quant"', f'model = "{bad}"')
+    cfg.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            stop_group(proc)
+    # The inference service crashes on every start; after the budget the watchdog gives up.
+    log = stderr.decode()
+    assert proc.returncode == 1, log[-2000:]
+    assert "watchdog.budget_exhausted" in log and "watchdog.giving_up" in log
+    assert log.count("watchdog.restart_scheduled") == 2
+    assert not segment_path(runtime_dir).exists()
