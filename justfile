@@ -32,7 +32,7 @@ demo: setup
 # lint, type-check and run every test
 test: setup
     {{venv}}/bin/ruff check libs services tests
-    {{venv}}/bin/mypy libs/edgecount_core
+    {{venv}}/bin/mypy -p edgecount_core
     {{venv}}/bin/python -m pytest -q
 
 # benchmarks: print numbers, assert nothing

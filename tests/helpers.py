@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,6 @@ from typing import Any
 
 import structlog
 import zmq
-
 from edgecount import bus
 from edgecount_core.messages import Health
 
@@ -90,8 +90,6 @@ restart_window_s = 60
 
 
 def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=20)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
 from edgecount_core.counting import CountingEngine, LineCounter, TrackPoint
 from edgecount_core.geometry import Line, PixelLine
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 W, H = 768, 576
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from edgecount.detector import TFLiteDetector
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import Line, bottom_centre
@@ -36,12 +35,11 @@ def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
         ok, bgr = cap.read()
         if not ok:
             break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        d, _ = det.detect(rgb)
+        d, _ = det.detect(bgr)
         ts = 1000.0 + i / fps
         out = tracker.update(d.boxes, d.scores, ts)
         pts = [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in out.rows]
-        engine.update(rgb.shape[1], rgb.shape[0], pts, ts, i + 1, ended=out.ended)
+        engine.update(bgr.shape[1], bgr.shape[0], pts, ts, i + 1, ended=out.ended)
         i += 1
     return engine.totals()
 

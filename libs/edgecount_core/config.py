@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from edgecount_core.geometry import Line, Polygon
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["Config", "ConfigError", "parse_config", "parse_line_arg"]
 
@@ -27,19 +26,35 @@ class DeviceSection(_Section):
 
 
 class RuntimeSection(_Section):
-    dir: str = Field("", description="private directory for ipc sockets; empty = $XDG_RUNTIME_DIR/edgecount or /run/edgecount")
-    state_dir: str = Field("", description="directory for the outbox and sinks; empty = ~/.local/state/edgecount")
+    dir: str = Field(
+        "",
+        description="private directory for ipc sockets; empty = $XDG_RUNTIME_DIR/edgecount or /run/edgecount",
+    )
+    state_dir: str = Field(
+        "",
+        description="directory for the outbox and sinks; empty = ~/.local/state/edgecount",
+    )
 
 
 class AssetsSection(_Section):
-    mirror: str = Field("", description="local directory that mirrors model/clip downloads (env EDGECOUNT_ASSET_MIRROR overrides)")
+    mirror: str = Field(
+        "",
+        description="local directory that mirrors model/clip downloads (env EDGECOUNT_ASSET_MIRROR"
+        " overrides)",
+    )
     cache: str = Field("", description="where fetched models and clips are kept; empty = ~/.cache/edgecount")
-    allow_download: bool = Field(True, description="fall back to the official URLs when the mirror lacks a file")
+    allow_download: bool = Field(
+        True,
+        description="fall back to the official URLs when the mirror lacks a file",
+    )
 
 
 class CaptureSection(_Section):
     source: str = Field("asset:pets09", description="video file, rtsp:// URL, /dev/videoN, or asset:NAME")
-    realtime: bool = Field(True, description="pace file sources at their frame rate and drop frames when behind")
+    realtime: bool = Field(
+        True,
+        description="pace file sources at their frame rate and drop frames when behind",
+    )
     loop: bool = Field(False, description="restart a file source at its end (demo appliance)")
     ring_slots: int = Field(8, ge=3, le=256, description="number of shared-memory frame slots (3..256)")
     max_width: int = Field(1920, ge=16, description="largest frame width the ring accepts")
@@ -49,13 +64,25 @@ class CaptureSection(_Section):
 
 
 class InferenceSection(_Section):
-    model: str = Field("ssd_mobilenet_v1_coco_quant", description="model name from models/manifest.toml, or a .tflite path")
+    model: str = Field(
+        "ssd_mobilenet_v1_coco_quant",
+        description="model name from models/manifest.toml, or a .tflite path",
+    )
     device: str = Field("cpu", description="'cpu', or an Edge TPU: 'usb', 'usb:N', 'pci', 'pci:N'")
-    fallback_model: str = Field("", description="CPU model to use when the Edge TPU is absent; empty = the CPU twin from the manifest")
+    fallback_model: str = Field(
+        "",
+        description="CPU model to use when the Edge TPU is absent; empty = the CPU twin from the manifest",
+    )
     threads: int = Field(2, ge=1, le=64, description="CPU interpreter threads")
-    min_score: float = Field(0.1, ge=0.0, le=1.0, description="drop detections below this score (the tracker uses low ones too)")
+    min_score: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="drop detections below this score (the tracker uses low ones too)",
+    )
     classes: tuple[str, ...] = Field(("person",), min_length=1, description="labels to keep")
-    resize: Literal["model", "stretch", "letterbox"] = Field("model", description="'model' uses the manifest's setting")
+    resize: Literal["model", "stretch", "letterbox"] = Field(
+        "model",
+        description="'model' uses the manifest's setting",
+    )
 
     @field_validator("device")
     @classmethod
@@ -101,19 +128,28 @@ class ZoneSection(_Section):
 
 
 class PrivacySection(_Section):
-    policy: Literal["counts", "events", "snapshots"] = Field("counts", description="what may leave the device")
+    policy: Literal["counts", "events", "snapshots"] = Field(
+        "counts",
+        description="what may leave the device",
+    )
     bucket_s: float = Field(60.0, ge=1.0, le=86400.0, description="aggregation bucket length in seconds")
 
 
 class UplinkSection(_Section):
     sinks: tuple[Literal["jsonl", "mqtt", "webhook"], ...] = Field(("jsonl",), min_length=1)
-    jsonl_path: str = Field("", description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl")
+    jsonl_path: str = Field(
+        "",
+        description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl",
+    )
 
 
 class WatchdogSection(_Section):
     heartbeat_s: float = Field(1.0, gt=0, le=60)
     hang_timeout_s: float = Field(15.0, gt=0, description="restart a service silent for this long")
-    startup_grace_s: float = Field(60.0, gt=0, description="time a (re)started service has to send its first heartbeat")
+    startup_grace_s: float = Field(
+        60.0, gt=0,
+        description="time a (re)started service has to send its first heartbeat",
+    )
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     restart_budget: int = Field(10, ge=1, description="restarts allowed per service within restart_window_s")

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import attrs
-
 from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon
 
-__all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneCounter", "ZoneChange"]
+__all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter"]
 
 
 @attrs.frozen

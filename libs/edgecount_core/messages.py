@@ -294,6 +294,14 @@ _WIRE_TYPES: dict[type[Any], tuple[type[Any], ...]] = {
 }
 
 
+def _instance_check(allowed: tuple[type[Any], ...], exclude_bool: bool) -> Callable[[Any], bool]:
+    # bool is a subclass of int in Python, but True is not a valid sequence number.
+    def check(v: Any) -> bool:
+        return isinstance(v, allowed) and not (exclude_bool and isinstance(v, bool))
+
+    return check
+
+
 def _field_checker(annotation: Any) -> Callable[[Any], bool]:
     text = str(annotation)
     for py, allowed in (
@@ -304,13 +312,11 @@ def _field_checker(annotation: Any) -> Callable[[Any], bool]:
         ("bytes", _WIRE_TYPES[bytes]),
     ):
         if text == py:
-            if py in ("int", "float"):
-                return lambda v, a=allowed: isinstance(v, a) and not isinstance(v, bool)
-            return lambda v, a=allowed: isinstance(v, a)
+            return _instance_check(allowed, exclude_bool=py in ("int", "float"))
     if text.startswith("dict"):
-        return lambda v: isinstance(v, dict)
+        return _instance_check((dict,), exclude_bool=False)
     if text.startswith("list"):
-        return lambda v: isinstance(v, list)
+        return _instance_check((list,), exclude_bool=False)
     raise TypeError(f"no wire check for annotation {annotation!r}")
 
 

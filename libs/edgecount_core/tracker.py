@@ -118,9 +118,7 @@ class Track:
         self.score = score
         self.last_seen = ts
         self.last_box = box.astype(np.float64)
-        if self.state == "tentative" and self.hits >= cfg.min_hits:
-            self.state = "confirmed"
-        elif self.state == "lost":
+        if (self.state == "tentative" and self.hits >= cfg.min_hits) or self.state == "lost":
             self.state = "confirmed"
 
     @property
@@ -209,7 +207,7 @@ class Tracker:
             ) / hs[:, None]
             ratio = (cand[None, :, 3] - cand[None, :, 1]) / hs[:, None]
             cost = np.where((ratio > 0.6) & (ratio < 1.6), dc, 1e6)
-            pairs, un_t, un_d = _assign(cost, cfg.recovery_distance)
+            pairs, _un_t, un_d = _assign(cost, cfg.recovery_distance)
             for ti, di in pairs:
                 orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg)
                 matched_ids.add(orphans[ti].track_id)

@@ -20,15 +20,16 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
+from edgecount_core.config import Config
+from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 from edgecount import bus
 from edgecount.assets import AssetStore, resolve_source
 from edgecount.service import Service, main_for
 from edgecount.shmring import RingWriter
-from edgecount_core.config import Config
-from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -110,28 +111,31 @@ class Capture(Service):
     def _read_one(self, ts: float | None = None) -> FrameReady | None:
         if self.cap is None:
             return None
-        ok, frame = self.cap.read()
+        w = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        h = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if 0 < w <= self.ring.max_w and 0 < h <= self.ring.max_h:
+            # Decode straight into the ring slot: no copy of the frame at all.
+            seq, slot, view = self.ring.begin(w, h)
+            ok, frame = self.cap.read(view)
+            if ok and frame is not None and frame.shape != view.shape:
+                ok = self._store(frame, view)
+        else:
+            ok, frame = self.cap.read()
+            if ok and frame is not None:
+                frame = self._fit(frame)
+                h, w = frame.shape[:2]
+                seq, slot, view = self.ring.begin(w, h)
+                view[...] = frame if frame.ndim == 3 else frame[..., None]
         if not ok or frame is None:
             self._source_ended()
             return None
         self.frames_read += 1
         if ts is None:
             ts = time.time()
-        h, w = frame.shape[:2]
-        if w > self.ring.max_w or h > self.ring.max_h:
-            s = min(self.ring.max_w / w, self.ring.max_h / h)
-            if not self._warned_resize:
-                self.log.warning("capture.downscaling", width=w, height=h, scale=round(s, 3))
-                self._warned_resize = True
-            frame = cv2.resize(frame, (int(w * s), int(h * s)), interpolation=cv2.INTER_AREA)
-            h, w = frame.shape[:2]
-        seq, slot, view = self.ring.begin(w, h)
-        if frame.ndim == 2:
-            cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB, dst=view)
-        else:
-            cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=view)
         self.ring.commit(seq, ts)
-        msg = FrameReady(seq=seq, slot=slot, ts=ts, width=w, height=h, ring=self.ring.generation)
+        msg = FrameReady(seq=seq, slot=slot, ts=ts, width=view.shape[1], height=view.shape[0],
+                         ring=self.ring.generation)
+        del view
         self.pub.send(bus.FRAME, msg)
         self.published += 1
         now = time.monotonic()
@@ -140,6 +144,26 @@ class Capture(Service):
             self._fps_ema = inst if not self._fps_ema else 0.9 * self._fps_ema + 0.1 * inst
         self._last_frame_wall = now
         return msg
+
+    def _fit(self, frame: Any) -> Any:
+        h, w = frame.shape[:2]
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if w > self.ring.max_w or h > self.ring.max_h:
+            s = min(self.ring.max_w / w, self.ring.max_h / h)
+            if not self._warned_resize:
+                self.log.warning("capture.downscaling", width=w, height=h, scale=round(s, 3))
+                self._warned_resize = True
+            frame = cv2.resize(frame, (int(w * s), int(h * s)), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def _store(self, frame: Any, view: Any) -> bool:
+        """The source delivered another size than it announced; fit it into the slot."""
+        frame = self._fit(frame)
+        if frame.shape != view.shape:
+            frame = cv2.resize(frame, (view.shape[1], view.shape[0]), interpolation=cv2.INTER_AREA)
+        view[...] = frame
+        return True
 
     def _source_ended(self) -> None:
         if self.cap is not None:
@@ -217,15 +241,15 @@ class Capture(Service):
     def _send_eos(self) -> None:
         self.pub.send(bus.EOS, EndOfStream(last_seq=self.ring.seq, stats={
             "frames": self.frames_read, "truncated": self.truncated, "expected_frames": self.expected_frames,
-            "resends": self.resends, "started_wall": self.stream_t0}))
+            "resends": self.resends, "started_wall": self.stream_t0,
+            "capture_cpu_s": round(time.process_time(), 3)}))
 
     def handle(self, topic: bytes, msg: Message) -> None:
-        if isinstance(msg, Tracks):
-            if msg.seq > self.acked:
-                self.acked = msg.seq
-                self.last_progress = time.monotonic()
-                for s in [s for s in self.in_flight if s <= msg.seq]:
-                    del self.in_flight[s]
+        if isinstance(msg, Tracks) and msg.seq > self.acked:
+            self.acked = msg.seq
+            self.last_progress = time.monotonic()
+            for s in [s for s in self.in_flight if s <= msg.seq]:
+                del self.in_flight[s]
 
     def forward_marker(self, msg: Marker) -> None:
         if msg.token == self.sync_token and not self.synced:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
-
-from edgecount import bus
-from edgecount.service import Service, main_for
 from edgecount_core.config import Config
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import bottom_centre
@@ -23,6 +19,9 @@ from edgecount_core.messages import (
     ZoneEvent,
 )
 from edgecount_core.tracker import Tracker, TrackerConfig
+
+from edgecount import bus
+from edgecount.service import Service, main_for
 
 
 class Counter(Service):

@@ -1,6 +1,6 @@
 """Run a TFLite detector on CPU or on the Edge TPU, straight from a frame view.
 
-The frame (RGB ``uint8``, usually a view into the shared-memory ring) is
+The frame (BGR ``uint8``, usually a view into the shared-memory ring) is
 resized directly into the interpreter's input tensor; for float models it is
 resized into one preallocated scratch buffer and converted while copying. The
 caller may check the ring's seqlock between :meth:`Detector.prepare` (which
@@ -16,8 +16,6 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
-
-from edgecount.assets import ModelFiles
 from edgecount_core.decoders import (
     DecodedDetections,
     ResizePlan,
@@ -25,6 +23,8 @@ from edgecount_core.decoders import (
     decode_yolo_raw,
     decode_yolox,
 )
+
+from edgecount.assets import ModelFiles
 
 EDGETPU_LIB = "libedgetpu.so.1"
 
@@ -90,7 +90,7 @@ class Detector(Protocol):
     backend: str
     input_size: tuple[int, int]
 
-    def prepare(self, frame_rgb: npt.NDArray[np.uint8]) -> None: ...
+    def prepare(self, frame_bgr: npt.NDArray[np.uint8]) -> None: ...
     def run(self) -> DecodedDetections: ...
 
 
@@ -167,9 +167,9 @@ class TFLiteDetector:
             self._scratch = None
         return self._plan
 
-    def prepare(self, frame_rgb: npt.NDArray[np.uint8]) -> None:
+    def prepare(self, frame_bgr: npt.NDArray[np.uint8]) -> None:
         """Resize the frame into the input tensor; after this the frame is no longer needed."""
-        h, w = frame_rgb.shape[:2]
+        h, w = frame_bgr.shape[:2]
         plan = self._plan_for(w, h)
         cw, ch = plan.content_size
         tensor = self._input_fn()[0]
@@ -180,9 +180,10 @@ class TFLiteDetector:
             if self._scratch is None:
                 self._scratch = np.empty((ch, cw, 3), np.uint8)
             target = self._scratch
-        cv2.resize(frame_rgb, (cw, ch), dst=target, interpolation=cv2.INTER_LINEAR)
-        if self.color == "bgr":
-            cv2.cvtColor(target, cv2.COLOR_RGB2BGR, dst=target)
+        cv2.resize(frame_bgr, (cw, ch), dst=target, interpolation=cv2.INTER_LINEAR)
+        if self.color == "rgb":
+            # Converting the small model input, not the full frame.
+            cv2.cvtColor(target, cv2.COLOR_BGR2RGB, dst=target)
         if not direct:
             assert self._lut is not None
             if self._lut.dtype == np.uint8:
@@ -222,8 +223,8 @@ class TFLiteDetector:
             )
         raise DetectorError(f"unknown decoder {self.decoder!r} for model {self.name}")
 
-    def detect(self, frame_rgb: npt.NDArray[np.uint8]) -> tuple[DecodedDetections, float]:
+    def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> tuple[DecodedDetections, float]:
         t0 = time.perf_counter()
-        self.prepare(frame_rgb)
+        self.prepare(frame_bgr)
         out = self.run()
         return out, (time.perf_counter() - t0) * 1000.0

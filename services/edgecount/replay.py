@@ -20,14 +20,14 @@ from typing import Any
 
 import attrs
 import cv2
+from edgecount_core.config import Config, LineSection, parse_config
+from edgecount_core.messages import EndOfStream
 
 from edgecount import bus
 from edgecount.assets import AssetStore, resolve_source
 from edgecount.inference import resolve_model
 from edgecount.settings import to_toml
 from edgecount.watchdog import Watchdog
-from edgecount_core.config import Config, LineSection, parse_config
-from edgecount_core.messages import EndOfStream
 
 ProgressFn = Callable[[int, int], None]
 
@@ -132,7 +132,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
             eos_sub.close()
             restarts = {c.name: c.total_restarts for c in wd.children.values()}
             wd.stop_all()
-        line_counts, zone_counts = sum_records(cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path) or
+        line_counts, zone_counts = sum_records((cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path)) or
                                                runtime_dir / "state" / "uplink.jsonl", cfg)
         st = dict(eos.stats)
         # From the first frame entering the pipeline to the last count leaving it.

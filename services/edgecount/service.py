@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import zmq
+from edgecount_core.config import Config, ConfigError
+from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
 
 from edgecount import bus, log
 from edgecount.settings import load_config
-from edgecount_core.config import Config, ConfigError
-from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
 
 
 class Service:
@@ -78,6 +78,7 @@ class Service:
         now = time.monotonic()
         if force or now >= self._next_heartbeat:
             stats = dict(self.stats())
+            stats["cpu_s"] = round(time.process_time(), 3)
             if self.sub is not None:
                 stats["bad_messages"] = self.sub.bad
             self.pub.send(bus.HEALTH, Health(service=self.name, pid=os.getpid(), ts=time.time(),
@@ -112,7 +113,10 @@ class Service:
                         self.forward_marker(msg)
                     elif isinstance(msg, EndOfStream):
                         self.eos_seen = msg
-                        self.forward_eos(self.on_eos(msg))
+                        eos = self.on_eos(msg)
+                        stats = dict(eos.stats)
+                        stats[f"{self.name}_cpu_s"] = round(time.process_time(), 3)
+                        self.forward_eos(EndOfStream(last_seq=eos.last_seq, stats=stats))
                     else:
                         self.handle(topic, msg)
                     if time.monotonic() > deadline:

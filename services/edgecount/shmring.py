@@ -11,13 +11,15 @@ told about, and, after it has used the pixels, checks that ``start_seq``
 still equals it; otherwise the writer lapped it and the frame is dropped.
 The writer never waits for readers.
 
-Frames are stored as RGB ``uint8``. The segment's name derives from the
+Frames are stored as BGR ``uint8`` (OpenCV's order: capture decodes
+straight into the slot). The segment's name derives from the
 runtime directory, so a restarted capture finds and replaces a segment left
 behind by a killed one instead of leaking it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import os
@@ -77,10 +79,9 @@ class _Mapped:
     def close(self) -> None:
         # numpy views keep exported buffers alive; drop ours before unmapping.
         self.slot_hdr = self.ts = None  # type: ignore[assignment]
-        try:
+        # A caller may still hold a frame view (BufferError); the OS unmaps at exit then.
+        with contextlib.suppress(BufferError):
             self._mm.close()
-        except BufferError:
-            pass  # a caller still holds a frame view; the OS unmaps at exit
 
 
 class RingWriter:

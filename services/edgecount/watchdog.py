@@ -23,12 +23,12 @@ from typing import IO, Any
 
 import attrs
 import zmq
+from edgecount_core.config import Config
+from edgecount_core.messages import Health
 
 from edgecount import bus, log
 from edgecount.sdnotify import SdNotify
 from edgecount.shmring import segment_path
-from edgecount_core.config import Config
-from edgecount_core.messages import Health
 
 
 @attrs.define
@@ -150,10 +150,9 @@ class Watchdog:
                 self._kill(child)
                 child.last_exit = child.proc.returncode
                 self._schedule_restart(child, f"no heartbeat for {silent_for:.0f}s")
-            elif child.last_heartbeat and now - child.last_heartbeat < 2 * w.heartbeat_s + 1:
+            elif child.backoff and child.last_heartbeat and now - child.started_at > 60:
                 # A healthy run of a while resets the backoff.
-                if child.backoff and now - child.started_at > 60:
-                    child.backoff = 0.0
+                child.backoff = 0.0
 
     def poll(self, timeout_ms: int = 200) -> Health | None:
         got = self.sub.recv(timeout_ms)

@@ -1,0 +1,62 @@
+"""Asset manager: mirror lookups, sha256 checks, nothing half-written, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+from edgecount.assets import AssetError, AssetStore, load_manifest
+
+
+def _manifest(sha: str, mirror: list[str]) -> dict:
+    return {"models": {"m": {"file": "detect.tflite", "sha256": sha, "mirror": mirror,
+                              "url": "http://127.0.0.1:9/none.zip"}}}
+
+
+def test_copies_and_verifies_from_a_mirror_directory_and_zip(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
+    payload = b"model bytes" * 100
+    sha = hashlib.sha256(payload).hexdigest()
+    (tmp_path / "mirror" / "dir").mkdir(parents=True)
+    (tmp_path / "mirror" / "dir" / "detect.tflite").write_bytes(payload)
+    store = AssetStore(tmp_path / "mirror", tmp_path / "cache", allow_download=False,
+                       manifest=_manifest(sha, ["dir"]))
+    assert store.fetch_model("m").model.read_bytes() == payload
+    with zipfile.ZipFile(tmp_path / "mirror" / "rel.zip", "w") as z:
+        z.writestr("rel/detect.tflite", payload)
+    store2 = AssetStore(tmp_path / "mirror", tmp_path / "cache2", allow_download=False,
+                        manifest=_manifest(sha, ["missing", "rel.zip"]))
+    assert store2.fetch_model("m").model.read_bytes() == payload
+
+
+def test_wrong_hash_is_an_error_and_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
+    (tmp_path / "mirror" / "dir").mkdir(parents=True)
+    (tmp_path / "mirror" / "dir" / "detect.tflite").write_bytes(b"tampered")
+    store = AssetStore(tmp_path / "mirror", tmp_path / "cache", allow_download=True,
+                       manifest=_manifest("0" * 64, ["dir"]))
+    with pytest.raises(AssetError) as exc:
+        store.fetch_model("m")
+    text = str(exc.value)
+    assert "does not match" in text and "download failed" in text and "fix:" in text
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_no_mirror_and_no_network_says_how_to_fix(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
+    store = AssetStore(None, tmp_path / "cache", allow_download=False, manifest=_manifest("0" * 64, []))
+    with pytest.raises(AssetError, match="no asset mirror configured"):
+        store.fetch_model("m")
+    with pytest.raises(AssetError, match="no model named 'x'"):
+        store.fetch_model("x")
+
+
+def test_shipped_manifest_is_complete() -> None:
+    man = load_manifest()
+    for name, e in man["models"].items():
+        for key in ("file", "sha256", "decoder", "licence", "url", "resize"):
+            assert key in e, f"models.{name} lacks {key}"
+        assert len(e["sha256"]) == 64
+    assert man["clips"]["pets09"]["debian_package"] == "opencv-doc"
