@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from edgecount.assets import AssetError, AssetStore
 
 ROOT = Path(__file__).resolve().parents[1]

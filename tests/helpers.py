@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 import zmq
+
 from edgecount import bus
 from edgecount_core.messages import Health
 

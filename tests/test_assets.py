@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from edgecount.assets import AssetError, AssetStore, load_manifest
 
 

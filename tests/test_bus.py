@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import structlog
 import zmq
+
 from edgecount import bus
 from edgecount_core.messages import Detections, Health, Tracks, encode
 

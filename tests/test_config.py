@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from edgecount.cli import main
 from edgecount.settings import load_config, to_toml
 from edgecount_core.config import ConfigError, parse_config, parse_line_arg

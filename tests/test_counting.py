@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from edgecount_core.counting import CountingEngine, LineCounter, TrackPoint
-from edgecount_core.geometry import Line, PixelLine
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+from edgecount_core.counting import CountingEngine, LineCounter, TrackPoint
+from edgecount_core.geometry import Line, PixelLine
 
 W, H = 768, 576
 

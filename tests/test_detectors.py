@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgecount.detector import DetectorError, TFLiteDetector, probe_edgetpu
 from edgecount_core.decoders import ResizePlan, decode_ssd_postprocess, decode_yolox, nms
 

@@ -7,6 +7,9 @@ import contextlib
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgecount_core.messages import (
     CountRecord,
     Crossing,
@@ -22,8 +25,6 @@ from edgecount_core.messages import (
     decode,
     encode,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 ints = st.integers(min_value=0, max_value=2**62)
 floats = st.floats(allow_nan=False, allow_infinity=False, width=64)

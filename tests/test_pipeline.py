@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+
 from edgecount.detector import TFLiteDetector
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import Line, bottom_centre

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgecount.shmring import RingError, RingReader, RingWriter, segment_path
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from edgecount_core.tracker import Tracker, TrackerConfig, iou_matrix
 from hypothesis import given
 from hypothesis import strategies as st
+
+from edgecount_core.tracker import Tracker, TrackerConfig, iou_matrix
 
 
 def _box(x: float, y: float = 200.0) -> list[float]:

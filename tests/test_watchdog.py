@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgecount.shmring import segment_path
 
 from .helpers import ROOT, HealthWatcher, stop_group, write_run_config

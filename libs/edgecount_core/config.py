@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from edgecount_core.geometry import Line, Polygon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgecount_core.geometry import Line, Polygon
 
 __all__ = ["Config", "ConfigError", "parse_config", "parse_line_arg"]
 

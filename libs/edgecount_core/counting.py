@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import attrs
+
 from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon
 
 __all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter"]

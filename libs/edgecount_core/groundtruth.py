@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 import numpy as np
 import numpy.typing as npt
+
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import Line, bottom_centre
 

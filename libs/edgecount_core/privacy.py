@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 
 import attrs
+
 from edgecount_core.messages import CountRecord
 
 __all__ = ["BucketAggregator", "record_id"]

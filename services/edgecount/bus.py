@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+
 from edgecount_core.messages import Message, MessageError, decode, encode
 
 # Topics, chosen so that none is a prefix of another (ZeroMQ filters by prefix).

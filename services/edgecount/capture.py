@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from edgecount_core.config import Config
-from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 from edgecount import bus
 from edgecount.assets import AssetStore, resolve_source
 from edgecount.service import Service, main_for
 from edgecount.shmring import RingWriter
+from edgecount_core.config import Config
+from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 
 def open_source(source: str) -> cv2.VideoCapture:

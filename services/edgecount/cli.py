@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgecount_core.config import ConfigError, parse_line_arg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -20,6 +19,7 @@ from rich.table import Table
 from edgecount import __version__, log
 from edgecount.assets import AssetError, AssetStore
 from edgecount.settings import load_config, runtime_dir, state_dir
+from edgecount_core.config import ConfigError, parse_line_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from edgecount import bus
+from edgecount.service import Service, main_for
 from edgecount_core.config import Config
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import bottom_centre
@@ -19,9 +21,6 @@ from edgecount_core.messages import (
     ZoneEvent,
 )
 from edgecount_core.tracker import Tracker, TrackerConfig
-
-from edgecount import bus
-from edgecount.service import Service, main_for
 
 
 class Counter(Service):

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from edgecount.assets import ModelFiles
 from edgecount_core.decoders import (
     DecodedDetections,
     ResizePlan,
@@ -23,8 +25,6 @@ from edgecount_core.decoders import (
     decode_yolo_raw,
     decode_yolox,
 )
-
-from edgecount.assets import ModelFiles
 
 EDGETPU_LIB = "libedgetpu.so.1"
 

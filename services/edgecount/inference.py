@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgecount_core.config import Config
-from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
 from edgecount import bus
 from edgecount.assets import AssetStore, ModelFiles
 from edgecount.detector import DetectorError, TFLiteDetector, probe_edgetpu
 from edgecount.service import Service, main_for
 from edgecount.shmring import RingError, RingReader
+from edgecount_core.config import Config
+from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
 
 def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:

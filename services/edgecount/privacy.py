@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecount import bus
+from edgecount.service import Service, main_for
 from edgecount_core.config import Config
 from edgecount_core.messages import (
     Crossing,
@@ -19,9 +21,6 @@ from edgecount_core.messages import (
     ZoneEvent,
 )
 from edgecount_core.privacy import BucketAggregator
-
-from edgecount import bus
-from edgecount.service import Service, main_for
 
 
 class Privacy(Service):

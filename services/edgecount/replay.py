@@ -20,14 +20,14 @@ from typing import Any
 
 import attrs
 import cv2
-from edgecount_core.config import Config, LineSection, parse_config
-from edgecount_core.messages import EndOfStream
 
 from edgecount import bus
 from edgecount.assets import AssetStore, resolve_source
 from edgecount.inference import resolve_model
 from edgecount.settings import to_toml
 from edgecount.watchdog import Watchdog
+from edgecount_core.config import Config, LineSection, parse_config
+from edgecount_core.messages import EndOfStream
 
 ProgressFn = Callable[[int, int], None]
 

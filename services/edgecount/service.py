@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import zmq
-from edgecount_core.config import Config, ConfigError
-from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
 
 from edgecount import bus, log
 from edgecount.settings import load_config
+from edgecount_core.config import Config, ConfigError
+from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
 
 
 class Service:

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 from typing import IO
 
-from edgecount_core.config import Config
-from edgecount_core.messages import CountRecord, Message, StatValue
-
 from edgecount import bus
 from edgecount.service import Service, main_for
 from edgecount.settings import state_dir
+from edgecount_core.config import Config
+from edgecount_core.messages import CountRecord, Message, StatValue
 
 
 def record_json(r: CountRecord) -> dict[str, object]:

@@ -23,12 +23,12 @@ from typing import IO, Any
 
 import attrs
 import zmq
-from edgecount_core.config import Config
-from edgecount_core.messages import Health
 
 from edgecount import bus, log
 from edgecount.sdnotify import SdNotify
 from edgecount.shmring import segment_path
+from edgecount_core.config import Config
+from edgecount_core.messages import Health
 
 
 @attrs.define
