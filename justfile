@@ -37,4 +37,6 @@ test: setup
 
 # benchmarks: print numbers, assert nothing
 bench: setup
+    {{venv}}/bin/pip install --quiet -e '.[dev,peers]'
     {{py}} tests/bench/bench_runtime.py
+    {{py}} tests/bench/bench_tracking.py

@@ -95,12 +95,13 @@ class InferenceSection(_Section):
 
 
 class TrackerSection(_Section):
-    high_score: float = Field(0.5, ge=0, le=1)
-    low_score: float = Field(0.1, ge=0, le=1)
-    new_track_score: float = Field(0.55, ge=0, le=1)
-    min_hits: int = Field(3, ge=1, le=30)
-    max_lost_s: float = Field(3.0, gt=0)
-    match_iou: float = Field(0.2, gt=0, lt=1)
+    high_score: float = Field(0.6, ge=0, le=1, description="detections at or above this go to the first association")
+    low_score: float = Field(0.1, ge=0, le=1, description="weaker detections only keep existing tracks alive")
+    new_track_score: float = Field(0.7, ge=0, le=1, description="score needed to start a track")
+    min_hits: int = Field(3, ge=1, le=30, description="matches before a track is confirmed (and may count)")
+    max_lost_s: float = Field(1.5, gt=0, description="seconds a lost track may be re-found")
+    match_iou: float = Field(0.3, gt=0, lt=1, description="least IoU for the first association")
+    recovery_distance: float = Field(0.5, ge=0, description="lost-track recovery gate, in track heights")
 
 
 class CountingSection(_Section):

@@ -53,15 +53,16 @@ def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
 class TrackerConfig:
     """Thresholds of the tracker; times in seconds."""
 
-    high_score: float = 0.5
+    # Defaults tuned on PETS09-S2L1 with YOLOX-nano detections (see tests/bench/bench_tracking.py).
+    high_score: float = 0.6
     low_score: float = 0.1
-    new_track_score: float = 0.55
-    match_iou: float = 0.2
+    new_track_score: float = 0.7
+    match_iou: float = 0.3
     low_match_iou: float = 0.4
     tentative_match_iou: float = 0.3
     min_hits: int = 3
-    max_lost_s: float = 3.0
-    recovery_distance: float = 1.0
+    max_lost_s: float = 1.5
+    recovery_distance: float = 0.5
     """Lost-track recovery gate: centre distance in units of the track's height."""
     process_noise: float = 1.0 / 20.0
     velocity_noise: float = 1.0 / 160.0

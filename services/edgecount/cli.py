@@ -111,6 +111,73 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edgecount.detector import DetectorError
+    from edgecount.evaluate import count_error, mot_metrics
+    from edgecount.replay import ReplayError, replay
+    from edgecount_core.groundtruth import parse_mot, true_line_counts
+
+    try:
+        lines = [parse_line_arg(s) for s in args.line or []]
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    cfg = load_config(args.config)
+    try:
+        gt = parse_mot(Path(args.gt).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read ground truth {args.gt}:[/] {exc}")
+        return EXIT_USAGE
+    logger = log.configure("eval", level="warning")
+    try:
+        if not args.json and err.is_terminal:
+            with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                          TimeRemainingColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("eval", total=None)
+                res = replay(cfg, args.source, lines=lines or None, logger=logger, collect_tracks=True,
+                             progress=lambda n, total: bar.update(task, completed=n, total=total or None))
+        else:
+            res = replay(cfg, args.source, lines=lines or None, logger=logger, collect_tracks=True)
+    except (ReplayError, AssetError, DetectorError) as exc:
+        err.print(f"[red]eval failed:[/] {exc}")
+        return EXIT_FAILED
+    geometry = [ln for ln in (lines or list(cfg.lines))]
+    from edgecount_core.geometry import Line
+
+    glines = [Line(ln.name, ln.a, ln.b) for ln in geometry]
+    import cv2
+
+    from edgecount.assets import resolve_source
+
+    cap = cv2.VideoCapture(resolve_source(args.source, _store(cfg)))
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    cap.release()
+    frames = min(res.processed_frames, gt.frames()) if res.processed_frames else gt.frames()
+    metrics = mot_metrics(gt, res.tracks, frames)
+    truth = true_line_counts(gt, glines, width, height, fps=fps, band_px=2.0)
+    counts = count_error(truth, res.lines)
+    report = {"source": args.source, "frames": res.frames, "processed_frames": res.processed_frames,
+              "fps": round(res.fps, 2), "model": cfg.inference.model, "metrics": metrics, "counts": counts}
+    if args.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    m = Table(title=f"tracking on {res.processed_frames} frames ({cfg.inference.model}, {res.fps:.1f} fps)")
+    for col in ("MOTA", "IDF1", "HOTA", "IDSW", "recall", "precision"):
+        m.add_column(col, justify="right")
+    m.add_row(*(f"{metrics[k]:.3f}" if isinstance(metrics[k], float) else str(metrics[k])
+                for k in ("MOTA", "IDF1", "HOTA", "IDSW", "recall", "precision")))
+    out.print(m)
+    t = Table(title=f"line counts: total absolute error {counts['abs_error']} of {counts['true_total']} "
+                    f"({counts['relative_error']:.1%})")
+    for col in ("line", "true in", "in", "true out", "out", "error"):
+        t.add_column(col, justify="right" if col != "line" else "left")
+    for name, c in counts["lines"].items():
+        t.add_row(name, str(c["true_in"]), str(c["in"]), str(c["true_out"]), str(c["out"]), str(c["abs_error"]))
+    out.print(t)
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     store = _store(cfg)
@@ -186,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true")
     rp.add_argument("--verbose", "-v", action="store_true")
     rp.set_defaults(func=cmd_replay)
+
+    ev = sub.add_parser("eval", help="run the pipeline on a video with MOTChallenge ground truth and score it")
+    ev.add_argument("source", help="video file, or asset:NAME")
+    ev.add_argument("gt", help="MOTChallenge gt.txt (frame 1 = the video's first frame)")
+    ev.add_argument("--config", "-c")
+    ev.add_argument("--line", action="append", metavar="NAME:AX,AY,BX,BY")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
 
     m = sub.add_parser("models", help="list or fetch models and clips")
     msub = m.add_subparsers(dest="models_cmd", required=True)

@@ -32,7 +32,8 @@ class Counter(Service):
         t = config.tracker
         self.tracker = Tracker(TrackerConfig(
             high_score=t.high_score, low_score=t.low_score, new_track_score=t.new_track_score,
-            min_hits=t.min_hits, max_lost_s=t.max_lost_s, match_iou=t.match_iou))
+            min_hits=t.min_hits, max_lost_s=t.max_lost_s, match_iou=t.match_iou,
+            recovery_distance=t.recovery_distance))
         self.engine = CountingEngine(config.geometry_lines(), config.geometry_zones(),
                                      band_px=config.counting.band_px)
         self.epoch = f"{int(time.time() * 1000):x}"

@@ -27,7 +27,7 @@ from edgecount.inference import resolve_model
 from edgecount.settings import to_toml
 from edgecount.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
-from edgecount_core.messages import EndOfStream
+from edgecount_core.messages import EndOfStream, Tracks
 
 ProgressFn = Callable[[int, int], None]
 
@@ -48,6 +48,8 @@ class ReplayResult:
     zones: dict[str, dict[str, int]]
     eos_stats: dict[str, Any]
     restarts: dict[str, int]
+    tracks: dict[int, Any] = attrs.field(factory=dict)
+    """Frame number (1-based) -> rows ``id, x1, y1, x2, y2`` when asked to collect them."""
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "frames": self.frames, "processed_frames": self.processed_frames,
@@ -88,9 +90,18 @@ def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dic
     return lines, zones
 
 
+def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any]) -> None:
+    got = sub.recv(0)
+    while got is not None:
+        msg = got[1]
+        if isinstance(msg, Tracks):
+            into[msg.seq] = msg.row_array()[:, :5].astype("float64")
+        got = sub.recv(0)
+
+
 def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
            timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
-           keep_dir: bool = False) -> ReplayResult:
+           keep_dir: bool = False, collect_tracks: bool = False) -> ReplayResult:
     store = AssetStore(base.assets.mirror or None, base.assets.cache or None, base.assets.allow_download)
     local = resolve_source(source, store)
     if not Path(local).is_file():
@@ -112,6 +123,10 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
         wd = Watchdog(cfg, cfg_path, runtime_dir, log_dir=runtime_dir / "state" / "logs", logger=logger)
         eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
+        # Tracks are internal data: only an evaluation on the device itself collects them.
+        tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
+                      if collect_tracks else None)
+        tracks: dict[int, Any] = {}
         t0 = time.monotonic()
         eos: EndOfStream | None = None
         wd.start_all()
@@ -127,9 +142,15 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
                 got = eos_sub.recv(0)
                 if got is not None and isinstance(got[1], EndOfStream):
                     eos = got[1]
+                if tracks_sub is not None:
+                    _drain_tracks(tracks_sub, tracks)
             done_wall = time.time()
+            if tracks_sub is not None:
+                _drain_tracks(tracks_sub, tracks)
         finally:
             eos_sub.close()
+            if tracks_sub is not None:
+                tracks_sub.close()
             restarts = {c.name: c.total_restarts for c in wd.children.values()}
             wd.stop_all()
         line_counts, zone_counts = sum_records((cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path)) or
@@ -144,7 +165,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         return ReplayResult(source=source, frames=frames, processed_frames=processed,
                             dropped_frames=max(0, frames - processed), duration_s=duration,
                             fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
-                            zones=zone_counts, eos_stats=st, restarts=restarts)
+                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks)
     finally:
         if not keep_dir:
             shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""`edgecount eval` on PETS09-S2L1 with the shipped demo configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgecount_core.config import parse_config
+from edgecount_core.groundtruth import parse_mot, true_line_counts
+
+from .helpers import ROOT, edgecount
+
+pytestmark = pytest.mark.slow
+
+
+def test_eval_reports_metrics_and_counts_against_ground_truth(pets09_gt: Path, yolox_model) -> None:
+    res = edgecount("eval", "asset:pets09", str(pets09_gt), "--config", str(ROOT / "config" / "demo.toml"),
+                    "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    m = report["metrics"]
+    assert report["processed_frames"] == 795
+    assert set(m) >= {"MOTA", "IDF1", "HOTA", "IDSW"}
+    # The issue's targets for the shipped configuration (they are accuracy, not speed).
+    assert m["IDF1"] >= 0.5
+    counts = report["counts"]
+    assert len(counts["lines"]) >= 6
+    assert counts["relative_error"] <= 0.10
+    # The pipeline kept up with the clip's native 10 fps with room to spare.
+    assert report["fps"] > 10
+
+
+def test_true_counts_follow_the_convention(pets09_gt: Path) -> None:
+    gt = parse_mot(pets09_gt.read_text())
+    assert gt.frames() == 795 and len(set(gt.rows[:, 1].astype(int))) == 19
+    cfg = parse_config({"lines": [{"name": "v", "a": [0.5, 0.3], "b": [0.5, 1.0]},
+                                  {"name": "v_reversed", "a": [0.5, 1.0], "b": [0.5, 0.3]}]})
+    c = true_line_counts(gt, cfg.geometry_lines(), 768, 576)
+    # Reversing A and B swaps in and out, and nothing else.
+    assert c["v"]["in"] == c["v_reversed"]["out"] and c["v"]["out"] == c["v_reversed"]["in"]
+    assert c["v"]["in"] + c["v"]["out"] > 10
+
+
+def test_eval_rejects_bad_ground_truth(tmp_path: Path) -> None:
+    bad = tmp_path / "gt.txt"
+    bad.write_text("1,2,three\n")
+    res = edgecount("eval", "asset:pets09", str(bad), "--line", "v:0.5,0,0.5,1")
+    assert res.returncode == 2 and "ground truth" in res.stderr
