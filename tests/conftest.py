@@ -9,8 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from edgecount.assets import AssetError, AssetStore
+
+# Shared CI machines are slow and noisy: judge properties, not speed.
+settings.register_profile("edgecount", deadline=None)
+settings.load_profile("edgecount")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if m:
         os.environ.setdefault("EDGECOUNT_ASSET_MIRROR", str(Path(m).resolve()))
     os.environ.setdefault("XDG_CACHE_HOME", str(ROOT / ".cache"))
+    # Services started without a configured state_dir must never touch the user's real state.
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ec-state-")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from edgecount_core.messages import Detections, Health, Tracks, encode
 
 def test_counter_survives_garbage_and_keeps_counting(runtime_dir: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[watchdog]\nheartbeat_s = 0.2\n[[lines]]\nname = "v"\na = [0.5, 0.0]\nb = [0.5, 1.0]\n')
+    cfg.write_text(f'[runtime]\nstate_dir = "{tmp_path}"\n[watchdog]\nheartbeat_s = 0.2\n'
+                   '[[lines]]\nname = "v"\na = [0.5, 0.0]\nb = [0.5, 1.0]\n')
     ctx: zmq.Context[Any] = zmq.Context()
     fake_inference = bus.Publisher(ctx, runtime_dir, "inference")  # we play the upstream service
     listener = bus.Subscriber(ctx, runtime_dir, [("counter", (bus.TRACKS, bus.HEALTH, bus.CROSSING))],

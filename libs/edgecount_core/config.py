@@ -135,6 +135,36 @@ class PrivacySection(_Section):
         description="what may leave the device",
     )
     bucket_s: float = Field(60.0, ge=1.0, le=86400.0, description="aggregation bucket length in seconds")
+    event_resolution_s: float = Field(
+        10.0, ge=1.0, le=3600.0, description="policy 'events': crossing times are rounded down to this")
+
+
+class MqttSection(_Section):
+    host: str = Field("localhost", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 for TLS)")
+    topic_prefix: str = Field("edgecount", min_length=1, description="topics are <prefix>/<site>/<device>/...")
+    client_id: str = Field("", description="empty = edgecount-<site>-<device>")
+    tls: bool = Field(False, description="use TLS (set ca_file, and cert_file/key_file for a client certificate)")
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password_file: str = Field("", description="file holding the password, mode 0600; never logged")
+    keepalive_s: float = Field(30.0, ge=5)
+    max_inflight: int = Field(10, ge=1, le=1000, description="records awaiting PUBACK at once")
+    reconnect_max_s: float = Field(30.0, ge=1)
+
+
+class WebhookSection(_Section):
+    url: str = Field("", description="HTTPS endpoint receiving POSTed JSON arrays of records")
+    ca_file: str = ""
+    token_file: str = Field("", description="file holding a bearer token, mode 0600; never logged")
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class OutboxSection(_Section):
+    max_rows: int = Field(200_000, ge=10, description="undelivered records kept; beyond, oldest are merged")
+    max_age_days: float = Field(30.0, gt=0, description="undelivered records older than this are dropped (counted)")
 
 
 class UplinkSection(_Section):
@@ -143,6 +173,17 @@ class UplinkSection(_Section):
         "",
         description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl",
     )
+    mqtt: MqttSection = MqttSection()
+    webhook: WebhookSection = WebhookSection()
+    outbox: OutboxSection = OutboxSection()
+
+    @model_validator(mode="after")
+    def _sinks_configured(self) -> UplinkSection:
+        if "webhook" in self.sinks and not self.webhook.url.startswith(("https://", "http://")):
+            raise ValueError("sink 'webhook' needs uplink.webhook.url (https://...)")
+        if self.mqtt.tls and self.mqtt.port == 1883:
+            raise ValueError("uplink.mqtt.tls is on but port is 1883; TLS brokers listen on 8883")
+        return self
 
 
 class WatchdogSection(_Section):

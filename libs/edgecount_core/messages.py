@@ -27,6 +27,7 @@ __all__ = [
     "EndOfStream",
     "FrameReady",
     "Health",
+    "LogTail",
     "Marker",
     "Message",
     "MessageError",
@@ -175,6 +176,8 @@ class Crossing:
     ts: float
     track_id: int
     seq: int
+    event_seq: int
+    """Position in the counter's durable event log (gap-free, survives restarts)."""
 
     def _validate(self) -> None:
         if self.direction not in ("in", "out"):
@@ -193,6 +196,7 @@ class ZoneEvent:
     ts: float
     track_id: int
     occupancy: int
+    event_seq: int
     dwell_s: float = 0.0
 
     def _validate(self) -> None:
@@ -213,10 +217,12 @@ class CountRecord:
     bucket_s: float
     n_in: int
     n_out: int
+    log_seq: int = 0
+    """Position in the privacy filter's durable record log."""
 
     def _validate(self) -> None:
-        if self.kind not in ("line", "zone"):
-            raise MessageError(f"record: kind must be 'line' or 'zone', got {self.kind!r}")
+        if self.kind not in ("line", "zone", "event"):
+            raise MessageError(f"record: kind must be 'line', 'zone' or 'event', got {self.kind!r}")
         if self.n_in < 0 or self.n_out < 0:
             raise MessageError("record: counts must be non-negative")
 
@@ -259,6 +265,18 @@ class Watermark:
     VERSION: ClassVar[int] = 1
     ts: float
     seq: int
+    event_seq: int = 0
+    """The counter's last event sequence number when the watermark was taken."""
+
+
+@attrs.frozen
+class LogTail:
+    """The newest sequence number in a service's durable log: lets subscribers notice a lost tail."""
+
+    TYPE: ClassVar[str] = "tail"
+    VERSION: ClassVar[int] = 1
+    service: str
+    last_seq: int
 
 
 @attrs.frozen
@@ -273,13 +291,13 @@ class EndOfStream:
 
 Message: TypeAlias = (
     FrameReady | Detections | Tracks | Crossing | ZoneEvent | CountRecord | Health | Marker
-    | Watermark | EndOfStream
+    | Watermark | LogTail | EndOfStream
 )
 _CLASSES: dict[str, type[Any]] = {
     c.TYPE: c
     for c in (
         FrameReady, Detections, Tracks, Crossing, ZoneEvent, CountRecord, Health, Marker,
-        Watermark, EndOfStream,
+        Watermark, LogTail, EndOfStream,
     )
 }
 

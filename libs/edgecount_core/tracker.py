@@ -18,9 +18,6 @@ its tracks. Only confirmed tracks are reported; tentative ones never count.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-
 import attrs
 import numpy as np
 import numpy.typing as npt
@@ -157,7 +154,7 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.tracks: list[Track] = []
-        self._ids: Iterator[int] = itertools.count(1)
+        self._next_id = 1
         self._last_ts: float | None = None
 
     def update(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float) -> TrackerOutput:
@@ -234,7 +231,8 @@ class Tracker:
             survivors.append(t)
         for di in rest_high:
             if sc[di] >= cfg.new_track_score:
-                survivors.append(Track(next(self._ids), det[di], float(sc[di]), ts, cfg))
+                survivors.append(Track(self._next_id, det[di], float(sc[di]), ts, cfg))
+                self._next_id += 1
         self.tracks = survivors
 
         out_rows = [

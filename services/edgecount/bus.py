@@ -30,6 +30,7 @@ RECORD = b"record"
 HEALTH = b"health"
 MARKER = b"marker"
 EOS = b"eos"
+TAIL = b"tail"
 
 SERVICES = ("capture", "inference", "counter", "privacy", "uplink")
 _MAX_IPC_PATH = 100

@@ -78,9 +78,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 task = bar.add_task("replay", total=None)
                 res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None,
                              progress=lambda n, total: bar.update(task, completed=n, total=total or None),
-                             logger=logger)
+                             logger=logger, runtime_dir=args.runtime_dir)
         else:
-            res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None, logger=logger)
+            res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None, logger=logger,
+                         runtime_dir=args.runtime_dir)
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--realtime", action="store_true", help="pace at the source frame rate and drop frames when behind")
     rp.add_argument("--json", action="store_true")
     rp.add_argument("--verbose", "-v", action="store_true")
+    rp.add_argument("--runtime-dir", type=Path, help="use (and keep) this directory for sockets, state and logs")
     rp.set_defaults(func=cmd_replay)
 
     ev = sub.add_parser("eval", help="run the pipeline on a video with MOTChallenge ground truth and score it")

@@ -1,12 +1,24 @@
-"""Tracker + counter service: turns per-frame detections into tracks and count events."""
+"""Tracker + counter service: turns per-frame detections into tracks and count events.
+
+Its whole state (tracker, counters, position in the stream) is committed to
+its SQLite store together with the events each frame produced, before the
+frame is acknowledged (the ``tracks`` message capture waits for). A counter
+killed at any moment therefore resumes exactly where its last commit left it,
+and the privacy filter fetches any event it missed from the durable log.
+"""
 
 from __future__ import annotations
 
+import pickle
+import secrets
 import time
 from pathlib import Path
 
 from edgecount import bus
+from edgecount.reliable import SyncServer
 from edgecount.service import Service, main_for
+from edgecount.settings import state_dir
+from edgecount.store import Store
 from edgecount_core.config import Config
 from edgecount_core.counting import CountingEngine, TrackPoint
 from edgecount_core.geometry import bottom_centre
@@ -14,13 +26,17 @@ from edgecount_core.messages import (
     Crossing,
     Detections,
     EndOfStream,
+    LogTail,
     Message,
     StatValue,
     Tracks,
     Watermark,
     ZoneEvent,
+    encode,
 )
 from edgecount_core.tracker import Tracker, TrackerConfig
+
+STATE_VERSION = 1
 
 
 class Counter(Service):
@@ -36,44 +52,98 @@ class Counter(Service):
             recovery_distance=t.recovery_distance))
         self.engine = CountingEngine(config.geometry_lines(), config.geometry_zones(),
                                      band_px=config.counting.band_px)
-        self.epoch = f"{int(time.time() * 1000):x}"
+        self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
+        self.stream = (self.store.get("stream") or b"").decode()
         self.last_seq = 0
+        self.last_ts = 0.0
         self.processed = 0
+        self.restored = False
+        self._restore()
+        if not self.stream:
+            self.stream = secrets.token_hex(4)
+            with self.store.transaction():
+                self.store.put("stream", self.stream.encode())
+        self.sync = SyncServer(self.ctx, runtime_dir, self.name, self.store, self.log)
+        self.watch(self.sync.sock, self.sync.handle)
         self.track_ms = 0.0
         self.next_watermark = 0.0
-        self.last_ts = 0.0
+        self.next_tail = 0.0
+
+    def _restore(self) -> None:
+        raw = self.store.get("state")
+        if raw is None:
+            return
+        try:
+            version, tracker, engine, lines, last_seq, last_ts, processed = pickle.loads(raw)
+        except Exception as exc:
+            self.log.error("counter.state_unreadable", reason=str(exc), hint="starting from a clean state")
+            return
+        if version != STATE_VERSION or lines != [(ln.name, ln.a, ln.b) for ln in self.engine.lines]:
+            self.log.warning("counter.state_discarded", reason="configuration or format changed")
+            return
+        self.tracker, self.engine, self.last_seq, self.last_ts = tracker, engine, last_seq, last_ts
+        self.processed = processed
+        self.restored = True
+        self.log.info("counter.state_restored", last_seq=last_seq, events=self.store.last_seq)
+
+    def _state_blob(self) -> bytes:
+        lines = [(ln.name, ln.a, ln.b) for ln in self.engine.lines]
+        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.last_seq, self.last_ts,
+                             self.processed), protocol=pickle.HIGHEST_PROTOCOL)
 
     def handle(self, topic: bytes, msg: Message) -> None:
-        if not isinstance(msg, Detections) or msg.seq <= self.last_seq:
+        if not isinstance(msg, Detections):
+            return
+        if msg.seq <= self.last_seq:
+            # Counted before a restart (or a resend): acknowledge it again, count nothing.
+            self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height))
             return
         t0 = time.perf_counter()
         out = self.tracker.update(msg.box_array(), msg.score_array(), msg.ts)
         points = [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in out.rows]
         crossings, zone_changes = self.engine.update(msg.width, msg.height, points, msg.ts, msg.seq,
                                                      ended=out.ended)
-        self.track_ms = 0.9 * self.track_ms + 0.1 * (time.perf_counter() - t0) * 1000
-        self.last_seq = msg.seq
-        self.last_ts = msg.ts
+        self.last_seq, self.last_ts = msg.seq, msg.ts
         self.processed += 1
+        outgoing: list[tuple[bytes, Crossing | ZoneEvent]] = []
+        with self.store.transaction():
+            for c in crossings:
+                n = self.store.next_seq()
+                ev = Crossing(event_id=f"{self.stream}:{n}", line=c.line, direction=c.direction, ts=c.ts,
+                              track_id=c.track_id, seq=c.seq, event_seq=n)
+                self.store.append(n, bus.CROSSING, encode(ev))
+                outgoing.append((bus.CROSSING, ev))
+            for z in zone_changes:
+                n = self.store.next_seq()
+                zev = ZoneEvent(event_id=f"{self.stream}:{n}", zone=z.zone, kind=z.kind, ts=z.ts,
+                                track_id=z.track_id, occupancy=z.occupancy, event_seq=n, dwell_s=z.dwell_s)
+                self.store.append(n, bus.ZONE, encode(zev))
+                outgoing.append((bus.ZONE, zev))
+            self.store.put("state", self._state_blob())
+        self.track_ms = 0.9 * self.track_ms + 0.1 * (time.perf_counter() - t0) * 1000
+        # Only now, with the frame's effects durable, is it acknowledged downstream and to capture.
         self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height,
                                          rows=out.rows.astype("<f4").tobytes(), ended=out.ended))
-        for c in crossings:
-            self.pub.send(bus.CROSSING, Crossing(event_id=f"{self.epoch}:{c.event_id}", line=c.line,
-                                                 direction=c.direction, ts=c.ts, track_id=c.track_id,
-                                                 seq=c.seq))
-        for z in zone_changes:
-            self.pub.send(bus.ZONE, ZoneEvent(event_id=f"{self.epoch}:{z.event_id}", zone=z.zone,
-                                              kind=z.kind, ts=z.ts, track_id=z.track_id,
-                                              occupancy=z.occupancy, dwell_s=z.dwell_s))
+        for t, m in outgoing:
+            self.pub.send(t, m)
         if msg.ts >= self.next_watermark:
-            self.pub.send(bus.WATERMARK, Watermark(ts=msg.ts, seq=msg.seq))
+            self.pub.send(bus.WATERMARK, Watermark(ts=msg.ts, seq=msg.seq, event_seq=self.store.last_seq))
             self.next_watermark = msg.ts + 1.0
+
+    def tick(self) -> int:
+        now = time.monotonic()
+        if now >= self.next_tail:
+            self.pub.send(bus.TAIL, LogTail(service=self.name, last_seq=self.store.last_seq))
+            self.next_tail = now + 1.0
+        return 200
 
     def on_eos(self, msg: EndOfStream) -> EndOfStream:
         if self.last_ts:
-            self.pub.send(bus.WATERMARK, Watermark(ts=self.last_ts, seq=self.last_seq))
+            self.pub.send(bus.WATERMARK, Watermark(ts=self.last_ts, seq=self.last_seq,
+                                                   event_seq=self.store.last_seq))
         stats = dict(msg.stats)
         stats["counter_processed"] = self.processed
+        stats["counter_last_event_seq"] = self.store.last_seq
         for name, c in self.engine.totals().items():
             stats[f"line.{name}.in"] = c["in"]
             stats[f"line.{name}.out"] = c["out"]
@@ -81,15 +151,16 @@ class Counter(Service):
 
     def stats(self) -> dict[str, StatValue]:
         s: dict[str, StatValue] = {"processed": self.processed, "last_seq": self.last_seq,
-                                   "tracker_ms": round(self.track_ms, 3),
+                                   "tracker_ms": round(self.track_ms, 3), "events": self.store.last_seq,
                                    "active_tracks": sum(1 for t in self.tracker.tracks if t.state == "confirmed")}
         for zc in self.engine.zone_counters:
             s[f"zone.{zc.zone.name}.occupancy"] = zc.occupancy
         return s
 
+    def teardown(self) -> None:
+        self.sync.close()
+        self.store.close()
+
 
 def main() -> int:
     return main_for(Counter)
-
-
-

@@ -65,7 +65,8 @@ def effective_config(base: Config, source: str, realtime: bool, lines: list[Line
         data["lines"] = [ln.model_dump(mode="json") for ln in lines]
     data["runtime"] = {"dir": str(runtime_dir), "state_dir": str(runtime_dir / "state")}
     data["uplink"]["jsonl_path"] = str(runtime_dir / "state" / "uplink.jsonl")
-    data["uplink"]["sinks"] = ["jsonl"]
+    # The replay reads its result back from the local sink; other configured sinks deliver as usual.
+    data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
     return parse_config(data, source="replay")
 
 
@@ -101,7 +102,8 @@ def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any]) -> None:
 
 def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
            timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
-           keep_dir: bool = False, collect_tracks: bool = False) -> ReplayResult:
+           keep_dir: bool = False, collect_tracks: bool = False,
+           runtime_dir: Path | None = None) -> ReplayResult:
     store = AssetStore(base.assets.mirror or None, base.assets.cache or None, base.assets.allow_download)
     local = resolve_source(source, store)
     if not Path(local).is_file():
@@ -116,7 +118,12 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         resolve_model(base.inference.fallback_model, store)
 
     # ipc paths must stay short (unix socket limit), so not under a deep tmp_path.
-    runtime_dir = Path(tempfile.mkdtemp(prefix="ec-", dir="/tmp"))
+    if runtime_dir is None:
+        runtime_dir = Path(tempfile.mkdtemp(prefix="ec-", dir="/tmp"))
+    else:
+        keep_dir = True
+        bus.ensure_runtime_dir(runtime_dir)
+    failed = True
     try:
         cfg = effective_config(base, local, realtime, lines, runtime_dir)
         cfg_path = runtime_dir / "effective.toml"
@@ -162,11 +169,16 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         processed = int(st.get("counter_processed", 0))
         if progress is not None:
             progress(processed, expected or frames)
+        failed = False
         return ReplayResult(source=source, frames=frames, processed_frames=processed,
                             dropped_frames=max(0, frames - processed), duration_s=duration,
                             fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
                             zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks)
     finally:
-        if not keep_dir:
+        if not keep_dir and not failed:
             shutil.rmtree(runtime_dir, ignore_errors=True)
+        elif failed:
+            # Keep the logs and state of a failed run for the technician; drop the sockets.
+            for sock in runtime_dir.glob("*.sock"):
+                sock.unlink(missing_ok=True)
 

@@ -37,6 +37,10 @@ class Service:
         self.pub = bus.Publisher(self.ctx, runtime_dir, self.name)
         self.sub = bus.Subscriber(self.ctx, runtime_dir, self.sources_for(config), self.log) if (
             self.sources_for(config)) else None
+        self.poller = zmq.Poller()
+        if self.sub is not None:
+            self.poller.register(self.sub.sock, zmq.POLLIN)
+        self._readers: dict[Any, Any] = {}
         self.state = "starting"
         self.running = True
         self.started = time.time()
@@ -45,6 +49,11 @@ class Service:
 
     def sources_for(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
         return self.sources
+
+    def watch(self, sock: Any, on_readable: Any) -> None:
+        """Also wake the loop when ``sock`` is readable, and call ``on_readable()`` then."""
+        self.poller.register(sock, zmq.POLLIN)
+        self._readers[sock] = on_readable
 
     # -- hooks --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -100,11 +109,15 @@ class Service:
             while self.running:
                 self.heartbeat()
                 wait = self.tick()
+                ready = dict(self.poller.poll(wait)) if (self.sub is not None or self._readers) else {}
+                if self.sub is None and not self._readers and wait:
+                    time.sleep(wait / 1000.0)
+                for sock, fn in self._readers.items():
+                    if sock in ready:
+                        fn()
                 if self.sub is None:
-                    if wait:
-                        time.sleep(wait / 1000.0)
                     continue
-                got = self.sub.recv(wait)
+                got = self.sub.recv(0)
                 # Drain what is queued, but keep heartbeating under sustained load.
                 deadline = time.monotonic() + 0.25
                 while got is not None and self.running:

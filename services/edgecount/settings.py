@@ -59,7 +59,6 @@ def state_dir(cfg: Config) -> Path:
 
 def to_toml(data: dict[str, Any]) -> str:
     """Serialise a config mapping back to TOML (enough for our own schema)."""
-    lines: list[str] = []
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -72,16 +71,21 @@ def to_toml(data: dict[str, Any]) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    arrays = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
-    for k, v in data.items():
-        if k not in tables and k not in arrays:
-            lines.append(f"{k} = {value(v)}")
-    for k, t in tables.items():
-        lines.append(f"\n[{k}]")
-        lines.extend(f"{kk} = {value(vv)}" for kk, vv in t.items())
-    for k, arr in arrays.items():
-        for item in arr:
-            lines.append(f"\n[[{k}]]")
-            lines.extend(f"{kk} = {value(vv)}" for kk, vv in item.items())
-    return "\n".join(lines) + "\n"
+    def table(prefix: str, d: dict[str, Any], out: list[str]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)
+                   and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+        if prefix and (scalars or not d):
+            out.append(f"\n[{prefix}]")
+        out.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in d.items():
+            name = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                table(name, v, out)
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:
+                    out.append(f"\n[[{name}]]")
+                    out.extend(f"{kk} = {value(vv)}" for kk, vv in item.items())
+
+    lines: list[str] = []
+    table("", data, lines)
+    return "\n".join(lines).lstrip("\n") + "\n"

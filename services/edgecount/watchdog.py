@@ -102,6 +102,7 @@ class Watchdog:
             self.log.warning("watchdog.removed_stale_segment", path=str(seg))
         for name in self.children:
             Path(self.runtime_dir, f"{name}.sock").unlink(missing_ok=True)
+            Path(self.runtime_dir, f"{name}.sync.sock").unlink(missing_ok=True)
 
     def _schedule_restart(self, child: Supervised, why: str) -> None:
         now = time.monotonic()

@@ -1,0 +1,95 @@
+"""Keeping the uplink outbox bounded while the device is offline for a long time.
+
+Pure planning over the undelivered records: nothing here touches storage.
+When the outbox holds more than ``max_rows`` records, the oldest are merged
+into coarser buckets (an hour, then a day) per line or zone, which keeps
+every count; only when even that is not enough, or records are older than
+``max_age_s``, are the oldest dropped, and what they held is reported so the
+device can say exactly how much it lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = ["CompactionPlan", "PendingRecord", "plan_compaction"]
+
+COARSER = (3600.0, 86400.0)
+
+
+@attrs.frozen
+class PendingRecord:
+    row_id: int
+    record_id: str
+    kind: str
+    name: str
+    bucket_start: float
+    bucket_s: float
+    n_in: int
+    n_out: int
+
+
+@attrs.frozen
+class CompactionPlan:
+    delete: tuple[int, ...] = ()
+    insert: tuple[PendingRecord, ...] = ()
+    dropped_records: int = 0
+    dropped_in: int = 0
+    dropped_out: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.delete and not self.insert
+
+
+def _merge(records: Sequence[PendingRecord], coarse_s: float) -> list[PendingRecord]:
+    groups: dict[tuple[str, str, float], list[PendingRecord]] = {}
+    for r in records:
+        start = math.floor(r.bucket_start / coarse_s) * coarse_s
+        groups.setdefault((r.kind, r.name, start), []).append(r)
+    merged = []
+    for (kind, name, start), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        if len(rs) == 1 and rs[0].bucket_s >= coarse_s:
+            merged.append(rs[0])
+            continue
+        # Ids end in the bucket start; the merged record keeps the rest (device, kind, name).
+        prefix = rs[0].record_id.rsplit("/", 1)[0] if "/" in rs[0].record_id else rs[0].record_id
+        merged.append(PendingRecord(
+            row_id=-1, record_id=f"{prefix}/{int(start)}/{int(coarse_s)}s", kind=kind, name=name,
+            bucket_start=start, bucket_s=coarse_s, n_in=sum(r.n_in for r in rs), n_out=sum(r.n_out for r in rs)))
+    return merged
+
+
+def plan_compaction(pending: Sequence[PendingRecord], max_rows: int, max_age_s: float, now: float,
+                    keep_recent: int = 0) -> CompactionPlan:
+    """What to delete and insert so at most ``max_rows`` records remain, oldest affected first.
+
+    ``pending`` is in delivery order (oldest first). The newest ``keep_recent``
+    records are never merged, so recent data keeps its full resolution.
+    """
+    if max_rows < 1:
+        raise ValueError("max_rows must be at least 1")
+    records = list(pending)
+    dropped: list[PendingRecord] = [r for r in records if r.bucket_start + r.bucket_s < now - max_age_s]
+    too_old = {r.row_id for r in dropped}
+    records = [r for r in records if r.row_id not in too_old]
+    if len(records) > max_rows:
+        for coarse in COARSER:
+            if len(records) <= max_rows:
+                break
+            split = max(0, len(records) - max(keep_recent, 0))
+            old, recent = records[:split], records[split:]
+            merged = _merge(old, coarse)
+            records = merged + recent
+        if len(records) > max_rows:
+            excess = len(records) - max_rows
+            dropped.extend(records[:excess])
+            records = records[excess:]
+    kept_ids = {r.row_id for r in records if r.row_id >= 0}
+    delete = tuple(r.row_id for r in pending if r.row_id not in kept_ids)
+    inserted = [r for r in records if r.row_id < 0]
+    return CompactionPlan(delete=delete, insert=tuple(inserted), dropped_records=len(dropped),
+                          dropped_in=sum(r.n_in for r in dropped), dropped_out=sum(r.n_out for r in dropped))

@@ -1,0 +1,384 @@
+"""Issue #5 fault scenarios against a real Mosquitto broker.
+
+(a) services killed with SIGKILL at random moments during a replay, (b) the
+broker stopped for a stretch and restarted, (c) the whole process tree killed
+(power cut) and restarted, (d) everything that reached the broker checked for
+anything but counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import zmq
+
+from edgecount import bus
+from edgecount.store import Store
+from edgecount_core.messages import EndOfStream
+
+from .helpers import ROOT, HealthWatcher, stop_group
+
+pytestmark = pytest.mark.slow
+
+LINES = [("v_centre", 0.5, 0.3, 0.5, 1.0), ("v_left", 0.3, 0.3, 0.3, 1.0), ("h_mid", 0.0, 0.6, 1.0, 0.6),
+         ("diag", 0.2, 0.4, 0.9, 1.0), ("v_right", 0.72, 0.3, 0.72, 1.0)]
+BUCKET_S = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A private Mosquitto on a free loopback port, with persistence so sessions survive a restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.exe).exists():
+            pytest.fail("mosquitto is not installed (apt-get install -y mosquitto; .ci/run does this)")
+        self.port = _free_port()
+        self.dir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {workdir}/\nautosave_interval 1\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+class Capture:
+    """A subscriber with a persistent session that records every message under edgecount/#."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-capture-{port}",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edgecount/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        time.sleep(0.5)
+
+    def _on_message(self, c: Any, u: Any, m: Any) -> None:
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload)))
+
+    def records(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(p) for t, p in self.messages if "/counts/" in t]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def unique_totals(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, int]], int]:
+    """Per-line totals over unique record ids; also checks every copy of an id is identical."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["id"] in seen:
+            assert seen[r["id"]] == r, f"two different records share the id {r['id']}"
+        seen[r["id"]] = r
+    totals: dict[str, dict[str, int]] = {}
+    for r in seen.values():
+        if r["kind"] == "line":
+            t = totals.setdefault(r["name"], {"in": 0, "out": 0})
+            t["in"] += r["in"]
+            t["out"] += r["out"]
+    return totals, len(records) - len(seen)
+
+
+def write_config(path: Path, port: int, extra: str = "") -> Path:
+    lines = "".join(f'\n[[lines]]\nname = "{n}"\na = [{ax}, {ay}]\nb = [{bx}, {by}]\n' for n, ax, ay, bx, by in LINES)
+    path.write_text(f"""
+[device]
+site = "test"
+id = "dev1"
+
+[inference]
+model = "ssd_mobilenet_v1_coco_quant"
+threads = 1
+
+[privacy]
+bucket_s = {BUCKET_S}
+
+[uplink]
+sinks = ["jsonl", "mqtt"]
+
+[uplink.mqtt]
+host = "127.0.0.1"
+port = {port}
+max_inflight = 5
+reconnect_max_s = 2
+
+[watchdog]
+heartbeat_s = 0.3
+hang_timeout_s = 10
+backoff_initial_s = 0.3
+backoff_max_s = 1
+restart_budget = 20
+{extra}
+{lines}""")
+    return path
+
+
+def run_replay(cfg: Path, runtime_dir: Path | None = None) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "edgecount", "replay", "asset:pets09", "--config", str(cfg), "--json"]
+    if runtime_dir is not None:
+        args += ["--runtime-dir", str(runtime_dir)]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for_records(cap: Capture, expected_ids: set[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if expected_ids <= {r["id"] for r in cap.records()}:
+            return
+        time.sleep(0.2)
+    missing = expected_ids - {r["id"] for r in cap.records()}
+    raise AssertionError(f"{len(missing)} records never reached the broker: {sorted(missing)[:5]}")
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    d = Path(tempfile.mkdtemp(prefix="ecmq-"))
+    b = Broker(d)
+    b.start()
+    yield b
+    b.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_clip: Path, ssd_model) -> dict[str, Any]:
+    """An undisturbed replay: the reference every fault scenario must reproduce."""
+    cap = Capture(broker.port)
+    cfg = write_config(tmp_path_factory.mktemp("base") / "c.toml", broker.port)
+    proc = run_replay(cfg)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    totals, _ = unique_totals(cap.records())
+    ids = {r["id"] for r in cap.records()}
+    wait_for_records(cap, ids)
+    with cap.lock:
+        messages = list(cap.messages)
+    cap.close()
+    assert sum(c["in"] + c["out"] for c in report["lines"].values()) > 20
+    assert totals == report["lines"], "what reached the broker differs from what the replay reports"
+    return {"report": report, "messages": messages, "totals": totals}
+
+
+def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dict[str, Any], tmp_path: Path) -> None:
+    cap = Capture(broker.port)
+    cfg = write_config(tmp_path / "c.toml", broker.port)
+    runtime = Path(tempfile.mkdtemp(prefix="ecf-", dir="/tmp"))
+    proc = run_replay(cfg, runtime)
+    watcher = HealthWatcher(runtime, ("counter", "privacy", "uplink"))
+    rng = random.Random(int(os.environ.get("EDGECOUNT_FAULT_SEED", "5")))
+    kills: list[str] = []
+    try:
+        watcher.wait_for(lambda h: len(h) == 3, 60, "services up")
+        watcher.wait_for(lambda h: int(h["counter"].stats.get("processed", 0)) > 30, 60, "counting started")
+        while proc.poll() is None and len(kills) < 9:
+            watcher.pump(rng.uniform(0.1, 0.6))
+            victim = ("counter", "privacy", "uplink")[len(kills) % 3] if len(kills) < 3 else \
+                rng.choice(["counter", "privacy", "uplink"])
+            h = watcher.latest.get(victim)
+            if h is None or proc.poll() is not None:
+                continue
+            try:
+                os.kill(h.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            kills.append(victim)
+            old = h.pid
+            # (unless the replay just finished, in which case nothing restarts)
+            watcher.wait_for(lambda hh, v=victim, o=old: hh[v].pid != o or proc.poll() is not None, 30,
+                             f"{victim} restarted")
+        out, err = proc.communicate(timeout=240)
+    finally:
+        watcher.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert proc.returncode == 0, err[-3000:]
+    assert len(kills) >= 6 and set(kills) == {"counter", "privacy", "uplink"}, kills
+    report = json.loads(out)
+    assert report["processed_frames"] == 795 and report["frames"] == 795
+    assert report["lines"] == baseline["report"]["lines"]
+    ids = {r["id"] for r in cap.records()}
+    wait_for_records(cap, ids)
+    totals, duplicates = unique_totals(cap.records())
+    cap.close()
+    assert totals == baseline["totals"]
+    print(f"\nkills: {kills}; duplicate deliveries (same id, same content): {duplicates}")
+
+
+def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker, baseline: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    cap = Capture(broker.port)
+    cfg = write_config(tmp_path / "c.toml", broker.port)
+    runtime = Path(tempfile.mkdtemp(prefix="ecb-", dir="/tmp"))
+    proc = run_replay(cfg, runtime)
+    try:
+        time.sleep(4)
+        broker.stop()
+        time.sleep(6)  # the replay keeps counting; records wait in the outbox
+        assert proc.poll() is None, "the replay must not finish while its records cannot be delivered"
+        broker.start()
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            stop_group(proc)
+        if broker.proc is None or broker.proc.poll() is not None:
+            broker.start()
+    assert proc.returncode == 0, err[-3000:]
+    uplink_log = (runtime / "state" / "logs" / "uplink.log").read_text()
+    shutil.rmtree(runtime, ignore_errors=True)
+    assert "mqtt.disconnected" in uplink_log and uplink_log.count("mqtt.connected") >= 2
+    report = json.loads(out)
+    assert report["lines"] == baseline["report"]["lines"]
+    jsonl_ids = {r["id"] for r in cap.records()}
+    time.sleep(2)
+    wait_for_records(cap, jsonl_ids)
+    records = cap.records()
+    totals, _ = unique_totals(records)
+    cap.close()
+    assert totals == baseline["totals"]
+    first_seen: list[float] = []
+    seen: set[str] = set()
+    for r in records:
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            first_seen.append(r["bucket_start"])
+    assert first_seen == sorted(first_seen), "records arrived out of order"
+
+
+def test_c_power_cut_loses_no_record(broker: Broker, tmp_path: Path, pets09_clip: Path) -> None:
+    cap = Capture(broker.port)
+    runtime = Path(tempfile.mkdtemp(prefix="ecp-", dir="/tmp"))
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.toml", broker.port, extra=f"""
+[runtime]
+dir = "{runtime}"
+state_dir = "{state}"
+
+[capture]
+source = "{pets09_clip}"
+realtime = false
+loop = false
+""")
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    proc = start()
+    try:
+        watcher = HealthWatcher(runtime, ("counter",))
+        watcher.wait_for(lambda h: int(h.get("counter").stats.get("processed", 0)) > 300 if h.get("counter")
+                         else False, 120, "a good part of the clip counted")
+        watcher.close()
+        stop_group(proc, signal.SIGKILL)  # power cut: every process at once
+        # What had been made durable must all arrive eventually.
+        durable: set[str] = set()
+        priv = Store(state / "privacy.db")
+        for _, _, payload in priv.read_from(1, 100000):
+            from edgecount_core.messages import decode
+            durable.add(decode(payload).record_id)  # type: ignore[union-attr]
+        priv.close()
+        up = Store(state / "uplink.db")
+        durable |= {row[0] for row in up.db.execute("SELECT record_id FROM outbox")}
+        up.close()
+        proc = start()
+        ctx: zmq.Context[Any] = zmq.Context()
+        sub = bus.Subscriber(ctx, runtime, [("uplink", (bus.EOS,))], structlog.get_logger())
+        deadline = time.monotonic() + 300
+        done = False
+        while time.monotonic() < deadline and not done:
+            got = sub.recv(500)
+            done = got is not None and isinstance(got[1], EndOfStream)
+        sub.close()
+        ctx.term()
+        assert done, "the restarted appliance never finished the clip"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    all_ids = {r["id"] for r in cap.records()}
+    wait_for_records(cap, durable | all_ids)
+    totals, _ = unique_totals(cap.records())
+    cap.close()
+    counter = Store(state / "counter.db")
+    crossings_logged = counter.last_seq
+    counter.close()
+    # Every crossing the counter ever made durable reached the broker exactly once, by id.
+    assert sum(t["in"] + t["out"] for t in totals.values()) == crossings_logged
+    assert crossings_logged > 0
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+ALLOWED_COUNT_KEYS = {"id", "site", "device", "kind", "name", "bucket_start", "bucket_s", "in", "out"}
+
+
+def test_d_only_counts_reach_the_broker(baseline: dict[str, Any]) -> None:
+    messages = baseline["messages"]
+    assert any("/counts/" in t for t, _ in messages)
+    for topic, payload in messages:
+        assert topic.startswith("edgecount/test/dev1/"), topic
+        assert len(payload) < 1024, f"{topic}: {len(payload)} bytes is more than a count"
+        text = payload.decode("utf-8")  # image bytes would not decode
+        if topic.endswith("/status"):
+            assert text in ("online", "offline")
+            continue
+        doc = json.loads(text)
+        assert isinstance(doc, dict)
+        flat = json.dumps(doc).lower()
+        for word in ("track", "box", "bbox", "frame", "seq", "image", "jpeg", "x1"):
+            assert word not in flat, f"{topic}: {word!r} in {text}"
+        for value in doc.values():
+            assert not isinstance(value, list | dict), f"{topic}: nested data {value!r}"
+        if "/counts/" in topic:
+            assert set(doc) == ALLOWED_COUNT_KEYS
+            assert doc["bucket_s"] >= BUCKET_S
+            assert doc["bucket_start"] % doc["bucket_s"] == 0, "a timestamp finer than the bucket"
+        else:
+            assert topic.endswith("/health") and set(doc) <= {"ts", "state", "backlog"}

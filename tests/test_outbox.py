@@ -1,0 +1,120 @@
+"""Outbox bounding (property-based) and the resend protocol between two services."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecount.reliable import Follower, SyncServer
+from edgecount.store import Store
+from edgecount_core.messages import Crossing, Message, encode
+from edgecount_core.outbox import PendingRecord, plan_compaction
+
+NOW = 1_800_000_000.0
+
+
+@st.composite
+def outboxes(draw: Any) -> list[PendingRecord]:
+    n = draw(st.integers(0, 120))
+    names = draw(st.lists(st.sampled_from(["door", "gate", "stairs", "lift"]), min_size=1, max_size=4, unique=True))
+    start = NOW - draw(st.integers(0, 60 * 86400))
+    rows = []
+    for i in range(n):
+        t = start + i * 60
+        name = draw(st.sampled_from(names))
+        kind = draw(st.sampled_from(["line", "line", "zone", "event"]))
+        rows.append(PendingRecord(i + 1, f"s/d/{kind}/{name}/{int(t)}", kind, name, t, 60.0,
+                                  draw(st.integers(0, 50)), draw(st.integers(0, 50))))
+    return rows
+
+
+@settings(max_examples=300)
+@given(outboxes(), st.integers(10, 80), st.floats(3600, 90 * 86400))
+def test_compaction_bounds_the_outbox_and_accounts_for_every_count(rows: list[PendingRecord], max_rows: int,
+                                                                    max_age: float) -> None:
+    plan = plan_compaction(rows, max_rows, max_age, NOW, keep_recent=max_rows // 2)
+    deleted = set(plan.delete)
+    kept = [r for r in rows if r.row_id not in deleted] + list(plan.insert)
+    assert len(kept) <= max(max_rows, 0) or not rows
+    # Nothing vanishes silently: what is kept plus what is reported dropped is what there was.
+    assert sum(r.n_in for r in kept) + plan.dropped_in == sum(r.n_in for r in rows)
+    assert sum(r.n_out for r in kept) + plan.dropped_out == sum(r.n_out for r in rows)
+    assert len({r.record_id for r in kept}) == len(kept)
+    # Nothing too old survives.
+    assert all(r.bucket_start + r.bucket_s >= NOW - max_age for r in kept)
+
+
+@given(outboxes())
+def test_small_outbox_is_left_alone(rows: list[PendingRecord]) -> None:
+    recent = [r for r in rows if r.bucket_start > NOW - 86400]
+    plan = plan_compaction(recent, 1000, 90 * 86400, NOW)
+    assert plan.empty and plan.dropped_records == 0
+
+
+def _crossing(n: int) -> Crossing:
+    return Crossing(event_id=f"x:{n}", line="door", direction="in" if n % 2 else "out", ts=float(n),
+                    track_id=n, seq=n, event_seq=n)
+
+
+def test_follower_recovers_gaps_and_ignores_duplicates(tmp_path: Path, runtime_dir: Path) -> None:
+    ctx: zmq.Context[Any] = zmq.Context()
+    log = structlog.get_logger()
+    store = Store(tmp_path / "pub.db")
+    with store.transaction():
+        for n in range(1, 11):
+            store.append(n, b"crossing", encode(_crossing(n)))
+    server = SyncServer(ctx, runtime_dir, "pub", store, log)
+    applied: list[int] = []
+
+    def apply(msg: Message) -> None:
+        assert isinstance(msg, Crossing)
+        applied.append(msg.event_seq)
+
+    # A subscriber that (after a restart) had applied up to 3 and then hears 7 live.
+    f = Follower(ctx, runtime_dir, "pub", 3, apply, lambda m: int(getattr(m, "event_seq", 0)), log)
+    f.on_message(_crossing(7))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and f.applied < 10:
+        server.handle()
+        f.handle()
+        time.sleep(0.01)
+    assert applied == list(range(4, 11))
+    f.on_message(_crossing(9))  # a late live copy of something already recovered
+    assert f.duplicates == 1 and applied == list(range(4, 11))
+    # The acknowledgement lets the publisher trim exactly what was applied.
+    f.ack()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and store.pending():
+        server.handle()
+        time.sleep(0.01)
+    assert store.pending() == 0 and store.last_seq == 10
+    f.close()
+    server.close()
+    store.close()
+    ctx.term()
+
+
+def test_store_refuses_gaps_and_rolls_back(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    with store.transaction():
+        store.append(1, b"t", b"a")
+    try:
+        with store.transaction():
+            store.append(2, b"t", b"b")
+            raise RuntimeError("killed mid-transaction")
+    except RuntimeError:
+        pass
+    assert store.last_seq == 1 and [s for s, _, _ in store.read_from(1)] == [1]
+    try:
+        store.append(5, b"t", b"c")
+    except ValueError as exc:
+        assert "gap" in str(exc)
+    else:
+        raise AssertionError("a gap was accepted")
+    store.close()
