@@ -23,18 +23,255 @@ from edgecount_core.config import ConfigError, parse_line_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _store(cfg: Any) -> AssetStore:
     return AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
 
 
+DEFAULT_CONFIG = Path("/etc/edgecount/edgecount.toml")
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """--config, else $EDGECOUNT_CONFIG, else the installed /etc/edgecount/edgecount.toml."""
+    import os
+
+    if getattr(args, "config", None):
+        return str(args.config)
+    if os.environ.get("EDGECOUNT_CONFIG"):
+        return os.environ["EDGECOUNT_CONFIG"]
+    return str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None
+
+
+def _status_reply(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from edgecount.control import ask
+
+    cfg = load_config(_config_path(args))
+    return cfg, ask(runtime_dir(cfg), {"cmd": "status"})
+
+
+def _fmt_uptime(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import shutil as _shutil
+
+    from edgecount.control import NotRunning
+    from edgecount.doctor import cpu_temperature
+
+    try:
+        cfg, st = _status_reply(args)
+    except NotRunning as exc:
+        if args.json:
+            print(json.dumps({"running": False, "error": str(exc)}))
+        else:
+            err.print(f"[red]{exc}[/]")
+        return EXIT_NOT_RUNNING
+    sd = state_dir(cfg)
+    disk = _shutil.disk_usage(sd if sd.exists() else Path("/"))
+    device = {"disk_free_gib": round(disk.free / 2**30, 2), "cpu_temp_c": cpu_temperature(),
+              "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"]}
+    if args.json:
+        print(json.dumps({"running": True, "device": device, "services": st["services"]}))
+        return EXIT_OK
+    t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
+    for col in ("service", "state", "pid", "uptime", "restarts", "details"):
+        t.add_column(col)
+    colour = {"ok": "green", "degraded": "yellow", "starting": "cyan"}
+    for s_ in st["services"]:
+        x = s_["stats"]
+        if s_["service"] == "capture":
+            d = f"fps in {x.get('fps_in', 0)}, frames {x.get('frames_read', 0)}, reconnects {x.get('reconnects', 0)}"
+        elif s_["service"] == "inference":
+            d = (f"{x.get('model', '')} on {x.get('backend', '?')}{' (DEGRADED)' if x.get('degraded') else ''}, "
+                 f"p50 {x.get('latency_ms_p50', 0)} ms, processed {x.get('processed', 0)}, "
+                 f"dropped {int(x.get('skipped', 0)) + int(x.get('overwritten', 0))}")
+        elif s_["service"] == "counter":
+            d = f"frames {x.get('processed', 0)}, tracks {x.get('active_tracks', 0)}, events {x.get('events', 0)}"
+        elif s_["service"] == "privacy":
+            d = f"records {x.get('records', 0)}, log pending {x.get('log_pending', 0)}"
+        else:
+            broker = x.get("broker_connected")
+            d = f"outbox backlog {x.get('backlog', 0)}" + (
+                "" if broker is None else f", broker {'connected' if broker else 'DISCONNECTED'}")
+        state = s_["state"]
+        t.add_row(s_["service"], f"[{colour.get(state, 'red')}]{state}[/]", str(s_["pid"] or "-"),
+                  _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), d)
+    out.print(t)
+    temp = device["cpu_temp_c"]
+    out.print(f"disk free {device['disk_free_gib']} GiB, CPU temperature "
+              f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edgecount.control import NotRunning
+    from edgecount.doctor import run_checks
+
+    try:
+        _, appliance = _status_reply(args)
+    except (NotRunning, ConfigError):
+        appliance = None
+    checks = run_checks(_config_path(args), appliance)
+    failed = any(c.status == "fail" for c in checks)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [
+            {"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks]}))
+        return EXIT_FAILED if failed else EXIT_OK
+    t = Table(title="edgecount doctor")
+    for col in ("check", "result", "detail", "fix"):
+        t.add_column(col)
+    mark = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for c in checks:
+        t.add_row(c.name, mark[c.status], c.detail, c.fix)
+    out.print(t)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from edgecount.control import NotRunning, ask
+
+    cfg = load_config(_config_path(args))
+    try:
+        reply = ask(runtime_dir(cfg), {"cmd": "restart", "service": args.service}, timeout_ms=15000)
+    except NotRunning as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_NOT_RUNNING
+    if not reply.get("ok"):
+        err.print(f"[red]{reply.get('error')}[/]")
+        return EXIT_USAGE
+    out.print(f"restarted {reply['service']} (pid {reply['pid']})")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import time as _time
+
+    cfg = load_config(_config_path(args))
+    log_dir = state_dir(cfg) / "logs"
+    names = [args.service] if args.service else ["capture", "inference", "counter", "privacy", "uplink"]
+    files = {n: log_dir / f"{n}.log" for n in names}
+    if not any(f.exists() for f in files.values()):
+        err.print(f"[yellow]no log files in {log_dir}[/]; under systemd the logs are in the journal: "
+                  "journalctl -u edgecount")
+        return EXIT_FAILED
+    handles = {}
+    for n, f in files.items():
+        if not f.exists():
+            continue
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()[-args.lines:]
+        for ln in lines:
+            print(f"{n:9} {ln}" if len(files) > 1 else ln)
+        fh = f.open("r", encoding="utf-8", errors="replace")
+        fh.seek(0, 2)
+        handles[n] = fh
+    sys.stdout.flush()
+    if not args.follow:
+        return EXIT_OK
+    try:
+        while True:
+            for n, fh in handles.items():
+                for ln in fh.readlines():
+                    print(f"{n:9} {ln.rstrip()}" if len(files) > 1 else ln.rstrip(), flush=True)
+            _time.sleep(0.3)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_counts(args: argparse.Namespace) -> int:
+    import sqlite3
+    import time as _time
+
+    cfg = load_config(_config_path(args))
+    db = state_dir(cfg) / "uplink.db"
+    if not db.exists():
+        err.print(f"[yellow]no counts yet ({db} does not exist)[/]")
+        return EXIT_FAILED
+    now = _time.time()
+    local = _time.localtime(now)
+    midnight = _time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+    since = now - _parse_since(args.since) if args.since else None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    windows = {"today": midnight, "last hour": now - 3600}
+    if since is not None:
+        windows = {f"since {args.since}": since}
+    result: dict[str, dict[str, dict[str, int]]] = {}
+    for label, start in windows.items():
+        rows = con.execute("SELECT kind, name, SUM(n_in), SUM(n_out) FROM history WHERE kind != 'event' "
+                           "AND bucket_start >= ? GROUP BY kind, name ORDER BY kind, name", (start,)).fetchall()
+        result[label] = {f"{k}:{n}": {"in": int(i or 0), "out": int(o or 0)} for k, n, i, o in rows}
+    con.close()
+    names = [f"line:{ln.name}" for ln in cfg.lines] + [f"zone:{z.name}" for z in cfg.zones]
+    for label in result:
+        for n in names:
+            result[label].setdefault(n, {"in": 0, "out": 0})
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    t = Table(title="counts (lines: in/out, zones: entries/exits)")
+    t.add_column("line/zone")
+    for label in result:
+        t.add_column(label, justify="right")
+    for n in sorted({k for v in result.values() for k in v}):
+        t.add_row(n, *(f"{result[lbl][n]['in']} / {result[lbl][n]['out']}" for lbl in result))
+    out.print(t)
+    return EXIT_OK
+
+
+def _parse_since(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ConfigError(f"--since {text!r}: use a duration such as 30m, 2h or 1d") from None
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import time as _time
+
+    import zmq as _zmq
+
+    from edgecount import bus
+    from edgecount_core.messages import Crossing, ZoneEvent
+
+    cfg = load_config(_config_path(args))
+    rd = runtime_dir(cfg)
+    if not (rd / "counter.sock").exists():
+        err.print(f"[red]the appliance is not running[/] (no {rd / 'counter.sock'})")
+        return EXIT_NOT_RUNNING
+    ctx: _zmq.Context[Any] = _zmq.Context()
+    sub = bus.Subscriber(ctx, rd, [("counter", (bus.CROSSING, bus.ZONE))], log.configure("cli", level="error"))
+    deadline = None if args.follow else _time.monotonic() + args.wait
+    try:
+        while deadline is None or _time.monotonic() < deadline:
+            got = sub.recv(200)
+            if got is None:
+                continue
+            msg = got[1]
+            when = _time.strftime("%H:%M:%S", _time.localtime(msg.ts)) if hasattr(msg, "ts") else ""
+            if isinstance(msg, Crossing):
+                row = {"time": when, "line": msg.line, "direction": msg.direction}
+            elif isinstance(msg, ZoneEvent):
+                row = {"time": when, "zone": msg.zone, "kind": msg.kind, "occupancy": msg.occupancy}
+            else:
+                continue
+            print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+        ctx.term()
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edgecount.watchdog import Watchdog
 
-    cfg = load_config(args.config)
+    cfg = load_config(_config_path(args))
     logger = log.configure("watchdog")
     store = _store(cfg)
     from edgecount.inference import resolve_model
@@ -47,10 +284,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:
         err.print(f"[red]cannot start:[/] {exc}")
         return EXIT_FAILED
-    config_path = Path(args.config).resolve() if args.config else None
-    if config_path is None:
-        err.print("[red]edgecount run needs --config FILE[/] (see config/edgecount.toml)")
+    path = _config_path(args)
+    if path is None:
+        err.print("[red]edgecount run needs --config FILE[/] (or /etc/edgecount/edgecount.toml)")
         return EXIT_USAGE
+    config_path = Path(path).resolve()
     log_dir = None if args.log_to_stderr else state_dir(cfg) / "logs"
     wd = Watchdog(cfg, config_path, runtime_dir(cfg), log_dir=log_dir, logger=logger)
     return wd.run()
@@ -240,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the appliance until stopped")
-    r.add_argument("--config", "-c", required=True)
+    r.add_argument("--config", "-c")
     r.add_argument("--log-to-stderr", action="store_true",
                    help="services log to this process's stderr (the journal under systemd)")
     r.set_defaults(func=cmd_run)
@@ -274,6 +512,41 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--config", "-c")
     mf.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    st = sub.add_parser("status", help="each service of the running appliance")
+    st.add_argument("--config", "-c")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    dr = sub.add_parser("doctor", help="check camera, models, Edge TPU, shared memory, broker, clock, disk")
+    dr.add_argument("--config", "-c")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
+
+    rs = sub.add_parser("restart", help="restart one service of the running appliance")
+    rs.add_argument("service", choices=["capture", "inference", "counter", "privacy", "uplink"])
+    rs.add_argument("--config", "-c")
+    rs.set_defaults(func=cmd_restart)
+
+    lg = sub.add_parser("logs", help="show (and follow) service logs")
+    lg.add_argument("service", nargs="?", choices=["capture", "inference", "counter", "privacy", "uplink"])
+    lg.add_argument("--config", "-c")
+    lg.add_argument("--follow", "-f", action="store_true")
+    lg.add_argument("--lines", "-n", type=int, default=20)
+    lg.set_defaults(func=cmd_logs)
+
+    ct = sub.add_parser("counts", help="counts per line/zone: today and the last hour")
+    ct.add_argument("--config", "-c")
+    ct.add_argument("--since", help="a duration instead: 30m, 2h, 1d")
+    ct.add_argument("--json", action="store_true")
+    ct.set_defaults(func=cmd_counts)
+
+    evs = sub.add_parser("events", help="crossings and zone changes as they happen (on the device only)")
+    evs.add_argument("--config", "-c")
+    evs.add_argument("--follow", "-f", action="store_true")
+    evs.add_argument("--wait", type=float, default=10.0, help="without --follow, listen this many seconds")
+    evs.add_argument("--json", action="store_true")
+    evs.set_defaults(func=cmd_events)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_cmd", required=True)

@@ -31,7 +31,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
     name TEXT NOT NULL, bucket_start REAL NOT NULL, bucket_s REAL NOT NULL, n_in INTEGER NOT NULL,
     n_out INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS history (
+    record_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, bucket_start REAL NOT NULL,
+    bucket_s REAL NOT NULL, n_in INTEGER NOT NULL, n_out INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS history_time ON history(bucket_start);
 """
+HISTORY_DAYS = 31
 
 
 class Uplink(Service):
@@ -72,6 +77,11 @@ class Uplink(Service):
                 "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created) "
                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                 (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time()))
+            # What `edgecount counts` shows on the device, kept whether or not it was delivered.
+            self.store.db.execute(
+                "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out))
             self.store.put_int("applied", msg.log_seq)
 
     def handle(self, topic: bytes, msg: Message) -> None:
@@ -116,6 +126,7 @@ class Uplink(Service):
         ob = self.cfg.uplink.outbox
         with self.store.transaction():
             self.store.db.execute("DELETE FROM outbox WHERE id <= ?", (low,))
+            self.store.db.execute("DELETE FROM history WHERE bucket_start < ?", (time.time() - HISTORY_DAYS * 86400,))
         rows = self.store.db.execute(
             "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox ORDER BY id").fetchall()
         if len(rows) <= ob.max_rows and not rows:

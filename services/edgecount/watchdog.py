@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
+import msgpack
 import zmq
 
 from edgecount import bus, log
@@ -69,6 +70,14 @@ class Watchdog:
         self.failed: str | None = None
         self._last_counter_progress = (0, time.monotonic())
         self.stopping = False
+        self.started_wall = time.time()
+        # The technician's CLI talks to us here (local only: a 0600 unix socket).
+        self.control = self.ctx.socket(zmq.REP)
+        self.control.setsockopt(zmq.LINGER, 0)
+        ctl = Path(self.runtime_dir, "control.sock")
+        ctl.unlink(missing_ok=True)
+        self.control.bind(f"ipc://{ctl}")
+        ctl.chmod(0o600)
 
     # -- processes ----------------------------------------------------------------------
     def _spawn(self, child: Supervised) -> None:
@@ -172,9 +181,47 @@ class Watchdog:
                             self._last_counter_progress = (n, time.monotonic())
                 last = msg
             got = self.sub.recv(0)
+        self._serve_control()
         self.check()
         self._systemd()
         return last
+
+    def _serve_control(self) -> None:
+        while True:
+            try:
+                raw = self.control.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                req = msgpack.unpackb(raw, raw=False)
+                reply = self._control(req)
+            except Exception as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            self.control.send(msgpack.packb(reply, use_bin_type=True))
+
+    def _control(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "services": self.status(), "pid": os.getpid(),
+                    "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
+                    "runtime_dir": str(self.runtime_dir)}
+        if cmd == "restart":
+            name = req.get("service")
+            child = self.children.get(str(name))
+            if child is None:
+                return {"ok": False, "error": f"no service {name!r}; services: {', '.join(self.children)}"}
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
+                try:
+                    child.proc.wait(timeout=8)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait(timeout=5)
+            child.total_restarts += 1
+            self.log.info("watchdog.restart_requested", child=child.name)
+            self._spawn(child)
+            return {"ok": True, "service": child.name, "pid": child.proc.pid if child.proc else None}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def _systemd(self) -> None:
         if not self.notify.enabled:
@@ -227,6 +274,8 @@ class Watchdog:
                 c.log_file = None
         self.cleanup_stale()
         self.sub.close()
+        self.control.close()
+        Path(self.runtime_dir, "control.sock").unlink(missing_ok=True)
         self.ctx.term()
 
     def status(self) -> list[dict[str, Any]]:

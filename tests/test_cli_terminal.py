@@ -1,0 +1,85 @@
+"""The technician's commands, driven in a real terminal (pexpect) against a running appliance."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+
+pytestmark = pytest.mark.slow
+
+
+def _term(args: list[str], cfg: Path) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "edgecount", *args, "--config", str(cfg)], cwd=str(ROOT),
+                         dimensions=(50, 200), encoding="utf-8", timeout=60, env={"TERM": "xterm-256color",
+                         **{k: v for k, v in __import__("os").environ.items()}})
+
+
+def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    proc = subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        watcher = HealthWatcher(runtime_dir)
+        watcher.wait_for(lambda h: len(h) == 5 and int(h["counter"].stats.get("processed", 0)) > 20, 90,
+                         "the appliance counting")
+        watcher.close()
+
+        t = _term(["status"], cfg)
+        for service in ("capture", "inference", "counter", "privacy", "uplink"):
+            t.expect(service)
+            t.expect("ok")
+        t.expect("disk free")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0
+
+        t = _term(["doctor"], cfg)
+        t.expect("edgecount doctor")
+        for check in ("config", "camera", "edge tpu", "shared memory", "broker", "clock", "disk"):
+            t.expect(check)
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0  # every check passes or only warns here
+
+        t = _term(["restart", "counter"], cfg)
+        t.expect(r"restarted counter \(pid \d+\)")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0
+
+        res = subprocess.run([sys.executable, "-m", "edgecount", "status", "--json", "--config", str(cfg)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        status = json.loads(res.stdout)
+        assert status["running"] and {s["service"]: s["restarts"] for s in status["services"]}["counter"] == 1
+
+        t = _term(["logs", "counter", "-n", "50"], cfg)
+        t.expect("counter.state_restored")  # the restarted counter picked up its state
+        t.expect(pexpect.EOF)
+        t.close()
+
+        t = _term(["counts"], cfg)
+        t.expect("today")
+        t.expect("last hour")
+        t.expect("line:v")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+    t = _term(["status"], cfg)
+    t.expect("not running")
+    t.expect(pexpect.EOF)
+    t.close()
+    assert t.exitstatus == 3
