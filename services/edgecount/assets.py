@@ -125,6 +125,9 @@ class AssetStore:
     def _obtain(
         self, name: str, filename: str, sha: str | None, entry: dict[str, Any], url_key: str
     ) -> Path:
+        if not sha:
+            raise AssetError(f"{name}/{filename}: the manifest pins no sha256, so it is never downloaded; "
+                             "copy the file onto the device and point the configuration at its path")
         dest = self.cached(name, filename)
         if dest.exists() and (sha is None or sha256_of(dest) == sha):
             return dest
@@ -254,7 +257,7 @@ class AssetStore:
         entry = self.entry(kind, name)
         dest = self.cached(name, entry["file"])
         present = dest.exists()
-        ok = present and sha256_of(dest) == entry["sha256"]
+        ok = present and bool(entry["sha256"]) and sha256_of(dest) == entry["sha256"]
         return {"name": name, "kind": kind[:-1], "file": str(dest), "present": present,
                 "verified": ok, "licence": entry.get("licence", ""),
                 "size": dest.stat().st_size if present else None,

@@ -274,14 +274,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(_config_path(args))
     logger = log.configure("watchdog")
     store = _store(cfg)
-    from edgecount.inference import resolve_model
+    from edgecount.assets import resolve_source
+    from edgecount.detector import DetectorError
+    from edgecount.inference import cpu_twin, resolve_model
 
     try:
-        from edgecount.assets import resolve_source
-
         resolve_source(cfg.capture.source, store)
-        resolve_model(cfg.inference.model, store)
-    except Exception as exc:
+        if cfg.inference.device == "cpu":
+            resolve_model(cfg.inference.model, store)
+        else:
+            # The accelerator's model may be absent together with the accelerator: the CPU
+            # fallback is what must exist before starting.
+            resolve_model(cfg.inference.fallback_model or cpu_twin(cfg.inference.model, store), store)
+    except (AssetError, DetectorError) as exc:
         err.print(f"[red]cannot start:[/] {exc}")
         return EXIT_FAILED
     path = _config_path(args)

@@ -145,11 +145,11 @@ class TFLiteDetector:
         self._lut = self._input_lut(inp, entry)
         self._scratch: npt.NDArray[np.uint8] | None = None
         self._plan: ResizePlan | None = None
-        self.extra_copies = 0  # full-frame copies made on the hot path (should stay 0)
 
     def _input_lut(self, inp: dict[str, Any], entry: dict[str, Any]) -> npt.NDArray[Any] | None:
         """A 256-entry table from pixel to input value, or None when pixels go in unchanged."""
         lo, hi = (float(v) for v in entry.get("input_range", [0.0, 255.0]))
+        self._range = (lo, hi)
         real = lo + np.arange(256, dtype=np.float64) * (hi - lo) / 255.0
         scale, zero = inp.get("quantization", (0.0, 0))
         if self._input_dtype in (np.uint8, np.int8) and scale:
@@ -190,7 +190,14 @@ class TFLiteDetector:
                 cv2.LUT(target, self._lut, dst=target)
                 tensor[:ch, :cw] = target
             else:
-                tensor[:ch, :cw] = self._lut[target]
+                # Float input: convert in place, then scale in place (no temporary arrays).
+                sub = tensor[:ch, :cw]
+                sub[...] = target
+                lo, hi = self._range
+                if (lo, hi) != (0.0, 255.0):
+                    sub *= (hi - lo) / 255.0
+                    sub += lo
+                del sub
         if (cw, ch) != self.input_size:
             pad = self.pad_value if self._lut is None else self._lut[self.pad_value]
             tensor[ch:, :] = pad

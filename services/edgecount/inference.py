@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecount import bus
-from edgecount.assets import AssetStore, ModelFiles
+from edgecount.assets import AssetError, AssetStore, ModelFiles
 from edgecount.detector import DetectorError, TFLiteDetector, probe_edgetpu
 from edgecount.service import Service, main_for
 from edgecount.shmring import RingError, RingReader
@@ -40,7 +40,9 @@ def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
 
 
 def cpu_twin(model: str, store: AssetStore) -> str:
-    entry = store.manifest.get("models", {}).get(model, {})
+    """The CPU model standing in for an Edge TPU model (manifest ``cpu_model``), by name or file."""
+    models = store.manifest.get("models", {})
+    entry = models.get(model) or next((e for e in models.values() if Path(e.get("file", "")).stem == model), {})
     return str(entry.get("cpu_model", model.removesuffix("_edgetpu")))
 
 
@@ -69,9 +71,14 @@ class Inference(Service):
         if inf.device == "cpu":
             self.detector = self._build(inf.model, "cpu")
             return
+        # Probe the accelerator before touching its model: without it the model is not needed.
+        reason = probe_edgetpu(inf.device)
+        if reason is not None:
+            self._fall_back(reason)
+            return
         try:
             self.detector = self._build(inf.model, inf.device)
-        except DetectorError as exc:
+        except (DetectorError, AssetError) as exc:
             self._fall_back(str(exc))
 
     def _build(self, model: str, device: str) -> TFLiteDetector:
@@ -86,6 +93,8 @@ class Inference(Service):
     def _fall_back(self, reason: str) -> None:
         inf = self.cfg.inference
         fallback = inf.fallback_model or cpu_twin(inf.model, self.store)
+        if Path(fallback).suffix == ".tflite" or fallback.endswith("_edgetpu"):
+            fallback = cpu_twin(Path(fallback).stem if fallback.endswith(".tflite") else fallback, self.store)
         if not self.degraded_reason:
             self.log.error("inference.edgetpu_unavailable", device=inf.device, reason=reason,
                            fallback=fallback, retry_in_s=self.retry_backoff)
@@ -103,7 +112,7 @@ class Inference(Service):
                     self.detector = self._build(self.cfg.inference.model, self.cfg.inference.device)
                     self.degraded_reason, self.state, self.retry_backoff = "", "ok", 30.0
                     self.log.info("inference.edgetpu_recovered")
-                except DetectorError as exc:
+                except (DetectorError, AssetError) as exc:
                     self._fall_back(str(exc))
             else:
                 self.retry_at = time.monotonic() + self.retry_backoff
@@ -167,8 +176,7 @@ class Inference(Service):
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
                 "backend": self.detector.backend if self.detector else "none",
                 "model": self.detector.name if self.detector else "",
-                "degraded": bool(self.degraded_reason), "degraded_reason": self.degraded_reason[:200],
-                "extra_copies": self.detector.extra_copies if self.detector else 0}
+                "degraded": bool(self.degraded_reason), "degraded_reason": self.degraded_reason[:200]}
 
     def on_eos(self, msg: EndOfStream) -> EndOfStream:
         stats = dict(msg.stats)
