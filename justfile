@@ -40,3 +40,7 @@ bench: setup
     {{venv}}/bin/pip install --quiet -e '.[dev,peers]'
     {{py}} tests/bench/bench_runtime.py
     {{py}} tests/bench/bench_tracking.py
+
+# build the Debian (Mendel) package into build/
+deb:
+    bash yocto/debian/build-deb.sh build

@@ -85,6 +85,9 @@ class InferenceSection(_Section):
         description="'model' uses the manifest's setting",
     )
 
+    tiles: str = Field("1x1", pattern=r"^[1-4]x[1-4]$", description="tiled inference grid COLSxROWS, e.g. 2x2")
+    tile_overlap: float = Field(0.2, ge=0.0, le=0.5, description="overlap between neighbouring tiles")
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:

@@ -23,8 +23,9 @@ from edgecount_core.config import ConfigError, parse_line_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# Piped output keeps whole table rows (no 80-column wrapping) so scripts and logs stay readable.
+out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def _store(cfg: Any) -> AssetStore:
@@ -422,6 +423,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_models(args: argparse.Namespace) -> int:
+    from edgecount.benchmodels import bench_models
+
+    cfg = load_config(_config_path(args))
+    store = _store(cfg)
+    names = args.names or [n for n, e in store.manifest.get("models", {}).items() if e.get("sha256")]
+    tiles = ["1x1", *args.tiles]
+    try:
+        if not args.json and err.is_terminal:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                          transient=True) as bar:
+                task = bar.add_task("bench", total=None)
+                rows = bench_models(store, names, args.frames, tiles, progress=lambda k, n, what: bar.update(
+                    task, completed=k, total=n, description=what))
+        else:
+            rows = bench_models(store, names, args.frames, tiles)
+    except AssetError as exc:
+        err.print(f"[red]bench failed:[/] {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(rows))
+        return EXIT_OK
+    t = Table(title=f"models on this device ({args.frames} PETS09 frames; quality: person, IoU 0.5)")
+    cols = [("model", "model"), ("backend", "backend"), ("tiles", "tiles"), ("median ms", "median_ms"),
+            ("p95 ms", "p95_ms"), ("fps 1t", "fps_1t"), ("fps all", None), ("CPU %", "cpu_pct"),
+            ("model RSS MB", "model_rss_mb"), ("size MB", "size_mb"), ("precision", "precision"),
+            ("recall", "recall"), ("AP50", "ap50")]
+    for label, _ in cols:
+        t.add_column(label, justify="left" if label in ("model", "backend", "tiles") else "right")
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["model"], r.get("backend", ""), r.get("tiles", ""), f"[yellow]{r['error']}[/]")
+            continue
+        all_key = f"fps_{r['threads_all']}t"
+        t.add_row(*(f"{r[all_key]:.1f} ({r['threads_all']}t)" if key is None else
+                    (f"{r[key]:.2f}" if isinstance(r.get(key), float) else str(r.get(key, ""))) for _, key in cols))
+    out.print(t)
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     store = _store(cfg)
@@ -517,6 +558,17 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--config", "-c")
     mf.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    bn = sub.add_parser("bench", help="measure on this device")
+    bsub = bn.add_subparsers(dest="bench_cmd", required=True)
+    bm = bsub.add_parser("models", help="latency, throughput, memory and person-detection quality per model")
+    bm.add_argument("names", nargs="*")
+    bm.add_argument("--frames", type=int, default=200)
+    bm.add_argument("--tiles", action="append", default=[], metavar="COLSxROWS",
+                    help="also measure tiled inference, e.g. --tiles 2x2")
+    bm.add_argument("--config", "-c")
+    bm.add_argument("--json", action="store_true")
+    bm.set_defaults(func=cmd_bench_models)
 
     st = sub.add_parser("status", help="each service of the running appliance")
     st.add_argument("--config", "-c")

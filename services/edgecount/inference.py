@@ -21,6 +21,7 @@ from edgecount.assets import AssetError, AssetStore, ModelFiles
 from edgecount.detector import DetectorError, TFLiteDetector, probe_edgetpu
 from edgecount.service import Service, main_for
 from edgecount.shmring import RingError, RingReader
+from edgecount.tiling import TiledDetector, parse_tiles
 from edgecount_core.config import Config
 from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
@@ -63,6 +64,7 @@ class Inference(Service):
         self.skipped = 0
         self.ring_errors = 0
         self.latencies: list[float] = []
+        self.tiles = parse_tiles(config.inference.tiles)
 
     def setup(self) -> None:
         inf = self.cfg.inference
@@ -146,12 +148,19 @@ class Inference(Service):
         if view is None:
             return  # lapped by the writer before we got to it; counted by the reader
         t0 = time.perf_counter()
-        self.detector.prepare(view)
-        del view
-        if not self.reader.still_valid(f.slot, f.seq):
-            return  # overwritten while we resized it: the input is torn, drop it
         try:
-            det = self.detector.run()
+            if self.tiles != (1, 1):
+                # Every tile reads the frame, so the overwrite check comes after all of them.
+                det = TiledDetector(self.detector, *self.tiles, overlap=self.cfg.inference.tile_overlap).detect(view)
+                del view
+                if not self.reader.still_valid(f.slot, f.seq):
+                    return
+            else:
+                self.detector.prepare(view)
+                del view
+                if not self.reader.still_valid(f.slot, f.seq):
+                    return  # overwritten while we resized it: the input is torn, drop it
+                det = self.detector.run()
         except RuntimeError as exc:
             if self.detector.backend == "edgetpu":
                 self._fall_back(f"Edge TPU failed at run time: {exc}")

@@ -1,0 +1,40 @@
+"""`just deb`: the Debian (Mendel) package builds, and what it installs runs on Debian's Python."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .helpers import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-deb") or not Path("/usr/bin/python3").exists(),
+                    reason="needs Debian's dpkg-deb and /usr/bin/python3")
+def test_deb_builds_installs_its_files_and_runs(tmp_path: Path) -> None:
+    res = subprocess.run(["bash", str(ROOT / "yocto/debian/build-deb.sh"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    deb = Path(res.stdout.strip().splitlines()[-1])
+    assert deb.name.startswith("edgecount_0.1.0_") and deb.suffix == ".deb"
+    info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "Package: edgecount" in info and "conffiles" in info and "postinst" in info
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for f in ("lib/systemd/system/edgecount.service", "lib/systemd/system.conf.d/10-edgecount-watchdog.conf",
+              "usr/lib/sysusers.d/edgecount.conf", "lib/udev/rules.d/99-edgecount-coral.rules",
+              "etc/edgecount/edgecount.toml", "usr/share/edgecount/manifest.toml", "usr/bin/edgecount"):
+        assert (root / f).is_file(), f
+    conffiles = subprocess.run(["dpkg-deb", "-f", str(deb), "Package"], capture_output=True, text=True).stdout
+    assert conffiles.strip() == "edgecount"
+    env = {"PYTHONPATH": str(root / "opt/edgecount/lib"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    run = subprocess.run(["/usr/bin/python3", "-m", "edgecount", "config", "check",
+                          str(root / "etc/edgecount/edgecount.toml")], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    imports = subprocess.run(["/usr/bin/python3", "-c", "import ai_edge_litert.interpreter, cv2, zmq, scipy"],
+                             capture_output=True, text=True, env=env)
+    assert imports.returncode == 0, imports.stderr
