@@ -29,8 +29,9 @@ def test_deb_builds_installs_its_files_and_runs(tmp_path: Path) -> None:
               "usr/lib/sysusers.d/edgecount.conf", "lib/udev/rules.d/99-edgecount-coral.rules",
               "etc/edgecount/edgecount.toml", "usr/share/edgecount/manifest.toml", "usr/bin/edgecount"):
         assert (root / f).is_file(), f
-    conffiles = subprocess.run(["dpkg-deb", "-f", str(deb), "Package"], capture_output=True, text=True).stdout
-    assert conffiles.strip() == "edgecount"
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)
+    assert (control / "conffiles").read_text().split() == ["/etc/edgecount/edgecount.toml"]
     env = {"PYTHONPATH": str(root / "opt/edgecount/lib"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     run = subprocess.run(["/usr/bin/python3", "-m", "edgecount", "config", "check",
                           str(root / "etc/edgecount/edgecount.toml")], capture_output=True, text=True, env=env)
