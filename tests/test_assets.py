@@ -59,5 +59,16 @@ def test_shipped_manifest_is_complete() -> None:
     for name, e in man["models"].items():
         for key in ("file", "sha256", "decoder", "licence", "url", "resize"):
             assert key in e, f"models.{name} lacks {key}"
-        assert len(e["sha256"]) == 64
+        if e["sha256"]:
+            assert len(e["sha256"]) == 64 and all(c in "0123456789abcdef" for c in e["sha256"])
+        else:
+            # Only an accelerator model may lack a pinned hash, and it must name its CPU stand-in.
+            assert e["cpu_model"] in man["models"] and man["models"][e["cpu_model"]]["sha256"]
     assert man["clips"]["pets09"]["debian_package"] == "opencv-doc"
+
+
+def test_unpinned_model_is_never_downloaded(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
+    store = AssetStore(None, tmp_path / "cache", allow_download=True)
+    with pytest.raises(AssetError, match="pins no sha256"):
+        store.fetch_model("ssd_mobilenet_v1_coco_quant_edgetpu")
