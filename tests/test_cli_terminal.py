@@ -65,9 +65,35 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> 
         t.expect(pexpect.EOF)
         t.close()
 
+        shot = runtime_dir / "preview.jpg"
+        t = _term(["preview", "--out", str(shot)], cfg)
+        t.expect(r"wrote .*preview\.jpg from the running appliance: 1 lines, 0 zones, \d+ people \(pixelated\)")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0
+        import cv2
+
+        img = cv2.imread(str(shot))
+        assert img is not None and img.shape[:2] == (576, 768)
+        assert b"Exif" not in shot.read_bytes()[:4096]  # no metadata travels with it
+
+        t = _term(["lines", "set", "door", "0.1,0.7,0.9,0.7"], cfg)
+        t.expect("line door set")
+        t.expect("counter and privacy filter reloaded")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 0
+        assert 'name = "door"' in cfg.read_text()
+        t = _term(["lines", "set", "door", "0.1,0.7,1.9,0.7"], cfg)  # refused, file untouched
+        t.expect("outside 0..1")
+        t.expect(pexpect.EOF)
+        t.close()
+        assert t.exitstatus == 2 and "1.9" not in cfg.read_text()
+
         t = _term(["counts"], cfg)
         t.expect("today")
         t.expect("last hour")
+        t.expect("line:door")
         t.expect("line:v")
         t.expect(pexpect.EOF)
         t.close()

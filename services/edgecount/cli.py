@@ -269,6 +269,78 @@ def cmd_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edgecount.preview import draw, from_appliance, from_camera
+
+    cfg = load_config(_config_path(args))
+    got = from_appliance(cfg, runtime_dir(cfg))
+    source = "running appliance"
+    if got is None:
+        source = "camera (appliance not running)"
+        try:
+            got = from_camera(cfg)
+        except Exception as exc:
+            err.print(f"[red]preview failed:[/] {exc}")
+            return EXIT_FAILED
+    frame, boxes, scores = got
+    redact = not args.unredacted
+    people = draw(frame, cfg, boxes, scores, redact)
+    if not cv2.imwrite(str(args.out), frame, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+        err.print(f"[red]cannot write {args.out}[/]")
+        return EXIT_FAILED
+    out.print(f"wrote {args.out} from the {source}: {len(cfg.lines)} lines, {len(cfg.zones)} zones, "
+              f"{people} people{' (pixelated)' if redact else ' (NOT redacted)'}")
+    return EXIT_OK
+
+
+def cmd_lines_set(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+    import tomllib
+
+    from edgecount.control import NotRunning, ask
+    from edgecount.settings import to_toml
+
+    path = _config_path(args)
+    if path is None:
+        err.print("[red]no configuration file[/]: pass --config FILE")
+        return EXIT_USAGE
+    try:
+        line = parse_line_arg(f"{args.name}:{args.coords}")
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    lines = [ln for ln in data.get("lines", []) if ln.get("name") != line.name]
+    lines.append({"name": line.name, "a": list(line.a), "b": list(line.b)})
+    data["lines"] = lines
+    from edgecount_core.config import parse_config
+
+    parse_config(data, source=path)  # refuse to write anything invalid
+    text = to_toml(data)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, target.stat().st_mode & 0o777)
+    os.replace(tmp, target)  # readers see the old file or the new one, never half of it
+    out.print(f"line {line.name} set to A={line.a} B={line.b} in {path}")
+    cfg = load_config(path)
+    try:
+        # Counts are durable before this; the counter and privacy filter re-read the lines.
+        for service in ("counter", "privacy"):
+            ask(runtime_dir(cfg), {"cmd": "restart", "service": service}, timeout_ms=20000)
+        out.print("counter and privacy filter reloaded")
+    except NotRunning:
+        out.print("the appliance is not running; the change applies at its next start")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edgecount.watchdog import Watchdog
 
@@ -604,6 +676,21 @@ def build_parser() -> argparse.ArgumentParser:
     evs.add_argument("--wait", type=float, default=10.0, help="without --follow, listen this many seconds")
     evs.add_argument("--json", action="store_true")
     evs.set_defaults(func=cmd_events)
+
+    pv = sub.add_parser("preview", help="write one frame with lines, zones and detections (people pixelated)")
+    pv.add_argument("--out", required=True, type=Path)
+    pv.add_argument("--unredacted", action="store_true",
+                    help="do not pixelate people (stays on this device; never send such an image)")
+    pv.add_argument("--config", "-c")
+    pv.set_defaults(func=cmd_preview)
+
+    ln = sub.add_parser("lines", help="counting lines")
+    lsub = ln.add_subparsers(dest="lines_cmd", required=True)
+    lset = lsub.add_parser("set", help="add or move a line (validated, atomic, services reloaded)")
+    lset.add_argument("name")
+    lset.add_argument("coords", metavar="AX,AY,BX,BY")
+    lset.add_argument("--config", "-c")
+    lset.set_defaults(func=cmd_lines_set)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_cmd", required=True)

@@ -48,7 +48,10 @@ class Privacy(Service):
                                     zones=[z.name for z in config.zones], bucket_s=config.privacy.bucket_s)
         raw = self.store.get("aggregator")
         if raw is not None:
-            self.agg = pickle.loads(raw)
+            restored = pickle.loads(raw)
+            # Lines or zones may have changed (edgecount lines set): keep the open counts, use the new names.
+            restored.names = self.agg.names
+            self.agg = restored
         applied = self.store.get_int("applied")
         self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
         self.watch(self.follower.sock, self.follower.handle)
