@@ -341,6 +341,57 @@ def cmd_lines_set(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from edgecount.recording import ALL_TOPICS, record
+
+    path = _config_path(args)
+    cfg = load_config(path)
+    rd = runtime_dir(cfg)
+    if not (rd / "control.sock").exists():
+        err.print(f"[red]the appliance is not running[/] (no {rd / 'control.sock'})")
+        return EXIT_NOT_RUNNING
+    topics = [t.encode() for t in args.topics.split(",")] if args.topics else [t for t in ALL_TOPICS if t != b"frame"]
+    unknown = [t for t in topics if t not in ALL_TOPICS]
+    if unknown:
+        err.print(f"[red]unknown topics {unknown}[/]; choose from {[t.decode() for t in ALL_TOPICS]}")
+        return EXIT_USAGE
+    with_frames = b"frame" in topics
+    if with_frames and not args.yes:
+        if not sys.stdin.isatty():
+            err.print("[red]recording frames stores images of people:[/] confirm with --yes")
+            return EXIT_USAGE
+        answer = input("Recording frames stores images of people on this device. Type 'yes' to continue: ")
+        if answer.strip() != "yes":
+            err.print("not recording")
+            return EXIT_USAGE
+    text = Path(path).read_text(encoding="utf-8") if path else ""
+    counts = record(rd, text, Path(args.out), args.seconds, topics, with_frames)
+    out.print(f"recorded {sum(counts.values())} messages into {args.out}: {counts}")
+    return EXIT_OK
+
+
+def cmd_replay_service(args: argparse.Namespace) -> int:
+    from edgecount.recording import normalise, replay_service
+
+    try:
+        outputs = replay_service(args.service, Path(args.dir))
+    except (OSError, RuntimeError, ValueError) as exc:
+        err.print(f"[red]replay-service failed:[/] {exc}")
+        return EXIT_FAILED
+    rows = normalise(outputs)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    if args.json or not args.out:
+        sys.stdout.write(text)
+    else:
+        by_topic: dict[str, int] = {}
+        for r in rows:
+            by_topic[r["topic"]] = by_topic.get(r["topic"], 0) + 1
+        out.print(f"{args.service} published {len(rows)} messages {by_topic}; written to {args.out}")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edgecount.watchdog import Watchdog
 
@@ -691,6 +742,21 @@ def build_parser() -> argparse.ArgumentParser:
     lset.add_argument("coords", metavar="AX,AY,BX,BY")
     lset.add_argument("--config", "-c")
     lset.set_defaults(func=cmd_lines_set)
+
+    rec = sub.add_parser("record", help="record what flows on the bus of the running appliance")
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--seconds", type=float, required=True)
+    rec.add_argument("--topics", help="comma-separated (default: every topic but frame); 'frame' stores images")
+    rec.add_argument("--yes", action="store_true", help="confirm recording frames (images of people)")
+    rec.add_argument("--config", "-c")
+    rec.set_defaults(func=cmd_record)
+
+    rps = sub.add_parser("replay-service", help="feed a recording into one service alone, collect its output")
+    rps.add_argument("service", choices=["inference", "counter", "privacy", "uplink"])
+    rps.add_argument("dir")
+    rps.add_argument("--out", help="write the normalised output (JSON lines) here")
+    rps.add_argument("--json", action="store_true")
+    rps.set_defaults(func=cmd_replay_service)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_cmd", required=True)
