@@ -19,14 +19,16 @@ from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
 GOLDEN = ROOT / "tests" / "golden"
 
 
-def test_counter_reproduces_its_golden_output() -> None:
-    """A behaviour change in the tracker or the counter shows up here as a diff."""
-    rows = normalise(replay_service("counter", GOLDEN / "counter_pets09"))
-    expected = [json.loads(line) for line in (GOLDEN / "counter_pets09" / "expected.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize(("service", "recording", "must_publish"),
+                         [("counter", "counter_pets09", "crossing"), ("privacy", "privacy_pets09", "record")])
+def test_service_reproduces_its_golden_output(service: str, recording: str, must_publish: str) -> None:
+    """A behaviour change in one service (tracker, counter, aggregation) shows up here as a diff."""
+    rows = normalise(replay_service(service, GOLDEN / recording))
+    expected = [json.loads(line) for line in (GOLDEN / recording / "expected.jsonl").read_text().splitlines()]
     assert len(rows) == len(expected)
     for got, want in zip(rows, expected, strict=True):
         assert json.loads(json.dumps(got, sort_keys=True)) == want
-    assert sum(r["topic"] == "crossing" for r in rows) > 0
+    assert sum(r["topic"] == must_publish for r in rows) > 0
 
 
 def test_golden_recordings_hold_no_images() -> None:
