@@ -114,3 +114,27 @@ def test_hot_path_makes_no_full_frame_copy(model_fixture: str, request, runtime_
     finally:
         reader.close()
         ring.close()
+
+
+def test_yolo_raw_decoders_v5_and_v8_layouts() -> None:
+    """No YOLOv5/v8 model is in the asset mirror: the layouts are checked on constructed tensors."""
+    from edgecount_core.decoders import decode_yolo_raw
+
+    plan = ResizePlan(640, 480, 320, 320, "letterbox")  # scale 0.5, content 320x240
+    # v5: [1, N, 5 + C] with objectness; two overlapping person rows and one car row.
+    v5 = np.zeros((1, 3, 7), np.float32)
+    v5[0, 0] = [100, 80, 40, 80, 0.9, 0.95, 0.05]
+    v5[0, 1] = [102, 81, 40, 80, 0.8, 0.90, 0.05]
+    v5[0, 2] = [200, 100, 60, 30, 0.9, 0.10, 0.90]
+    out = decode_yolo_raw(v5, plan, 0.3, version="v5", class_ids=frozenset({0}))
+    assert len(out) == 1 and out.classes[0] == 0
+    np.testing.assert_allclose(out.boxes[0], [160, 80, 240, 240], atol=1e-3)  # back in source pixels
+    # v8: [1, 4 + C, N] transposed, no objectness, coordinates normalised to 0..1.
+    # (Real exports have thousands of anchors, more than 4 + C rows: that is how the layout is told apart.)
+    v8 = np.zeros((1, 6, 8), np.float32)
+    v8[0, :, 0] = [0.5, 0.5, 0.25, 0.5, 0.8, 0.1]
+    v8[0, :, 1] = [0.2, 0.2, 0.1, 0.1, 0.1, 0.7]
+    out8 = decode_yolo_raw(v8, plan, 0.5, version="v8")
+    assert sorted(out8.classes.tolist()) == [0.0, 1.0]
+    person = out8.boxes[out8.classes == 0][0]
+    np.testing.assert_allclose(person, [240, 160, 400, 480], atol=1e-3)
