@@ -227,7 +227,7 @@ class AssetStore:
                 if got != entry["url_sha256"]:
                     tried.append(f"{url}: sha256 {got[:16]}… does not match the manifest")
                     return False
-            if dl.suffix == ".zip":
+            if dl.suffix in (".zip", ".whl"):
                 return self._from_zip(dl, filename, sha, dest, tried)
             return self._install(dl, sha, dest, url, tried)
 

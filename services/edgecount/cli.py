@@ -551,7 +551,9 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
 
     cfg = load_config(_config_path(args))
     store = _store(cfg)
-    names = args.names or [n for n, e in store.manifest.get("models", {}).items() if e.get("sha256")]
+    person_decoders = ("ssd_postprocess", "yolox", "yolov5", "yolov8")
+    names = args.names or [n for n, e in store.manifest.get("models", {}).items()
+                           if e.get("sha256") and e.get("decoder") in person_decoders]
     tiles = ["1x1", *args.tiles]
     try:
         if not args.json and err.is_terminal:

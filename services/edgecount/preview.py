@@ -26,8 +26,13 @@ from edgecount_core.config import Config
 from edgecount_core.messages import Detections, FrameReady
 
 
-def pixelate(img: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32], block: int = 12) -> None:
-    """Irreversibly pixelate every box in place (a little larger than the box)."""
+def pixelate(img: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32], block: int = 12,
+             max_cells: int = 0) -> None:
+    """Irreversibly pixelate every box in place (a little larger than the box).
+
+    With ``max_cells`` the blocks grow so a box is at most that many blocks across: coarse enough
+    that nothing face-like survives at any size.
+    """
     h, w = img.shape[:2]
     for x1, y1, x2, y2 in boxes:
         pw, ph = (x2 - x1) * 0.1, (y2 - y1) * 0.1
@@ -36,7 +41,8 @@ def pixelate(img: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32], block: 
         if c - a < 2 or d - b < 2:
             continue
         roi = img[b:d, a:c]
-        small = cv2.resize(roi, (max(1, (c - a) // block), max(1, (d - b) // block)), interpolation=cv2.INTER_AREA)
+        size = max(block, min(c - a, d - b) // max_cells) if max_cells else block
+        small = cv2.resize(roi, (max(1, (c - a) // size), max(1, (d - b) // size)), interpolation=cv2.INTER_AREA)
         roi[...] = cv2.resize(small, (c - a, d - b), interpolation=cv2.INTER_NEAREST)
 
 
