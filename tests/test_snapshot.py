@@ -48,3 +48,39 @@ def test_redacted_photos_show_no_face(face_detectors: list[FaceDetector], yolox_
             assert len(found) == 0, f"{p.name}: face left at score {scores.max():.2f}"
     # The check is not vacuous: the same detectors do find faces in the originals.
     assert faces_before >= 5
+
+
+@pytest.mark.slow
+def test_snapshots_policy_sends_only_redacted_stills(tmp_path: Path, face_detectors: list[FaceDetector],
+                                                     pets09_clip: Path, ssd_model) -> None:
+    import base64
+    import json
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[privacy]\npolicy = "snapshots"\nsnapshot_interval_s = 3\nbucket_s = 60\n'
+                   '[[lines]]\nname = "v"\na = [0.5, 0.3]\nb = [0.5, 1.0]\n')
+    import tempfile
+
+    runtime = Path(tempfile.mkdtemp(prefix="ecs-", dir="/tmp"))
+    res = subprocess.run([sys.executable, "-m", "edgecount", "replay", str(pets09_clip), "--config", str(cfg),
+                          "--json", "--runtime-dir", str(runtime)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in (runtime / "state" / "uplink.jsonl").read_text().splitlines()]
+    snaps = [r for r in rows if r["kind"] == "snapshot"]
+    assert snaps, "no snapshot was sent under the snapshots policy"
+    for s in snaps:
+        assert set(s) == {"id", "site", "device", "kind", "bucket_start", "jpeg_base64"}
+        assert s["bucket_start"] % 60 == 0  # no timestamp finer than the bucket
+        jpeg = base64.b64decode(s["jpeg_base64"])
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[1] <= 640
+        for det in face_detectors:
+            assert len(det.detect(img)[0]) == 0
+    assert json.loads(res.stdout)["processed_frames"] == 795
+

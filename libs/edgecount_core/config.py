@@ -138,6 +138,7 @@ class PrivacySection(_Section):
         description="what may leave the device",
     )
     bucket_s: float = Field(60.0, ge=1.0, le=86400.0, description="aggregation bucket length in seconds")
+    snapshot_interval_s: float = Field(600.0, ge=1.0, description="policy 'snapshots': one redacted still per interval")
     event_resolution_s: float = Field(
         10.0, ge=1.0, le=3600.0, description="policy 'events': crossing times are rounded down to this")
 

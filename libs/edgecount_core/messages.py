@@ -31,6 +31,7 @@ __all__ = [
     "Marker",
     "Message",
     "MessageError",
+    "Snapshot",
     "Tracks",
     "Watermark",
     "ZoneEvent",
@@ -270,6 +271,22 @@ class Watermark:
 
 
 @attrs.frozen
+class Snapshot:
+    """A redacted still (policy ``snapshots`` only): people and faces blanked, no metadata."""
+
+    TYPE: ClassVar[str] = "snapshot"
+    VERSION: ClassVar[int] = 1
+    snapshot_id: str
+    bucket_start: float
+    jpeg: bytes
+    log_seq: int = 0
+
+    def _validate(self) -> None:
+        if not self.jpeg.startswith(b"\xff\xd8"):
+            raise MessageError("snapshot: payload is not a JPEG")
+
+
+@attrs.frozen
 class LogTail:
     """The newest sequence number in a service's durable log: lets subscribers notice a lost tail."""
 
@@ -291,13 +308,13 @@ class EndOfStream:
 
 Message: TypeAlias = (
     FrameReady | Detections | Tracks | Crossing | ZoneEvent | CountRecord | Health | Marker
-    | Watermark | LogTail | EndOfStream
+    | Watermark | LogTail | Snapshot | EndOfStream
 )
 _CLASSES: dict[str, type[Any]] = {
     c.TYPE: c
     for c in (
         FrameReady, Detections, Tracks, Crossing, ZoneEvent, CountRecord, Health, Marker,
-        Watermark, LogTail, EndOfStream,
+        Watermark, LogTail, Snapshot, EndOfStream,
     )
 }
 

@@ -31,6 +31,7 @@ HEALTH = b"health"
 MARKER = b"marker"
 EOS = b"eos"
 TAIL = b"tail"
+SNAPSHOT = b"snapshot"
 
 SERVICES = ("capture", "inference", "counter", "privacy", "uplink")
 _MAX_IPC_PATH = 100

@@ -15,6 +15,7 @@ import math
 import pickle
 import time
 from pathlib import Path
+from typing import Any
 
 from edgecount import bus
 from edgecount.reliable import Follower, SyncServer
@@ -40,6 +41,12 @@ class Privacy(Service):
     name = "privacy"
     sources = (("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL, bus.MARKER, bus.EOS)),)
 
+    def sources_for(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
+        if config.privacy.policy != "snapshots":
+            return self.sources
+        # Only under the explicit snapshots policy does the filter look at frames at all.
+        return (*self.sources, ("capture", (bus.FRAME,)), ("inference", (bus.DETECTIONS,)))
+
     def __init__(self, config: Config, runtime_dir: Path) -> None:
         super().__init__(config, runtime_dir)
         self.device = f"{config.device.site}/{config.device.id}"
@@ -60,7 +67,56 @@ class Privacy(Service):
         self.records = 0
         self.late = 0
         self.next_tail = 0.0
+        self.snapshots = 0
+        self.next_snapshot = 0.0
+        self.pending_frame: tuple[int, Any] | None = None
+        self.face_detectors: list[Any] = []
+        self.reader: Any = None
 
+    def setup(self) -> None:
+        if self.cfg.privacy.policy != "snapshots":
+            return
+        from edgecount.assets import AssetStore
+        from edgecount.shmring import RingReader
+        from edgecount.snapshot import FaceDetector
+
+        store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
+                           self.cfg.assets.allow_download)
+        self.face_detectors = [FaceDetector(store.fetch_model(n))
+                               for n in ("face_detection_short_range", "face_detection_full_range")]
+        self.reader = RingReader(self.runtime_dir)
+        self.log.warning("privacy.snapshots_enabled", interval_s=self.cfg.privacy.snapshot_interval_s)
+
+    def _maybe_snapshot(self, msg: Message) -> None:
+        from edgecount.snapshot import redact_snapshot
+        from edgecount_core.messages import Detections, FrameReady, Snapshot
+
+        now = time.monotonic()
+        if isinstance(msg, FrameReady) and self.pending_frame is None and now >= self.next_snapshot:
+            view = self.reader.view(msg.ring, msg.slot, msg.seq)
+            if view is None:
+                return
+            frame = view.copy()
+            del view
+            if self.reader.still_valid(msg.slot, msg.seq):
+                self.pending_frame = (msg.seq, frame)
+        elif isinstance(msg, Detections) and self.pending_frame and msg.seq == self.pending_frame[0]:
+            _, frame = self.pending_frame
+            self.pending_frame = None
+            try:
+                jpeg = redact_snapshot(frame, msg.box_array(), self.face_detectors)
+            except RuntimeError as exc:
+                self.log.error("privacy.snapshot_refused", reason=str(exc))
+                return
+            res = self.cfg.privacy.bucket_s
+            start = math.floor(msg.ts / res) * res
+            with self.store.transaction():
+                n = self.store.next_seq()
+                snap = Snapshot(snapshot_id=f"{self.device}/snapshot/{n}", bucket_start=start, jpeg=jpeg, log_seq=n)
+                self.store.append(n, bus.SNAPSHOT, encode(snap))
+            self.pub.send(bus.SNAPSHOT, snap)
+            self.snapshots += 1
+            self.next_snapshot = now + self.cfg.privacy.snapshot_interval_s
     def _commit(self, records: list[CountRecord], applied: int | None = None) -> list[CountRecord]:
         """Write records and the aggregator's state in one transaction; returns what to publish."""
         out = []
@@ -98,6 +154,10 @@ class Privacy(Service):
         self._publish(self._commit(events, applied=_event_seq(msg)))
 
     def handle(self, topic: bytes, msg: Message) -> None:
+        if topic in (bus.FRAME, bus.DETECTIONS):
+            if self.reader is not None:
+                self._maybe_snapshot(msg)
+            return
         if isinstance(msg, Crossing | ZoneEvent):
             self.follower.on_message(msg)
         elif isinstance(msg, LogTail):
@@ -130,11 +190,13 @@ class Privacy(Service):
         return 200
 
     def stats(self) -> dict[str, StatValue]:
-        return {"records": self.records, "late_events": self.late, "applied": self.follower.applied,
-                "gaps": self.follower.gaps, "recovered": self.follower.recovered,
+        return {"records": self.records, "late_events": self.late, "snapshots": self.snapshots,
+                "applied": self.follower.applied, "gaps": self.follower.gaps, "recovered": self.follower.recovered,
                 "duplicates": self.follower.duplicates, "log_pending": self.store.pending()}
 
     def teardown(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
         self.follower.close()
         self.sync.close()
         self.store.close()

@@ -77,6 +77,8 @@ def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dic
     if path.exists():
         for row in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(row)
+            if rec["kind"] == "snapshot":
+                continue
             if rec["id"] in seen:
                 continue  # a resent record: ids make delivery idempotent
             seen.add(rec["id"])

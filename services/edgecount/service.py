@@ -35,11 +35,13 @@ class Service:
         self.log = log.configure(self.name)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.pub = bus.Publisher(self.ctx, runtime_dir, self.name)
-        self.sub = bus.Subscriber(self.ctx, runtime_dir, self.sources_for(config), self.log) if (
-            self.sources_for(config)) else None
+        # One SUB socket per upstream: ZeroMQ applies a socket's topic filters to every publisher it
+        # is connected to, so a shared socket would also receive other upstreams' markers and EOS.
+        self.subs = [bus.Subscriber(self.ctx, runtime_dir, [src], self.log) for src in self.sources_for(config)]
+        self.sub = self.subs[0] if self.subs else None
         self.poller = zmq.Poller()
-        if self.sub is not None:
-            self.poller.register(self.sub.sock, zmq.POLLIN)
+        for sub in self.subs:
+            self.poller.register(sub.sock, zmq.POLLIN)
         self._readers: dict[Any, Any] = {}
         self.state = "starting"
         self.running = True
@@ -88,11 +90,31 @@ class Service:
         if force or now >= self._next_heartbeat:
             stats = dict(self.stats())
             stats["cpu_s"] = round(time.process_time(), 3)
-            if self.sub is not None:
-                stats["bad_messages"] = self.sub.bad
+            if self.subs:
+                stats["bad_messages"] = sum(sub.bad for sub in self.subs)
             self.pub.send(bus.HEALTH, Health(service=self.name, pid=os.getpid(), ts=time.time(),
                                             state=self.state, stats=stats))
             self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
+
+    def _drain(self, sub: bus.Subscriber) -> None:
+        """Handle what is queued on one upstream socket, but keep heartbeating under sustained load."""
+        deadline = time.monotonic() + 0.25
+        got = sub.recv(0)
+        while got is not None and self.running:
+            topic, msg = got
+            if isinstance(msg, Marker):
+                self.forward_marker(msg)
+            elif isinstance(msg, EndOfStream):
+                self.eos_seen = msg
+                eos = self.on_eos(msg)
+                stats = dict(eos.stats)
+                stats[f"{self.name}_cpu_s"] = round(time.process_time(), 3)
+                self.forward_eos(EndOfStream(last_seq=eos.last_seq, stats=stats))
+            else:
+                self.handle(topic, msg)
+            if time.monotonic() > deadline:
+                break
+            got = sub.recv(0)
 
     def _stop(self, signum: int, _frame: Any) -> None:
         self.running = False
@@ -109,39 +131,22 @@ class Service:
             while self.running:
                 self.heartbeat()
                 wait = self.tick()
-                ready = dict(self.poller.poll(wait)) if (self.sub is not None or self._readers) else {}
-                if self.sub is None and not self._readers and wait:
+                ready = dict(self.poller.poll(wait)) if (self.subs or self._readers) else {}
+                if not self.subs and not self._readers and wait:
                     time.sleep(wait / 1000.0)
                 for sock, fn in self._readers.items():
                     if sock in ready:
                         fn()
-                if self.sub is None:
-                    continue
-                got = self.sub.recv(0)
-                # Drain what is queued, but keep heartbeating under sustained load.
-                deadline = time.monotonic() + 0.25
-                while got is not None and self.running:
-                    topic, msg = got
-                    if isinstance(msg, Marker):
-                        self.forward_marker(msg)
-                    elif isinstance(msg, EndOfStream):
-                        self.eos_seen = msg
-                        eos = self.on_eos(msg)
-                        stats = dict(eos.stats)
-                        stats[f"{self.name}_cpu_s"] = round(time.process_time(), 3)
-                        self.forward_eos(EndOfStream(last_seq=eos.last_seq, stats=stats))
-                    else:
-                        self.handle(topic, msg)
-                    if time.monotonic() > deadline:
-                        break
-                    got = self.sub.recv(0)
+                for sub in self.subs:
+                    if sub.sock in ready:
+                        self._drain(sub)
         finally:
             self.state = "stopping"
             self.heartbeat(force=True)
             self.teardown()
             self.pub.close()
-            if self.sub is not None:
-                self.sub.close()
+            for sub in self.subs:
+                sub.close()
             self.ctx.term()
             self.log.info("service.stopped")
 

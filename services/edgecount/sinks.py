@@ -26,6 +26,14 @@ import attrs
 class OutRow:
     row_id: int
     record: dict[str, Any]
+    blob: bytes | None = None  # a redacted JPEG (policy "snapshots")
+
+    def as_json(self) -> dict[str, Any]:
+        if self.blob is None:
+            return self.record
+        import base64
+
+        return {**self.record, "jpeg_base64": base64.b64encode(self.blob).decode()}
 
 
 class SinkError(RuntimeError):
@@ -69,7 +77,7 @@ class JsonlSink:
 
     def offer(self, rows: list[OutRow]) -> None:
         for r in rows:
-            self.f.write(json.dumps(r.record, sort_keys=True) + "\n")
+            self.f.write(json.dumps(r.as_json(), sort_keys=True) + "\n")
         self.f.flush()
         os.fsync(self.f.fileno())
         if rows:
@@ -168,8 +176,12 @@ class MqttSink:
         for r in rows:
             if r.row_id <= (self.order[-1] if self.order else self._confirmed):
                 continue
-            topic = f"{self.base}/counts/{r.record['kind']}/{r.record['name']}"
-            info = self.client.publish(topic, json.dumps(r.record, sort_keys=True), qos=1)
+            if r.blob is not None:
+                topic, payload = f"{self.base}/snapshot", r.blob  # the JPEG itself
+            else:
+                topic = f"{self.base}/counts/{r.record['kind']}/{r.record['name']}"
+                payload = json.dumps(r.record, sort_keys=True).encode()
+            info = self.client.publish(topic, payload, qos=1)
             if info.rc != 0:
                 self.connected = False
                 return
@@ -217,7 +229,7 @@ class WebhookSink:
     def offer(self, rows: list[OutRow]) -> None:
         if not rows:
             return
-        body = json.dumps([r.record for r in rows]).encode()
+        body = json.dumps([r.as_json() for r in rows]).encode()
         req = urllib.request.Request(self.cfg.url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
         if self.token:

@@ -23,14 +23,14 @@ from edgecount.settings import state_dir
 from edgecount.sinks import JsonlSink, MqttSink, OutRow, Sink, SinkError, WebhookSink
 from edgecount.store import Store
 from edgecount_core.config import Config
-from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, StatValue
+from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
 from edgecount_core.outbox import PendingRecord, plan_compaction
 
 _OUTBOX = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
     name TEXT NOT NULL, bucket_start REAL NOT NULL, bucket_s REAL NOT NULL, n_in INTEGER NOT NULL,
-    n_out INTEGER NOT NULL, created REAL NOT NULL);
+    n_out INTEGER NOT NULL, created REAL NOT NULL, blob BLOB);
 CREATE TABLE IF NOT EXISTS history (
     record_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, bucket_start REAL NOT NULL,
     bucket_s REAL NOT NULL, n_in INTEGER NOT NULL, n_out INTEGER NOT NULL);
@@ -41,7 +41,8 @@ HISTORY_DAYS = 31
 
 class Uplink(Service):
     name = "uplink"
-    sources = (("privacy", (bus.RECORD, bus.TAIL, bus.MARKER, bus.EOS)),)
+    sources = (("privacy", (bus.RECORD, bus.SNAPSHOT, bus.TAIL, bus.MARKER, bus.EOS)),)
+    MAX_SNAPSHOTS = 20  # undelivered stills kept while offline; older ones are dropped (counted)
 
     def __init__(self, config: Config, runtime_dir: Path) -> None:
         super().__init__(config, runtime_dir)
@@ -70,6 +71,14 @@ class Uplink(Service):
             raise
 
     def _apply(self, msg: Message) -> None:
+        if isinstance(msg, Snapshot):
+            with self.store.transaction():
+                self.store.db.execute(
+                    "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
+                    "blob) VALUES(?, 'snapshot', 'snapshot', ?, 0, 0, 0, ?, ?)",
+                    (msg.snapshot_id, msg.bucket_start, time.time(), msg.jpeg))
+                self.store.put_int("applied", msg.log_seq)
+            return
         if not isinstance(msg, CountRecord):
             return
         with self.store.transaction():
@@ -85,7 +94,7 @@ class Uplink(Service):
             self.store.put_int("applied", msg.log_seq)
 
     def handle(self, topic: bytes, msg: Message) -> None:
-        if isinstance(msg, CountRecord):
+        if isinstance(msg, CountRecord | Snapshot):
             self.follower.on_message(msg)
         elif isinstance(msg, LogTail):
             self.follower.on_tail(msg.last_seq)
@@ -95,11 +104,19 @@ class Uplink(Service):
 
     def _rows_after(self, cursor: int, limit: int) -> list[OutRow]:
         rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox "
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob FROM outbox "
             "WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
-        return [OutRow(r[0], {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                              "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
-                              "in": r[6], "out": r[7]}) for r in rows]
+        out = []
+        for r in rows:
+            if r[2] == "snapshot":
+                rec: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
+                                          "kind": "snapshot", "bucket_start": r[4]}
+                out.append(OutRow(r[0], rec, bytes(r[8])))
+            else:
+                out.append(OutRow(r[0], {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
+                                         "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
+                                         "in": r[6], "out": r[7]}))
+        return out
 
     def _deliver(self) -> None:
         for sink in self.sinks:
@@ -127,8 +144,17 @@ class Uplink(Service):
         with self.store.transaction():
             self.store.db.execute("DELETE FROM outbox WHERE id <= ?", (low,))
             self.store.db.execute("DELETE FROM history WHERE bucket_start < ?", (time.time() - HISTORY_DAYS * 86400,))
+        # Stills are bounded on their own: only the newest few wait for a connection.
+        snaps = [r[0] for r in self.store.db.execute(
+            "SELECT id FROM outbox WHERE kind = 'snapshot' AND id > ? ORDER BY id", (low,)).fetchall()]
+        if len(snaps) > self.MAX_SNAPSHOTS:
+            drop = snaps[: len(snaps) - self.MAX_SNAPSHOTS]
+            with self.store.transaction():
+                self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in drop])
+                self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + len(drop))
         rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox ORDER BY id").fetchall()
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox "
+            "WHERE kind != 'snapshot' ORDER BY id").fetchall()
         if len(rows) <= ob.max_rows and not rows:
             return
         pending = [PendingRecord(*r) for r in rows]
