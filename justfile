@@ -26,7 +26,7 @@ setup:
 
 # the built-in demo: the whole multi-process pipeline over the PETS09 clip, printing counts per line
 demo: setup
-    {{venv}}/bin/edgecount models fetch ssd_mobilenet_v1_coco_quant pets09
+    {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
 # lint, type-check and run every test

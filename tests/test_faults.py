@@ -56,7 +56,11 @@ class Broker:
         self.port = _free_port()
         self.dir = workdir
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        import getpass
+
+        # Run as ourselves: as root, mosquitto would switch to its own user, who cannot read our temp dir.
+        self.conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "persistence true\n"
                              f"persistence_location {workdir}/\nautosave_interval 1\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
