@@ -94,3 +94,21 @@ def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     proc.wait(timeout=20)
+
+
+def start_appliance(cfg: Path, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[Any]:
+    """`edgecount run` in its own process group (so a test can kill the whole tree)."""
+    return subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
+                            text=stderr is subprocess.PIPE)
+
+
+def stop_appliance(proc: subprocess.Popen[Any], timeout: float = 30) -> str:
+    """Stop it as systemd would (SIGTERM), killing the group if it hangs; returns its stderr if piped."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            stop_group(proc)
+    return stderr or ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, write_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +23,7 @@ def _term(args: list[str], cfg: Path) -> pexpect.spawn:
 
 def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
     cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
-    proc = subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_appliance(cfg)
     try:
         watcher = HealthWatcher(runtime_dir)
         watcher.wait_for(lambda h: len(h) == 5 and int(h["counter"].stats.get("processed", 0)) > 20, 90,
@@ -99,11 +97,7 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> 
         t.close()
         assert t.exitstatus == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            stop_group(proc)
+        stop_appliance(proc)
     t = _term(["status"], cfg)
     t.expect("not running")
     t.expect(pexpect.EOF)

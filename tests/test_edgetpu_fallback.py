@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, write_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,7 @@ def test_absent_edgetpu_falls_back_to_cpu_degraded(runtime_dir: Path, pets09_cli
         'model = "/nonexistent/ssd_mobilenet_v1_coco_quant_postprocess_edgetpu.tflite"\n'
         'device = "usb"\nfallback_model = "ssd_mobilenet_v1_coco_quant"')
     cfg.write_text(text)
-    proc = subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_appliance(cfg, stderr=subprocess.PIPE)
     try:
         watcher = HealthWatcher(runtime_dir, ("inference", "counter"))
         watcher.wait_for(lambda h: "inference" in h and int(h["inference"].stats.get("processed", 0)) > 20, 90,
@@ -48,10 +47,5 @@ def test_absent_edgetpu_falls_back_to_cpu_degraded(runtime_dir: Path, pets09_cli
         tpu = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "edge tpu")
         assert tpu["status"] == "fail" and "libedgetpu" in tpu["detail"] and tpu["fix"]
     finally:
-        proc.terminate()
-        try:
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                stop_group(proc)
+        err = stop_appliance(proc)
     assert err.count("inference.edgetpu_unavailable") <= 1  # logged once, not per frame

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from edgecount.recording import normalise, read_messages, replay_service
 from edgecount_core.messages import Detections, decode
 
-from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, write_run_config
 
 GOLDEN = ROOT / "tests" / "golden"
 
@@ -43,8 +42,7 @@ def test_golden_recordings_hold_no_images() -> None:
 def test_record_with_frames_then_replay_inference_alone(runtime_dir: Path, tmp_path: Path, pets09_clip: Path,
                                                         ssd_model) -> None:
     cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
-    proc = subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_appliance(cfg)
     rec = tmp_path / "rec"
     try:
         watcher = HealthWatcher(runtime_dir)
@@ -60,11 +58,7 @@ def test_record_with_frames_then_replay_inference_alone(runtime_dir: Path, tmp_p
                              text=True, cwd=ROOT)
         assert res.returncode == 0, res.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            stop_group(proc)
+        stop_appliance(proc)
     recorded = {}
     for m in read_messages(rec):
         if m["topic"] == "detections":

@@ -13,14 +13,13 @@ import pytest
 
 from edgecount.shmring import segment_path
 
-from .helpers import ROOT, HealthWatcher, stop_group, write_run_config
+from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, stop_group, write_run_config
 
 pytestmark = pytest.mark.slow
 
 
-def _start(cfg: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start(cfg: Path) -> subprocess.Popen[str]:
+    return start_appliance(cfg, stderr=subprocess.PIPE)
 
 
 def _all_ok(h: dict) -> bool:
@@ -67,17 +66,12 @@ def test_restarts_crashed_and_hung_services_and_stops_cleanly(runtime_dir: Path,
         pids = [h.pid for h in watcher.latest.values()]
     finally:
         watcher.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                stop_group(proc)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+        stderr = stop_appliance(proc)
+    assert proc.returncode == 0, stderr[-2000:]
     assert all(_pid_gone(p) for p in pids)
     assert not segment_path(runtime_dir).exists()
     assert not list(runtime_dir.glob("*.sock"))
-    log = stderr.decode()
+    log = stderr
     assert "watchdog.hung" in log and "watchdog.restart_scheduled" in log
 
 
@@ -103,8 +97,7 @@ def test_power_cut_leaves_no_stale_shared_memory(runtime_dir: Path, pets09_clip:
         assert len(ours) == 1
     finally:
         watcher.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        stop_appliance(proc)
     assert not seg.exists()
 
 

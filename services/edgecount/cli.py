@@ -423,12 +423,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return wd.run()
 
 
+def _line_args(args: argparse.Namespace) -> list[Any]:
+    """The --line options, parsed (ConfigError on a malformed one)."""
+    return [parse_line_arg(s_) for s_ in args.line or []]
+
+
+def _replay_with_progress(cfg: Any, args: argparse.Namespace, label: str, **kwargs: Any) -> Any:
+    """Run the pipeline over ``args.source``, with a progress bar on a terminal (not with --json)."""
+    from edgecount.replay import replay
+
+    if args.json or not err.is_terminal:
+        return replay(cfg, args.source, **kwargs)
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return replay(cfg, args.source, progress=lambda n, total: bar.update(task, completed=n, total=total or None),
+                      **kwargs)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from edgecount.detector import DetectorError
-    from edgecount.replay import ReplayError, replay
+    from edgecount.replay import ReplayError
 
     try:
-        lines = [parse_line_arg(s) for s in args.line or []]
+        lines = _line_args(args)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
@@ -436,19 +454,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not lines and not cfg.lines:
         err.print("[red]no counting lines:[/] pass --line NAME:AX,AY,BX,BY or configure [[lines]]")
         return EXIT_USAGE
-    show_bar = not args.json and err.is_terminal
     logger = log.configure("replay", level="warning" if not args.verbose else "info")
     try:
-        if show_bar:
-            with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                          TimeRemainingColumn(), console=err, transient=True) as bar:
-                task = bar.add_task("replay", total=None)
-                res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None,
-                             progress=lambda n, total: bar.update(task, completed=n, total=total or None),
-                             logger=logger, runtime_dir=args.runtime_dir)
-        else:
-            res = replay(cfg, args.source, realtime=args.realtime, lines=lines or None, logger=logger,
-                         runtime_dir=args.runtime_dir)
+        res = _replay_with_progress(cfg, args, "replay", realtime=args.realtime, lines=lines or None, logger=logger,
+                                    runtime_dir=args.runtime_dir)
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
@@ -482,11 +491,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from edgecount.detector import DetectorError
     from edgecount.evaluate import count_error, mot_metrics
-    from edgecount.replay import ReplayError, replay
+    from edgecount.replay import ReplayError
+    from edgecount_core.geometry import Line
     from edgecount_core.groundtruth import parse_mot, true_line_counts
 
     try:
-        lines = [parse_line_arg(s) for s in args.line or []]
+        lines = _line_args(args)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
@@ -498,32 +508,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logger = log.configure("eval", level="warning")
     try:
-        if not args.json and err.is_terminal:
-            with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                          TimeRemainingColumn(), console=err, transient=True) as bar:
-                task = bar.add_task("eval", total=None)
-                res = replay(cfg, args.source, lines=lines or None, logger=logger, collect_tracks=True,
-                             progress=lambda n, total: bar.update(task, completed=n, total=total or None))
-        else:
-            res = replay(cfg, args.source, lines=lines or None, logger=logger, collect_tracks=True)
+        res = _replay_with_progress(cfg, args, "eval", lines=lines or None, logger=logger, collect_tracks=True)
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]eval failed:[/] {exc}")
         return EXIT_FAILED
-    geometry = [ln for ln in (lines or list(cfg.lines))]
-    from edgecount_core.geometry import Line
-
-    glines = [Line(ln.name, ln.a, ln.b) for ln in geometry]
-    import cv2
-
-    from edgecount.assets import resolve_source
-
-    cap = cv2.VideoCapture(resolve_source(args.source, _store(cfg)))
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
-    cap.release()
+    glines = [Line(ln.name, ln.a, ln.b) for ln in (lines or cfg.lines)]
     frames = min(res.processed_frames, gt.frames()) if res.processed_frames else gt.frames()
     metrics = mot_metrics(gt, res.tracks, frames)
-    truth = true_line_counts(gt, glines, width, height, fps=fps, band_px=2.0)
+    truth = true_line_counts(gt, glines, res.width, res.height, fps=res.source_fps, band_px=2.0)
     counts = count_error(truth, res.lines)
     report = {"source": args.source, "frames": res.frames, "processed_frames": res.processed_frames,
               "fps": round(res.fps, 2), "model": cfg.inference.model, "metrics": metrics, "counts": counts}

@@ -48,6 +48,9 @@ class ReplayResult:
     zones: dict[str, dict[str, int]]
     eos_stats: dict[str, Any]
     restarts: dict[str, int]
+    width: int = 0
+    height: int = 0
+    source_fps: float = 0.0
     tracks: dict[int, Any] = attrs.field(factory=dict)
     """Frame number (1-based) -> rows ``id, x1, y1, x2, y2`` when asked to collect them."""
 
@@ -114,6 +117,8 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
     if not cap.isOpened():
         raise ReplayError(f"{local}: OpenCV cannot open this video")
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    source_fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
     cap.release()
     resolve_model(base.inference.model, store)  # fetch once, before the services race for it
     if base.inference.device != "cpu" and base.inference.fallback_model:
@@ -175,7 +180,8 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         return ReplayResult(source=source, frames=frames, processed_frames=processed,
                             dropped_frames=max(0, frames - processed), duration_s=duration,
                             fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
-                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks)
+                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks, width=width,
+                            height=height, source_fps=source_fps)
     finally:
         if not keep_dir and not failed:
             shutil.rmtree(runtime_dir, ignore_errors=True)

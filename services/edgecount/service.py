@@ -38,7 +38,6 @@ class Service:
         # One SUB socket per upstream: ZeroMQ applies a socket's topic filters to every publisher it
         # is connected to, so a shared socket would also receive other upstreams' markers and EOS.
         self.subs = [bus.Subscriber(self.ctx, runtime_dir, [src], self.log) for src in self.sources_for(config)]
-        self.sub = self.subs[0] if self.subs else None
         self.poller = zmq.Poller()
         for sub in self.subs:
             self.poller.register(sub.sock, zmq.POLLIN)

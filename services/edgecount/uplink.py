@@ -176,8 +176,8 @@ class Uplink(Service):
                          dropped_records=plan.dropped_records)
 
     def backlog(self) -> int:
-        row = self.store.db.execute("SELECT COUNT(*), MAX(id) FROM outbox").fetchone()
-        if not self.sinks or row[1] is None:
+        """Outbox rows some sink has not confirmed yet."""
+        if not self.sinks:
             return 0
         low = min(self._cursor(s) for s in self.sinks)
         n = self.store.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ?", (low,)).fetchone()
@@ -190,16 +190,17 @@ class Uplink(Service):
             self.follower.ack()
             self._housekeeping()
             self.next_housekeeping = now + 5.0
+        if self.pending_eos is not None:
+            self._try_finish()
+        backlog = self.backlog()
         if now >= self.next_health:
             for s in self.sinks:
                 if isinstance(s, MqttSink):
-                    s.publish_health({"ts": round(time.time()), "state": self.state, "backlog": self.backlog()})
+                    s.publish_health({"ts": round(time.time()), "state": self.state, "backlog": backlog})
             self.next_health = now + 60.0
-        if self.pending_eos is not None:
-            self._try_finish()
         connected = all(s.status().get("broker_connected", True) for s in self.sinks)
         self.state = "ok" if connected else "degraded"
-        return 20 if self.backlog() else 200
+        return 20 if backlog else 200
 
     def forward_eos(self, msg: EndOfStream) -> None:
         self.pending_eos = msg
