@@ -138,3 +138,23 @@ def test_yolo_raw_decoders_v5_and_v8_layouts() -> None:
     assert sorted(out8.classes.tolist()) == [0.0, 1.0]
     person = out8.boxes[out8.classes == 0][0]
     np.testing.assert_allclose(person, [240, 160, 400, 480], atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.float32])
+def test_input_is_written_as_the_model_expects(dtype) -> None:
+    """uint8/int8 through the quantisation table, float scaled to the model's range (issue #3)."""
+    from edgecount.detector import write_input
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    real = -1.0 + np.arange(256) * 2.0 / 255.0  # the model's input range is [-1, 1]
+    if dtype == np.float32:
+        lut = real.astype(np.float32)
+        expected = lut[pixels]
+    else:
+        scale, zero = (0.0078125, 0) if dtype == np.int8 else (0.0078125, 128)
+        info = np.iinfo(dtype)
+        lut = np.clip(np.round(real / scale + zero), info.min, info.max).astype(dtype)
+        expected = lut[pixels]
+    dst = np.zeros((16, 16, 3), dtype=dtype)
+    write_input(dst, pixels.copy(), lut, (-1.0, 1.0))
+    np.testing.assert_allclose(dst.astype(np.float64), expected.astype(np.float64), atol=1e-5)

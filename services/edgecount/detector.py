@@ -86,6 +86,24 @@ def probe_edgetpu(device: str) -> str | None:
         return f"{EDGETPU_LIB} could not be loaded for device {device!r}: {exc}"
 
 
+def write_input(dst: npt.NDArray[Any], pixels: npt.NDArray[np.uint8], lut: npt.NDArray[Any],
+                value_range: tuple[float, float]) -> None:
+    """Write resized pixels into the model input ``dst`` as the model expects them, without temporaries.
+
+    Quantised inputs (uint8 or int8) go through the 256-entry table ``lut`` (``pixels`` is used as
+    scratch); float inputs are converted and scaled in place to ``value_range``.
+    """
+    if dst.dtype in (np.uint8, np.int8):
+        cv2.LUT(pixels, lut.view(np.uint8), dst=pixels)
+        dst[...] = pixels.view(dst.dtype)  # same bits: int8 values travel through a uint8 table
+        return
+    dst[...] = pixels
+    lo, hi = value_range
+    if (lo, hi) != (0.0, 255.0):
+        dst *= (hi - lo) / 255.0
+        dst += lo
+
+
 class Detector(Protocol):
     backend: str
     input_size: tuple[int, int]
@@ -186,18 +204,7 @@ class TFLiteDetector:
             cv2.cvtColor(target, cv2.COLOR_BGR2RGB, dst=target)
         if not direct:
             assert self._lut is not None
-            if self._lut.dtype == np.uint8:
-                cv2.LUT(target, self._lut, dst=target)
-                tensor[:ch, :cw] = target
-            else:
-                # Float input: convert in place, then scale in place (no temporary arrays).
-                sub = tensor[:ch, :cw]
-                sub[...] = target
-                lo, hi = self._range
-                if (lo, hi) != (0.0, 255.0):
-                    sub *= (hi - lo) / 255.0
-                    sub += lo
-                del sub
+            write_input(tensor[:ch, :cw], target, self._lut, self._range)
         if (cw, ch) != self.input_size:
             pad = self.pad_value if self._lut is None else self._lut[self.pad_value]
             tensor[ch:, :] = pad
