@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,17 @@ def images_dir() -> Path:
     if not m or not (Path(m) / "images").is_dir():
         pytest.fail("test photos not found: set EDGECOUNT_ASSET_MIRROR to the asset mirror (with images/)")
     return Path(m) / "images"
+
+
+@pytest.fixture(scope="session")
+def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Debian package, built once by `yocto/debian/build-deb.sh` for every test that needs it."""
+    out = tmp_path_factory.mktemp("deb")
+    res = subprocess.run(["bash", str(ROOT / "yocto/debian/build-deb.sh"), str(out)], capture_output=True,
+                         text=True, timeout=1800)
+    if res.returncode != 0:
+        pytest.fail(f"build-deb.sh failed:\n{res.stderr[-3000:]}")
+    return Path(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

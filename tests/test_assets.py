@@ -45,6 +45,28 @@ def test_wrong_hash_is_an_error_and_leaves_nothing_behind(tmp_path: Path, monkey
     assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
 
 
+def test_unreadable_mirror_file_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    # As on a device where the mirror was copied by root with mode 0600: the service user cannot read it.
+    # (Simulated: CI runs as root, who could read a chmod 000 file.)
+    monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
+    (tmp_path / "mirror" / "dir").mkdir(parents=True)
+    blocked = tmp_path / "mirror" / "dir" / "detect.tflite"
+    blocked.write_bytes(b"x")
+    real_open = Path.open
+
+    def deny(self: Path, *a, **kw):
+        if self == blocked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "open", deny)
+    store = AssetStore(tmp_path / "mirror", tmp_path / "cache", allow_download=False,
+                       manifest=_manifest(hashlib.sha256(b"x").hexdigest(), ["dir"]))
+    with pytest.raises(AssetError, match=r"not readable by user .*chmod a\+r"):
+        store.fetch_model("m")
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
 def test_no_mirror_and_no_network_says_how_to_fix(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("EDGECOUNT_ASSET_MIRROR", raising=False)
     store = AssetStore(None, tmp_path / "cache", allow_download=False, manifest=_manifest("0" * 64, []))

@@ -75,6 +75,42 @@ def test_restarts_crashed_and_hung_services_and_stops_cleanly(runtime_dir: Path,
     assert "watchdog.hung" in log and "watchdog.restart_scheduled" in log
 
 
+def test_counting_goes_on_after_capture_or_the_whole_appliance_restarts(runtime_dir: Path, pets09_clip: Path,
+                                                                         ssd_model) -> None:
+    """A new capture numbers its frames from 1 again: they are new frames, not ones counted before."""
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    proc = _start(cfg)
+    watcher = HealthWatcher(runtime_dir)
+
+    def processed(h: dict) -> int:
+        return int(h["counter"].stats.get("processed", 0)) if "counter" in h else 0
+
+    def counting_resumes(old_capture: int, processed_before: int, last_seq_before: int, what: str) -> None:
+        watcher.wait_for(lambda h: "capture" in h and h["capture"].pid != old_capture
+                         and processed(h) > processed_before + 3, 60, what)
+        # Counted again long before the new capture's numbering caught up with the old one.
+        assert int(watcher.latest["capture"].stats["frames_read"]) < last_seq_before
+
+    try:
+        watcher.wait_for(_all_ok, 60, "every service up")
+        watcher.wait_for(lambda h: int(h["counter"].stats.get("last_seq", 0)) >= 80, 60, "80 frames counted")
+        cap_pid = watcher.latest["capture"].pid
+        before = (processed(watcher.latest), int(watcher.latest["counter"].stats["last_seq"]))
+        os.kill(cap_pid, signal.SIGKILL)
+        counting_resumes(cap_pid, *before, "counting after capture was killed")
+
+        watcher.wait_for(lambda h: int(h["counter"].stats.get("last_seq", 0)) >= 80, 60, "80 more frames")
+        cap_pid = watcher.latest["capture"].pid
+        before = (processed(watcher.latest), int(watcher.latest["counter"].stats["last_seq"]))
+        stop_appliance(proc)
+        watcher.latest.clear()
+        proc = _start(cfg)  # as after a reboot: the counter restores its state, capture starts over
+        counting_resumes(cap_pid, *before, "counting after the appliance restarted")
+    finally:
+        watcher.close()
+        stop_appliance(proc)
+
+
 def test_power_cut_leaves_no_stale_shared_memory(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
     cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
     seg = segment_path(runtime_dir)

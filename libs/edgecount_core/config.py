@@ -57,6 +57,10 @@ class CaptureSection(_Section):
         description="pace file sources at their frame rate and drop frames when behind",
     )
     loop: bool = Field(False, description="restart a file source at its end (demo appliance)")
+    file_speed: float = Field(
+        1.0, gt=0, le=16,
+        description="realtime file sources play at this multiple of their frame rate (below 1 for slow CPUs)",
+    )
     ring_slots: int = Field(8, ge=3, le=256, description="number of shared-memory frame slots (3..256)")
     max_width: int = Field(1920, ge=16, description="largest frame width the ring accepts")
     max_height: int = Field(1080, ge=16, description="largest frame height the ring accepts")

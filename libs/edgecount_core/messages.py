@@ -95,6 +95,8 @@ class Detections:
     latency_ms: float = 0.0
     backend: str = "cpu"
     degraded: bool = False
+    ring: int = 0
+    """Generation of the capture ring the frame came from: with ``seq``, the frame's identity."""
 
     @classmethod
     def from_arrays(
@@ -110,6 +112,7 @@ class Detections:
         latency_ms: float = 0.0,
         backend: str = "cpu",
         degraded: bool = False,
+        ring: int = 0,
     ) -> Detections:
         return cls(
             seq=seq,
@@ -122,6 +125,7 @@ class Detections:
             latency_ms=latency_ms,
             backend=backend,
             degraded=degraded,
+            ring=ring,
         )
 
     def box_array(self) -> FloatArray:

@@ -8,6 +8,7 @@ leaves a half-written file behind.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import shutil
@@ -161,10 +162,15 @@ class AssetStore:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-                shutil.copyfileobj(inp, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except PermissionError:
+                user = getpass.getuser()
+                tried.append(f"{what}: not readable by user {user!r} (fix: chmod a+r the file and its directories)")
+                return False
             got = sha256_of(tmp)
             if sha is not None and got != sha:
                 tried.append(f"{what}: sha256 {got[:16]}… does not match the manifest's {sha[:16]}…")

@@ -3,7 +3,7 @@
 Two modes:
 
 * **realtime** (cameras, ``run``): frames are taken as they come (file sources
-  are paced at their frame rate), written to the ring and announced. Nothing
+  are paced at their frame rate times ``file_speed``), written to the ring and announced. Nothing
   ever waits for a reader; a slow reader loses frames (latest frame wins).
 * **replay** (``realtime = false``): every frame must be processed. Capture
   first sends a marker through the whole pipeline and waits for it to come
@@ -103,6 +103,7 @@ class Capture(Service):
         self.fps = fps if fps and 1 <= fps <= 240 else 10.0
         self.expected_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.backoff = self.cfg.capture.reconnect_initial_s
+        self.next_frame_at = time.monotonic()  # pace from now: no burst of "late" frames at the start
         self.state = "ok"
         self.log.info("capture.opened", source=self.source, fps=self.fps, frames=self.expected_frames)
         return True
@@ -207,7 +208,8 @@ class Capture(Service):
         if self.is_file:
             if now < self.next_frame_at:
                 return max(1, int((self.next_frame_at - now) * 1000))
-            self.next_frame_at = max(self.next_frame_at + 1.0 / self.fps, now - 0.5)
+            period = 1.0 / (self.fps * self.cfg.capture.file_speed)
+            self.next_frame_at = max(self.next_frame_at + period, now - 0.5)
         self._read_one()
         return 0
 

@@ -36,7 +36,7 @@ from edgecount_core.messages import (
 )
 from edgecount_core.tracker import Tracker, TrackerConfig
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class Counter(Service):
@@ -55,6 +55,7 @@ class Counter(Service):
         self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
         self.stream = (self.store.get("stream") or b"").decode()
         self.last_seq = 0
+        self.last_ring = 0
         self.last_ts = 0.0
         self.processed = 0
         self.restored = False
@@ -74,26 +75,38 @@ class Counter(Service):
         if raw is None:
             return
         try:
-            version, tracker, engine, lines, last_seq, last_ts, processed = pickle.loads(raw)
+            state = pickle.loads(raw)
+            if state[0] != STATE_VERSION:
+                self.log.warning("counter.state_discarded", reason=f"state format {state[0]}, this build uses "
+                                 f"{STATE_VERSION}")
+                return
+            _, tracker, engine, lines, last_ring, last_seq, last_ts, processed = state
         except Exception as exc:
             self.log.error("counter.state_unreadable", reason=str(exc), hint="starting from a clean state")
             return
-        if version != STATE_VERSION or lines != [(ln.name, ln.a, ln.b) for ln in self.engine.lines]:
-            self.log.warning("counter.state_discarded", reason="configuration or format changed")
+        if lines != [(ln.name, ln.a, ln.b) for ln in self.engine.lines]:
+            self.log.warning("counter.state_discarded", reason="the counting lines changed")
             return
         self.tracker, self.engine, self.last_seq, self.last_ts = tracker, engine, last_seq, last_ts
+        self.last_ring = last_ring
         self.processed = processed
         self.restored = True
         self.log.info("counter.state_restored", last_seq=last_seq, events=self.store.last_seq)
 
     def _state_blob(self) -> bytes:
         lines = [(ln.name, ln.a, ln.b) for ln in self.engine.lines]
-        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.last_seq, self.last_ts,
-                             self.processed), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.last_ring, self.last_seq,
+                             self.last_ts, self.processed), protocol=pickle.HIGHEST_PROTOCOL)
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if not isinstance(msg, Detections):
             return
+        if self.cfg.capture.realtime and msg.ring != self.last_ring:
+            # A restarted capture (or appliance) numbers its frames from 1 again in a new ring: the
+            # frames are new, whatever their seq. (In replay, seq is the file position and stays.)
+            if self.last_ring:
+                self.log.info("counter.capture_restarted", ring=msg.ring, previous_last_seq=self.last_seq)
+            self.last_ring, self.last_seq = msg.ring, 0
         if msg.seq <= self.last_seq:
             # Counted before a restart (or a resend): acknowledge it again, count nothing.
             self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height))

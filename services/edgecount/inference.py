@@ -60,6 +60,7 @@ class Inference(Service):
         self.retry_backoff = 30.0
         self.pending: FrameReady | None = None
         self.last_seq = 0
+        self.last_ring = 0
         self.processed = 0
         self.skipped = 0
         self.ring_errors = 0
@@ -136,6 +137,11 @@ class Inference(Service):
             self._process(msg)
 
     def _process(self, f: FrameReady) -> None:
+        if self.cfg.capture.realtime and f.ring != self.last_ring:
+            # A restarted capture numbers its frames from 1 again in a new ring: all of them are new.
+            if self.last_ring:
+                self.log.info("inference.capture_restarted", ring=f.ring, previous_last_seq=self.last_seq)
+            self.last_ring, self.last_seq = f.ring, 0
         if f.seq <= self.last_seq and not f.resend:
             return
         assert self.detector is not None
@@ -175,7 +181,7 @@ class Inference(Service):
         self.pub.send(bus.DETECTIONS, Detections.from_arrays(
             seq=f.seq, ts=f.ts, width=f.width, height=f.height, boxes=det.boxes, scores=det.scores,
             classes=det.classes, latency_ms=ms, backend=self.detector.backend,
-            degraded=bool(self.degraded_reason)))
+            degraded=bool(self.degraded_reason), ring=f.ring))
 
     def stats(self) -> dict[str, StatValue]:
         lat = np.asarray(self.latencies[-100:]) if self.latencies else np.zeros(1)

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""Runs inside the booted test image (Debian's Python, no edgecount imports).
+
+It watches the installed appliance the way a technician would, through
+``systemctl`` and ``edgecount status/counts --json``, freezes processes with
+SIGSTOP, and prints one ``EDGECOUNT-IMAGETEST {json}`` line per finding on the
+serial console, which the host test parses. Then it powers the guest off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+UNIT = "edgecount.service"
+TAG = "EDGECOUNT-IMAGETEST"
+
+
+def uptime() -> float:
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def report(step: str, **fields: Any) -> None:
+    line = f"{TAG} {json.dumps({'step': step, 'uptime_s': round(uptime(), 1), **fields})}"
+    # The console is the serial port the host reads.
+    with open("/dev/console", "w") as con:
+        con.write(line + "\n")
+
+
+def unit_props() -> dict[str, str]:
+    props = ("ActiveState,SubState,MainPID,NRestarts,Result,StatusText,ExecMainStatus,"
+             "ActiveEnterTimestampMonotonic")
+    out = subprocess.run(["systemctl", "show", UNIT, "-p", props], capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def edgecount_json(*args: str) -> dict[str, Any] | None:
+    res = subprocess.run(["edgecount", *args, "--json"], capture_output=True, text=True, timeout=120)
+    try:
+        data = json.loads(res.stdout)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def wait(cond: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(every)
+    report("timeout", what=what, unit=unit_props(), status=edgecount_json("status"))
+    finish(ok=False)
+    return None
+
+
+def service(status: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    for s in (status or {}).get("services", []):
+        if s["service"] == name:
+            return dict(s)
+    return {}
+
+
+def counted(status: dict[str, Any] | None) -> int:
+    return int(service(status, "counter").get("stats", {}).get("events", 0))
+
+
+def ready() -> dict[str, Any] | None:
+    p = unit_props()
+    if p.get("ActiveState") != "active":
+        return None
+    st = edgecount_json("status")
+    return st if st and st.get("running") and st["device"].get("ready") else None
+
+
+def finish(ok: bool) -> None:
+    journal = subprocess.run(["journalctl", "-b", "-u", UNIT, "-o", "short-monotonic", "--no-pager"],
+                             capture_output=True, text=True).stdout.splitlines()
+    keep = [ln for ln in journal if any(k in ln for k in (
+        "atchdog", "Scheduled restart", "Started edgecount", "Failed with result", "Main process exited",
+        "watchdog.hung", "watchdog.restart", "Consumed"))]
+    report("journal", lines=keep[-60:])
+    report("done", ok=ok)
+    sys.stdout.flush()
+    subprocess.run(["systemctl", "poweroff", "--no-block"])
+    time.sleep(600)
+
+
+def main() -> None:
+    budget = float(os.environ.get("IMAGETEST_BUDGET_S", "900"))
+    report("agent_started", kernel=os.uname().release)
+
+    st = wait(ready, budget, "the appliance to report ready", every=0.5)
+    props = unit_props()
+    report("ready", unit=props, services={s["service"]: s["state"] for s in st["services"]},
+           inference=service(st, "inference").get("stats", {}))
+
+    st = wait(lambda: (s := edgecount_json("status")) and counted(s) > 0 and s, budget, "a first count")
+    report("counting", events=counted(st), counter=service(st, "counter").get("stats", {}))
+
+    # 1. A frozen service: the supervisor sees its heartbeats stop and restarts it.
+    victim = service(st, "inference")
+    pid = int(victim["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    report("froze_service", service="inference", pid=pid)
+
+    def child_replaced() -> dict[str, Any] | None:
+        s = edgecount_json("status")
+        inf = service(s, "inference")
+        return s if inf.get("pid") not in (None, pid) and inf.get("state") in ("ok", "degraded") else None
+
+    st = wait(child_replaced, budget, "the supervisor to restart the frozen inference service")
+    report("service_recovered", service="inference", seconds=round(time.monotonic() - frozen_at, 1),
+           new_pid=service(st, "inference")["pid"], restarts=service(st, "inference")["restarts"])
+
+    # 2. A frozen supervisor: WATCHDOG=1 stops, systemd's watchdog kills and restarts the unit.
+    before = unit_props()
+    main_pid = int(before["MainPID"])
+    events_before = counted(st)
+    os.kill(main_pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    report("froze_supervisor", pid=main_pid, restarts=int(before["NRestarts"]))
+
+    def unit_restarted() -> dict[str, str] | None:
+        p = unit_props()
+        return p if (int(p.get("NRestarts", "0")) > int(before["NRestarts"]) and p.get("ActiveState") == "active"
+                     and p.get("MainPID") not in ("0", str(main_pid))) else None
+
+    after = wait(unit_restarted, budget, "systemd's watchdog to restart the unit", every=0.5)
+    report("unit_recovered", seconds=round(time.monotonic() - frozen_at, 1), unit=after)
+
+    st = wait(lambda: (s := edgecount_json("status")) and counted(s) > events_before and s, budget,
+              "counting to go on after the restart")
+    report("counting_again", events=counted(st))
+    counts = edgecount_json("counts", "--since", "1h")
+    report("counts", counts=counts)
+    finish(ok=True)
+
+
+if __name__ == "__main__":
+    main()
