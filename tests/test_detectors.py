@@ -158,3 +158,29 @@ def test_input_is_written_as_the_model_expects(dtype) -> None:
     dst = np.zeros((16, 16, 3), dtype=dtype)
     write_input(dst, pixels.copy(), lut, (-1.0, 1.0))
     np.testing.assert_allclose(dst.astype(np.float64), expected.astype(np.float64), atol=1e-5)
+
+
+def test_falls_back_to_tflite_runtime_when_ai_edge_litert_is_absent(ssd_model, images_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mendel ships tflite_runtime, not ai-edge-litert. It is not installable here (2.14 breaks with numpy 2),
+    # so a stand-in module of that name exposes the same Interpreter/load_delegate API.
+    import sys
+    import types
+
+    import ai_edge_litert.interpreter as litert
+
+    standin = types.ModuleType("tflite_runtime.interpreter")
+    standin.Interpreter = litert.Interpreter  # type: ignore[attr-defined]
+    standin.load_delegate = litert.load_delegate  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", standin)
+    det = TFLiteDetector(ssd_model, threads=1, min_score=0.5)
+    assert det.runtime == "tflite_runtime"
+    out, _ = det.detect(_bgr(images_dir / "grace_hopper.bmp"))
+    assert len(out) >= 1
+
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(DetectorError, match="no TFLite runtime: install ai-edge-litert"):
+        TFLiteDetector(ssd_model, threads=1)
