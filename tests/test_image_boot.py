@@ -6,7 +6,9 @@ passes ``systemd-analyze verify``, and the system boots under QEMU (TCG, no
 KVM needed) with the PETS09 clip as its camera. A test agent inside the guest
 (``tests/image/guest_agent.py``, never packaged) waits for the appliance to
 report ready and to count, freezes a service and then the supervisor with
-SIGSTOP, and reports what happened on the serial console, which this test reads.
+SIGSTOP, breaks the configuration (not retried), then makes every start fail
+until the start limit reboots the guest, and reports what happened on the
+serial console, which this test reads.
 
 Needs root (debootstrap, chroot), Debian's mirror, debootstrap, qemu-system-x86
 and e2fsprogs; ``.ci/run`` installs them.
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -128,20 +131,16 @@ def boot(rootfs: Path, image: Path, console: Path, timeout_s: float) -> list[dic
            # A hardware watchdog for the system.conf.d drop-in to arm.
            "-device", "i6300esb"]
     qemu = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + timeout_s
+    # The guest ends itself: the agent powers it off on a failure, or lets the start limit reboot it
+    # (-no-reboot turns that into QEMU's exit).
     try:
-        while time.monotonic() < deadline and qemu.poll() is None:
-            time.sleep(2)
-            reports = agent_reports(console)
-            if reports and reports[-1]["step"] == "done":
-                qemu.wait(timeout=120)  # the agent powers the guest off
-                break
-    finally:
-        if qemu.poll() is None:
-            qemu.kill()
-            qemu.wait()
+        qemu.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        qemu.kill()
+        qemu.wait()
     reports = agent_reports(console)
-    if not reports or reports[-1]["step"] != "done":
+    steps = [r["step"] for r in reports]
+    if "done" not in steps or steps[-1] != "escalation_started":
         qemu_out = qemu.stdout.read() if qemu.stdout else ""
         text = console.read_text(errors="replace") if console.exists() else ""
         # What the unit and the supervisor said is what explains a failure; the shutdown noise is not.
@@ -232,11 +231,21 @@ def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
     window = next(iter(counts.values()))
     assert lines <= set(window) and sum(v["in"] + v["out"] for v in window.values()) > 0, counts
 
+    # An invalid configuration (exit 2) is not retried: the unit stays failed, nothing restarts it.
+    bad = by_step["config_error"]["unit"]
+    assert (bad["ActiveState"], bad["ExecMainStatus"], bad["NRestarts"]) == ("failed", "2", "0"), bad
+    assert "invalid configuration" in journal and "bogus_key" in journal, journal
+    # Starts that keep failing: the start limit escalated to a reboot (QEMU exited on it).
+    reboot = re.search(r"\[\s*([\d.]+)\] systemd\[1\]: Rebooting: unit edgecount.service failed", log)
+    assert reboot and "Start request repeated too quickly" in log, log[-3000:]
+    escalation_s = float(reboot.group(1)) - by_step["escalation_started"]["uptime_s"]
+
     summary = {**{k: round(v, 1) for k, v in timings.items()},
                # systemd's own record of when READY=1 made the unit active, in seconds since boot.
                "boot_to_ready_s": round(int(ready["unit"]["ActiveEnterTimestampMonotonic"]) / 1e6, 1),
                "first_count_s": by_step["counting"]["uptime_s"],
                "service_recovery_s": rec["seconds"],
                "watchdog_recovery_s": by_step["unit_recovered"]["seconds"],
+               "failing_starts_to_reboot_s": round(escalation_s, 1),
                "inference_ms_p50": ready["inference"].get("latency_ms_p50")}
     print("image test:", json.dumps(summary), file=sys.stderr)

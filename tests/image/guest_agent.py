@@ -4,7 +4,8 @@
 It watches the installed appliance the way a technician would, through
 ``systemctl`` and ``edgecount status/counts --json``, freezes processes with
 SIGSTOP, and prints one ``EDGECOUNT-IMAGETEST {json}`` line per finding on the
-serial console, which the host test parses. Then it powers the guest off.
+serial console, which the host test parses. Last, it makes the unit fail to start
+until systemd's start limit reboots the guest (QEMU runs with -no-reboot, so it exits).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,17 +81,48 @@ def ready() -> dict[str, Any] | None:
     return st if st and st.get("running") and st["device"].get("ready") else None
 
 
-def finish(ok: bool) -> None:
+def report_journal() -> None:
     journal = subprocess.run(["journalctl", "-b", "-u", UNIT, "-o", "short-monotonic", "--no-pager"],
                              capture_output=True, text=True).stdout.splitlines()
     keep = [ln for ln in journal if any(k in ln for k in (
         "atchdog", "Scheduled restart", "Started edgecount", "Failed with result", "Main process exited",
-        "watchdog.hung", "watchdog.restart", "Consumed"))]
-    report("journal", lines=keep[-60:])
+        "watchdog.hung", "watchdog.restart", "Consumed", "invalid configuration", "unknown key", "cannot start"))]
+    report("journal", lines=keep[-80:])
+
+
+def finish(ok: bool) -> None:
+    report_journal()
     report("done", ok=ok)
-    sys.stdout.flush()
     subprocess.run(["systemctl", "poweroff", "--no-block"])
     time.sleep(600)
+
+
+CONFIG = "/etc/edgecount/edgecount.toml"
+
+
+def config_error_is_not_retried(good_config: str) -> None:
+    """Exit status 2 (invalid configuration): the unit stays failed, no restart, no reboot."""
+    before = unit_props()
+    with open(CONFIG, "w") as f:
+        f.write(good_config + "\nbogus_key = 1\n")
+    subprocess.run(["systemctl", "restart", UNIT], capture_output=True)
+    time.sleep(15)  # three times RestartSec: a restart would have happened by now
+    report("config_error", unit=unit_props(), restarts_before=int(before["NRestarts"]))
+    with open(CONFIG, "w") as f:
+        f.write(good_config)
+
+
+def failing_starts_escalate_to_reboot(good_config: str) -> None:
+    """A unit that fails to start again and again: the start limit reboots the device."""
+    broken = "\n".join('model = "/var/lib/edgecount/missing.tflite"' if ln.startswith("model = ") else ln
+                       for ln in good_config.splitlines())
+    with open(CONFIG, "w") as f:
+        f.write(broken + "\n")
+    subprocess.run(["systemctl", "reset-failed", UNIT])  # a fresh start-rate window
+    report("escalation_started")
+    subprocess.run(["systemctl", "start", "--no-block", UNIT])
+    time.sleep(900)  # the guest reboots (and QEMU, started with -no-reboot, exits) long before
+    report("timeout", what="the start limit to reboot the guest", unit=unit_props())
 
 
 def main() -> None:
@@ -143,7 +174,13 @@ def main() -> None:
     report("counting_again", events=counted(st))
     counts = edgecount_json("counts", "--since", "1h")
     report("counts", counts=counts)
-    finish(ok=True)
+
+    with open(CONFIG) as f:
+        good_config = f.read()
+    config_error_is_not_retried(good_config)
+    report_journal()
+    report("done", ok=True)
+    failing_starts_escalate_to_reboot(good_config)
 
 
 if __name__ == "__main__":
