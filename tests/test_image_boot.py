@@ -6,7 +6,8 @@ passes ``systemd-analyze verify``, and the system boots under QEMU (TCG, no
 KVM needed) with the PETS09 clip as its camera. A test agent inside the guest
 (``tests/image/guest_agent.py``, never packaged) waits for the appliance to
 report ready and to count, freezes a service and then the supervisor with
-SIGSTOP, breaks the configuration (not retried), then makes every start fail
+SIGSTOP, switches to a V4L2 camera (the kernel's vivid test device) under
+the unit's device sandbox, breaks the configuration (not retried), then makes every start fail
 until the start limit reboots the guest, and reports what happened on the
 serial console, which this test reads.
 
@@ -231,6 +232,9 @@ def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
     window = next(iter(counts.values()))
     assert lines <= set(window) and sum(v["in"] + v["out"] for v in window.values()) > 0, counts
 
+    # A real V4L2 camera (vivid) works through the unit's DevicePolicy=closed and DeviceAllow.
+    cam = by_step["camera"]
+    assert int(cam["capture"]["frames_read"]) > 20 and int(cam["inference"]["processed"]) > 3, cam
     # An invalid configuration (exit 2) is not retried: the unit stays failed, nothing restarts it.
     bad = by_step["config_error"]["unit"]
     assert (bad["ActiveState"], bad["ExecMainStatus"], bad["NRestarts"]) == ("failed", "2", "0"), bad

@@ -100,6 +100,28 @@ def finish(ok: bool) -> None:
 CONFIG = "/etc/edgecount/edgecount.toml"
 
 
+def camera_works_in_the_sandbox(good_config: str) -> None:
+    """A real V4L2 device (the kernel's vivid test camera) through DevicePolicy=closed + DeviceAllow."""
+    subprocess.run(["modprobe", "vivid"], check=True)
+    wait(lambda: os.path.exists("/dev/video0"), 60, "/dev/video0 from the vivid module")
+    camera = "\n".join('source = "/dev/video0"' if ln.startswith("source = ") else ln
+                       for ln in good_config.splitlines())
+    with open(CONFIG, "w") as f:
+        f.write(camera + "\n")
+    subprocess.run(["systemctl", "restart", UNIT], capture_output=True)
+
+    def frames_flow() -> dict[str, Any] | None:
+        st = edgecount_json("status")
+        cap, inf = service(st, "capture"), service(st, "inference")
+        return st if (cap.get("state") == "ok" and int(cap.get("stats", {}).get("frames_read", 0)) > 20
+                      and int(inf.get("stats", {}).get("processed", 0)) > 3) else None
+
+    st = wait(frames_flow, 600, "frames from /dev/video0 through capture and inference")
+    report("camera", capture=service(st, "capture")["stats"], inference=service(st, "inference")["stats"])
+    with open(CONFIG, "w") as f:
+        f.write(good_config)
+
+
 def config_error_is_not_retried(good_config: str) -> None:
     """Exit status 2 (invalid configuration): the unit stays failed, no restart, no reboot."""
     before = unit_props()
@@ -177,6 +199,7 @@ def main() -> None:
 
     with open(CONFIG) as f:
         good_config = f.read()
+    camera_works_in_the_sandbox(good_config)
     config_error_is_not_retried(good_config)
     report_journal()
     report("done", ok=True)
