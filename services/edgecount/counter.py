@@ -21,6 +21,7 @@ from edgecount.settings import state_dir
 from edgecount.store import Store
 from edgecount_core.config import Config
 from edgecount_core.counting import CountingEngine, TrackPoint
+from edgecount_core.frames import FramePosition
 from edgecount_core.geometry import bottom_centre
 from edgecount_core.messages import (
     Crossing,
@@ -54,8 +55,7 @@ class Counter(Service):
                                      band_px=config.counting.band_px)
         self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
         self.stream = (self.store.get("stream") or b"").decode()
-        self.last_seq = 0
-        self.last_ring = 0
+        self.position = FramePosition(live=config.capture.realtime)
         self.last_ts = 0.0
         self.processed = 0
         self.restored = False
@@ -87,27 +87,24 @@ class Counter(Service):
         if lines != [(ln.name, ln.a, ln.b) for ln in self.engine.lines]:
             self.log.warning("counter.state_discarded", reason="the counting lines changed")
             return
-        self.tracker, self.engine, self.last_seq, self.last_ts = tracker, engine, last_seq, last_ts
-        self.last_ring = last_ring
+        self.tracker, self.engine, self.last_ts = tracker, engine, last_ts
+        self.position.ring, self.position.seq = last_ring, last_seq
         self.processed = processed
         self.restored = True
         self.log.info("counter.state_restored", last_seq=last_seq, events=self.store.last_seq)
 
     def _state_blob(self) -> bytes:
         lines = [(ln.name, ln.a, ln.b) for ln in self.engine.lines]
-        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.last_ring, self.last_seq,
+        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.position.ring, self.position.seq,
                              self.last_ts, self.processed), protocol=pickle.HIGHEST_PROTOCOL)
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if not isinstance(msg, Detections):
             return
-        if self.cfg.capture.realtime and msg.ring != self.last_ring:
-            # A restarted capture (or appliance) numbers its frames from 1 again in a new ring: the
-            # frames are new, whatever their seq. (In replay, seq is the file position and stays.)
-            if self.last_ring:
-                self.log.info("counter.capture_restarted", ring=msg.ring, previous_last_seq=self.last_seq)
-            self.last_ring, self.last_seq = msg.ring, 0
-        if msg.seq <= self.last_seq:
+        previous = self.position.follow(msg.ring)
+        if previous is not None:
+            self.log.info("counter.capture_restarted", ring=msg.ring, previous_last_seq=previous)
+        if self.position.seen(msg.seq):
             # Counted before a restart (or a resend): acknowledge it again, count nothing.
             self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height))
             return
@@ -116,7 +113,8 @@ class Counter(Service):
         points = [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in out.rows]
         crossings, zone_changes = self.engine.update(msg.width, msg.height, points, msg.ts, msg.seq,
                                                      ended=out.ended)
-        self.last_seq, self.last_ts = msg.seq, msg.ts
+        self.position.advance(msg.seq)
+        self.last_ts = msg.ts
         self.processed += 1
         outgoing: list[tuple[bytes, Crossing | ZoneEvent]] = []
         with self.store.transaction():
@@ -152,7 +150,7 @@ class Counter(Service):
 
     def on_eos(self, msg: EndOfStream) -> EndOfStream:
         if self.last_ts:
-            self.pub.send(bus.WATERMARK, Watermark(ts=self.last_ts, seq=self.last_seq,
+            self.pub.send(bus.WATERMARK, Watermark(ts=self.last_ts, seq=self.position.seq,
                                                    event_seq=self.store.last_seq))
         stats = dict(msg.stats)
         stats["counter_processed"] = self.processed
@@ -163,7 +161,7 @@ class Counter(Service):
         return EndOfStream(last_seq=msg.last_seq, stats=stats)
 
     def stats(self) -> dict[str, StatValue]:
-        s: dict[str, StatValue] = {"processed": self.processed, "last_seq": self.last_seq,
+        s: dict[str, StatValue] = {"processed": self.processed, "last_seq": self.position.seq,
                                    "tracker_ms": round(self.track_ms, 3), "events": self.store.last_seq,
                                    "active_tracks": sum(1 for t in self.tracker.tracks if t.state == "confirmed")}
         for zc in self.engine.zone_counters:

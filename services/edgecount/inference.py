@@ -23,6 +23,7 @@ from edgecount.service import Service, main_for
 from edgecount.shmring import RingError, RingReader
 from edgecount.tiling import TiledDetector, parse_tiles
 from edgecount_core.config import Config
+from edgecount_core.frames import FramePosition
 from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
 
@@ -59,8 +60,7 @@ class Inference(Service):
         self.retry_at = 0.0
         self.retry_backoff = 30.0
         self.pending: FrameReady | None = None
-        self.last_seq = 0
-        self.last_ring = 0
+        self.position = FramePosition(live=config.capture.realtime)
         self.processed = 0
         self.skipped = 0
         self.ring_errors = 0
@@ -137,12 +137,10 @@ class Inference(Service):
             self._process(msg)
 
     def _process(self, f: FrameReady) -> None:
-        if self.cfg.capture.realtime and f.ring != self.last_ring:
-            # A restarted capture numbers its frames from 1 again in a new ring: all of them are new.
-            if self.last_ring:
-                self.log.info("inference.capture_restarted", ring=f.ring, previous_last_seq=self.last_seq)
-            self.last_ring, self.last_seq = f.ring, 0
-        if f.seq <= self.last_seq and not f.resend:
+        previous = self.position.follow(f.ring)
+        if previous is not None:
+            self.log.info("inference.capture_restarted", ring=f.ring, previous_last_seq=previous)
+        if self.position.seen(f.seq) and not f.resend:
             return
         assert self.detector is not None
         try:
@@ -176,7 +174,7 @@ class Inference(Service):
         self.latencies.append(ms)
         if len(self.latencies) > 200:
             del self.latencies[:100]
-        self.last_seq = max(self.last_seq, f.seq)
+        self.position.advance(f.seq)
         self.processed += 1
         self.pub.send(bus.DETECTIONS, Detections.from_arrays(
             seq=f.seq, ts=f.ts, width=f.width, height=f.height, boxes=det.boxes, scores=det.scores,
