@@ -29,11 +29,36 @@ demo: setup
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
-# lint, type-check and run every test
-test: setup
+# the real components the tests run against (Mosquitto, debootstrap, QEMU, e2fsprogs), installed when missing
+test-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    need=()
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+    [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+    [ -x /usr/sbin/mke2fs ] || need+=(e2fsprogs)
+    command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
+    if [ "${#need[@]}" -gt 0 ]; then
+        echo "installing test dependencies: ${need[*]}" >&2
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+
+# lint and type-check (libs strictly, services too)
+lint: setup
     {{venv}}/bin/ruff check libs services tests
     {{venv}}/bin/mypy -p edgecount_core
+    {{venv}}/bin/mypy --strict services/edgecount
+
+# lint, type-check and run every test (installs the test dependencies first)
+test: setup test-deps lint
     {{venv}}/bin/python -m pytest -q
+
+# the inner loop: lint and every test but the multi-process, broker and image ones (under a minute)
+test-fast: setup lint
+    {{venv}}/bin/python -m pytest -q -m "not slow"
 
 # benchmarks: print numbers, assert nothing
 bench: setup

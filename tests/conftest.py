@@ -8,11 +8,14 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
-from edgecount.assets import AssetError, AssetStore
+from edgecount.runtime.assets import AssetError, AssetStore
+
+from .helpers import Broker
 
 # Shared CI machines are slow and noisy: judge properties, not speed.
 settings.register_profile("edgecount", deadline=None)
@@ -37,6 +40,49 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("XDG_CACHE_HOME", str(ROOT / ".cache"))
     # Services started without a configured state_dir must never touch the user's real state.
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ec-state-")
+
+
+# Fixtures that start real processes (a broker, a package build): any test using one is slow.
+SLOW_FIXTURES = frozenset({"broker", "baseline", "built_deb"})
+# What only the slow lane may start: the whole pipeline, a broker, an image build.
+_SLOW_COMMANDS = ("run", "replay", "eval")
+_SLOW_PROGRAMS = ("mosquitto", "qemu-system", "debootstrap", "build-deb.sh")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def _starts_slow_work(argv: object) -> str | None:
+    args = [str(a) for a in argv] if isinstance(argv, list | tuple) else [str(argv)]
+    if any(Path(a).name.startswith(_SLOW_PROGRAMS) for a in args):
+        return " ".join(args[:3])
+    if "-m" in args:
+        i = args.index("-m")
+        module, rest = args[i + 1:i + 2], args[i + 2:i + 3]
+        if module == ["edgecount"] and rest and rest[0] in _SLOW_COMMANDS:
+            return f"edgecount {rest[0]}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked slow that starts the pipeline, a broker or an image build fails at once,
+    so `just test-fast` stays fast and no slow test is forgotten in it."""
+    if request.node.get_closest_marker("slow"):
+        return
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[Any], args: Any, *a: Any, **kw: Any) -> None:
+        what = _starts_slow_work(args)
+        if what:
+            pytest.fail(f"{request.node.nodeid} starts `{what}` but is not marked slow "
+                        "(pytest.mark.slow, or use a fixture in SLOW_FIXTURES)")
+        real_init(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +148,13 @@ def runtime_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    d = Path(tempfile.mkdtemp(prefix="ecmq-"))
+    b = Broker(d)
+    b.start()
+    yield b
+    b.stop()
+    shutil.rmtree(d, ignore_errors=True)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 import zmq
 
-from edgecount import bus
+from edgecount import stages
+from edgecount.runtime import bus
 from edgecount_core.messages import Health
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +35,7 @@ def edgecount(*args: str, timeout: float = 600, env: dict[str, str] | None = Non
 class HealthWatcher:
     """Collects the heartbeats every service publishes."""
 
-    def __init__(self, runtime_dir: Path, services: tuple[str, ...] = bus.SERVICES) -> None:
+    def __init__(self, runtime_dir: Path, services: tuple[str, ...] = stages.NAMES) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sub = bus.Subscriber(self.ctx, runtime_dir, [(s, (bus.HEALTH,)) for s in services],
                                   structlog.get_logger())
@@ -112,3 +118,113 @@ def stop_appliance(proc: subprocess.Popen[Any], timeout: float = 30) -> str:
         if proc.poll() is None:
             stop_group(proc)
     return stderr or ""
+
+
+# -- MQTT: a real broker and an observer -------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A private Mosquitto on a free loopback port, with persistence so sessions survive a restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.exe).exists():
+            pytest.fail("mosquitto is not installed (`just test-deps` installs it)")
+        self.port = free_port()
+        self.dir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        import getpass
+
+        # Run as ourselves: as root, mosquitto would switch to its own user, who cannot read our temp dir.
+        self.conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "persistence true\n"
+                             f"persistence_location {workdir}/\nautosave_interval 1\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+class MqttCapture:
+    """A subscriber with a persistent session that records every message under edgecount/#."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-capture-{port}",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edgecount/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        time.sleep(0.5)
+
+    def _on_message(self, c: Any, u: Any, m: Any) -> None:
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload)))
+
+    def records(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(p) for t, p in self.messages if "/counts/" in t]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+# -- HTTP: a webhook receiver ------------------------------------------------------------
+class WebhookReceiver:
+    """A local HTTP server that records POSTed JSON arrays; ``fail_next`` answers 503 that many times."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        receiver = self
+        self.received: list[Any] = []
+        self.auth: list[str] = []
+        self.fail_next = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.auth.append(self.headers.get("Authorization", ""))
+                if receiver.fail_next:
+                    receiver.fail_next -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.received.extend(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/counts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

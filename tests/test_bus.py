@@ -13,7 +13,7 @@ import numpy as np
 import structlog
 import zmq
 
-from edgecount import bus
+from edgecount.runtime import bus
 from edgecount_core.messages import Detections, Health, Tracks, encode
 
 
@@ -25,7 +25,7 @@ def test_counter_survives_garbage_and_keeps_counting(runtime_dir: Path, tmp_path
     fake_inference = bus.Publisher(ctx, runtime_dir, "inference")  # we play the upstream service
     listener = bus.Subscriber(ctx, runtime_dir, [("counter", (bus.TRACKS, bus.HEALTH, bus.CROSSING))],
                               structlog.get_logger())
-    proc = subprocess.Popen([sys.executable, "-m", "edgecount.svc", "counter", "--config", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "edgecount.stages", "counter", "--config", str(cfg),
                              "--runtime-dir", str(runtime_dir)], stderr=subprocess.PIPE, text=True)
     try:
         # Wait until the counter is connected (its heartbeats reach us, ours reach it).

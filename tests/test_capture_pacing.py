@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecount import capture
+from edgecount.stages import capture
 from edgecount_core.config import Config
 
 pytestmark = pytest.mark.assets

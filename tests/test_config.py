@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgecount.cli import main
-from edgecount.settings import load_config, to_toml
+from edgecount.runtime.settings import load_config, to_toml
 from edgecount_core.config import ConfigError, parse_config, parse_line_arg
 
 ROOT = Path(__file__).resolve().parents[1]

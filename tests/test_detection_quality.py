@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecount.tiling import tile_grid
+from edgecount.detection.tiling import tile_grid
 from edgecount_core.detection_quality import detection_quality
 
 boxes = st.lists(st.tuples(st.floats(0, 600), st.floats(0, 400), st.floats(10, 100), st.floats(20, 150)),

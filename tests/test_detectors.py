@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecount.detector import DetectorError, TFLiteDetector, probe_edgetpu
+from edgecount.detection.detector import DetectorError, TFLiteDetector
+from edgecount.detection.runtime import probe_edgetpu
 from edgecount_core.decoders import ResizePlan, decode_ssd_postprocess, decode_yolox, nms
 
 pytestmark = pytest.mark.assets
@@ -93,7 +94,7 @@ def test_hot_path_makes_no_full_frame_copy(model_fixture: str, request, runtime_
     """From the ring slot into the input tensor without copying the frame (issue #3, zero-copy)."""
     import tracemalloc
 
-    from edgecount.shmring import RingReader, RingWriter
+    from edgecount.runtime.ring import RingReader, RingWriter
 
     det = TFLiteDetector(request.getfixturevalue(model_fixture), threads=1, min_score=0.5)
     ring = RingWriter(runtime_dir, 3, 768, 576)
@@ -143,7 +144,7 @@ def test_yolo_raw_decoders_v5_and_v8_layouts() -> None:
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.float32])
 def test_input_is_written_as_the_model_expects(dtype) -> None:
     """uint8/int8 through the quantisation table, float scaled to the model's range (issue #3)."""
-    from edgecount.detector import write_input
+    from edgecount.detection.detector import write_input
 
     pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     real = -1.0 + np.arange(256) * 2.0 / 255.0  # the model's input range is [-1, 1]

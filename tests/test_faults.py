@@ -13,13 +13,10 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,89 +24,17 @@ import pytest
 import structlog
 import zmq
 
-from edgecount import bus
-from edgecount.store import Store
+from edgecount.runtime import bus
+from edgecount.runtime.store import Store
 from edgecount_core.messages import EndOfStream
 
-from .helpers import ROOT, HealthWatcher, stop_group
+from .helpers import ROOT, Broker, HealthWatcher, MqttCapture, stop_group
 
 pytestmark = pytest.mark.slow
 
 LINES = [("v_centre", 0.5, 0.3, 0.5, 1.0), ("v_left", 0.3, 0.3, 0.3, 1.0), ("h_mid", 0.0, 0.6, 1.0, 0.6),
          ("diag", 0.2, 0.4, 0.9, 1.0), ("v_right", 0.72, 0.3, 0.72, 1.0)]
 BUCKET_S = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A private Mosquitto on a free loopback port, with persistence so sessions survive a restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(self.exe).exists():
-            pytest.fail("mosquitto is not installed (apt-get install -y mosquitto; .ci/run does this)")
-        self.port = _free_port()
-        self.dir = workdir
-        self.conf = workdir / "mosquitto.conf"
-        import getpass
-
-        # Run as ourselves: as root, mosquitto would switch to its own user, who cannot read our temp dir.
-        self.conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence true\n"
-                             f"persistence_location {workdir}/\nautosave_interval 1\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-
-class Capture:
-    """A subscriber with a persistent session that records every message under edgecount/#."""
-
-    def __init__(self, port: int) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-capture-{port}",
-                                  clean_session=False)
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edgecount/#", qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        time.sleep(0.5)
-
-    def _on_message(self, c: Any, u: Any, m: Any) -> None:
-        with self.lock:
-            self.messages.append((m.topic, bytes(m.payload)))
-
-    def records(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [json.loads(p) for t, p in self.messages if "/counts/" in t]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def unique_totals(records: list[dict[str, Any]]) -> tuple[dict[str, dict[str, int]], int]:
@@ -170,7 +95,7 @@ def run_replay(cfg: Path, runtime_dir: Path | None = None) -> subprocess.Popen[s
                             start_new_session=True)
 
 
-def wait_for_records(cap: Capture, expected_ids: set[str], timeout: float = 20) -> None:
+def wait_for_records(cap: MqttCapture, expected_ids: set[str], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if expected_ids <= {r["id"] for r in cap.records()}:
@@ -181,19 +106,9 @@ def wait_for_records(cap: Capture, expected_ids: set[str], timeout: float = 20) 
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    d = Path(tempfile.mkdtemp(prefix="ecmq-"))
-    b = Broker(d)
-    b.start()
-    yield b
-    b.stop()
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
 def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_clip: Path, ssd_model) -> dict[str, Any]:
     """An undisturbed replay: the reference every fault scenario must reproduce."""
-    cap = Capture(broker.port)
+    cap = MqttCapture(broker.port)
     cfg = write_config(tmp_path_factory.mktemp("base") / "c.toml", broker.port)
     proc = run_replay(cfg)
     out, err = proc.communicate(timeout=240)
@@ -211,7 +126,7 @@ def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_cl
 
 
 def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dict[str, Any], tmp_path: Path) -> None:
-    cap = Capture(broker.port)
+    cap = MqttCapture(broker.port)
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecf-", dir="/tmp"))
     proc = run_replay(cfg, runtime)
@@ -258,7 +173,7 @@ def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dic
 
 def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker, baseline: dict[str, Any],
                                                                  tmp_path: Path) -> None:
-    cap = Capture(broker.port)
+    cap = MqttCapture(broker.port)
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecb-", dir="/tmp"))
     proc = run_replay(cfg, runtime)
@@ -297,7 +212,7 @@ def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker,
 
 
 def test_c_power_cut_loses_no_record(broker: Broker, tmp_path: Path, pets09_clip: Path) -> None:
-    cap = Capture(broker.port)
+    cap = MqttCapture(broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecp-", dir="/tmp"))
     state = tmp_path / "state"
     cfg = write_config(tmp_path / "c.toml", broker.port, extra=f"""

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from edgecount.assets import AssetStore
-from edgecount.settings import to_toml
+from edgecount.runtime.assets import AssetStore
+from edgecount.runtime.settings import to_toml
 
 from .helpers import ROOT
 

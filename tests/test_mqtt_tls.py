@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT
-from .test_faults import Capture, _free_port
+from .helpers import ROOT, MqttCapture, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ def test_uplink_delivers_over_tls_with_password(tmp_path: Path, pets09_clip: Pat
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "counter", "s3cret-pw"], check=True)
-    tls_port, plain_port = _free_port(), _free_port()
+    tls_port, plain_port = free_port(), free_port()
     import getpass
 
     (d / "m.conf").write_text(
@@ -52,7 +51,7 @@ def test_uplink_delivers_over_tls_with_password(tmp_path: Path, pets09_clip: Pat
                 break
             except OSError:
                 time.sleep(0.05)
-        cap = Capture(plain_port)  # a local observer on a plain listener of the same broker
+        cap = MqttCapture(plain_port)  # a local observer on a plain listener of the same broker
         pw = d / "mqtt.pw"
         pw.write_text("s3cret-pw\n")
         pw.chmod(0o600)

@@ -11,8 +11,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgecount.reliable import Follower, SyncServer
-from edgecount.store import Store
+from edgecount.runtime.durable_log import Follower, SyncServer
+from edgecount.runtime.store import Store
 from edgecount_core.messages import Crossing, Message, encode
 from edgecount_core.outbox import PendingRecord, plan_compaction
 

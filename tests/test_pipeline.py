@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edgecount.detector import TFLiteDetector
-from edgecount_core.counting import CountingEngine, TrackPoint
-from edgecount_core.geometry import Line, bottom_centre
+from edgecount.detection.detector import TFLiteDetector
+from edgecount_core.counting import CountingEngine, foot_points
+from edgecount_core.geometry import Line
 from edgecount_core.tracker import Tracker
 
 from .helpers import edgecount
@@ -39,7 +39,7 @@ def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
         d, _ = det.detect(bgr)
         ts = 1000.0 + i / fps
         out = tracker.update(d.boxes, d.scores, ts)
-        pts = [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in out.rows]
+        pts = foot_points(out.rows)
         engine.update(bgr.shape[1], bgr.shape[0], pts, ts, i + 1, ended=out.ended)
         i += 1
     return engine.totals()

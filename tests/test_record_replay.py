@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecount.recording import normalise, read_messages, replay_service
+from edgecount.tools.recording import normalise, read_messages, replay_service
 from edgecount_core.messages import Detections, decode
 
 from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, write_run_config

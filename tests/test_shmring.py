@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecount.shmring import RingError, RingReader, RingWriter, segment_path
+from edgecount.runtime.ring import RingError, RingReader, RingWriter, segment_path
 
 
 def _frame(value: int, w: int = 64, h: int = 48) -> np.ndarray:

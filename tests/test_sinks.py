@@ -2,60 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 import structlog
 
-from edgecount.sinks import OutRow, SinkError, WebhookSink, read_secret
+from edgecount.stages.uplink_sinks import OutRow, SinkError, WebhookSink, read_secret
 from edgecount_core.config import ConfigError, WebhookSection, parse_config
 
-
-class _Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[Any]] = []
-    fail_next = 0
-    auth: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.auth.append(self.headers.get("Authorization", ""))
-        if _Hook.fail_next:
-            _Hook.fail_next -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        _Hook.received.extend(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from .helpers import WebhookReceiver
 
 
 def test_webhook_confirms_only_after_2xx_and_retries(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     token.chmod(0o600)
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = WebhookReceiver()
     try:
-        cfg = WebhookSection(url=f"http://127.0.0.1:{server.server_port}/counts", token_file=str(token))
+        cfg = WebhookSection(url=hook.url, token_file=str(token))
         sink = WebhookSink(cfg, structlog.get_logger())
         rows = [OutRow(i, {"id": f"r{i}", "in": i, "out": 0}) for i in (1, 2, 3)]
-        _Hook.fail_next = 1
+        hook.fail_next = 1
         sink.offer(rows)
         assert sink.confirmed() == 0 and sink.wants() == 0  # backing off after the 503
         sink.retry_at = 0
         sink.offer(rows)
         assert sink.confirmed() == 3
-        assert [r["id"] for r in _Hook.received] == ["r1", "r2", "r3"]
-        assert _Hook.auth[-1] == "Bearer s3cret"
+        assert [r["id"] for r in hook.received] == ["r1", "r2", "r3"]
+        assert hook.auth[-1] == "Bearer s3cret"
     finally:
-        server.shutdown()
+        hook.close()
 
 
 def test_secrets_must_be_private_and_are_never_in_errors(tmp_path: Path) -> None:

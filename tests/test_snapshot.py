@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecount.detector import TFLiteDetector
-from edgecount.snapshot import FaceDetector, find_faces, redact_snapshot
+from edgecount.detection.detector import TFLiteDetector
+from edgecount.detection.redaction import FaceDetector, find_faces, redact_snapshot
 from edgecount_core.faces import blazeface_anchors
 
 pytestmark = pytest.mark.assets

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecount.shmring import segment_path
+from edgecount.runtime.ring import segment_path
 
 from .helpers import ROOT, HealthWatcher, start_appliance, stop_appliance, stop_group, write_run_config
 

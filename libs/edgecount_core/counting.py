@@ -10,12 +10,13 @@ side meets the line within the segment A-B (with a small margin).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
-from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon
+from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon, bottom_centre
 
-__all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter"]
+__all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter", "foot_points"]
 
 
 @attrs.frozen
@@ -24,6 +25,11 @@ class TrackPoint:
 
     track_id: int
     point: Point
+
+
+def foot_points(rows: Iterable[Sequence[Any]]) -> list[TrackPoint]:
+    """Rows ``id, x1, y1, x2, y2, ...`` (tracker output or ground truth) as each track's foot point."""
+    return [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in rows]
 
 
 @attrs.frozen

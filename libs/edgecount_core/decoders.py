@@ -7,6 +7,7 @@ here is testable without an interpreter.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import attrs
@@ -14,11 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DECODERS",
     "DecodedDetections",
     "ResizePlan",
+    "classwise_nms",
     "decode_ssd_postprocess",
     "decode_yolo_raw",
     "decode_yolox",
+    "decoder",
     "nms",
 ]
 
@@ -147,7 +151,8 @@ def nms(boxes: F32, scores: F32, iou_threshold: float) -> npt.NDArray[np.intp]:
     return np.asarray(keep, dtype=np.intp)
 
 
-def _classwise_nms(det: DecodedDetections, iou_threshold: float) -> DecodedDetections:
+def classwise_nms(det: DecodedDetections, iou_threshold: float) -> DecodedDetections:
+    """NMS within each class only (a person never suppresses a bicycle)."""
     if len(det) == 0:
         return det
     # Offsetting each class far apart runs one NMS that never suppresses across classes.
@@ -182,7 +187,7 @@ def decode_yolox(
     score = cls_scores[np.arange(a.shape[0]), cls.astype(np.int64)]
     boxes = plan.to_source(_cxcywh_to_xyxy(a[:, :4]))
     det = _filter(boxes, score, cls, min_score, class_ids)
-    return _classwise_nms(det, iou_threshold)
+    return classwise_nms(det, iou_threshold)
 
 
 def decode_yolo_raw(
@@ -217,4 +222,24 @@ def decode_yolo_raw(
         xywh[:, 1::2] *= plan.dst_h
     boxes = plan.to_source(_cxcywh_to_xyxy(xywh))
     det = _filter(boxes, score, cls, min_score, class_ids)
-    return _classwise_nms(det, iou_threshold)
+    return classwise_nms(det, iou_threshold)
+
+
+#: A decoder takes the model's (dequantised) output tensors in the model's order.
+Decoder = Callable[[Sequence[F32], ResizePlan, float, "frozenset[int] | None"], DecodedDetections]
+
+#: The manifest's ``decoder`` names. A new output layout is one entry here and one pure function above.
+DECODERS: dict[str, Decoder] = {
+    "ssd_postprocess": lambda out, plan, s, ids: decode_ssd_postprocess(out[0], out[1], out[2], out[3], plan, s, ids),
+    "yolox": lambda out, plan, s, ids: decode_yolox(out[0], plan, s, class_ids=ids),
+    "yolov5": lambda out, plan, s, ids: decode_yolo_raw(out[0], plan, s, version="v5", class_ids=ids),
+    "yolov8": lambda out, plan, s, ids: decode_yolo_raw(out[0], plan, s, version="v8", class_ids=ids),
+}
+
+
+def decoder(name: str) -> Decoder:
+    """The decoder registered as ``name``; ``KeyError`` names the known ones."""
+    try:
+        return DECODERS[name]
+    except KeyError:
+        raise KeyError(f"unknown decoder {name!r}; known: {', '.join(sorted(DECODERS))}") from None

@@ -8,8 +8,8 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecount_core.counting import CountingEngine, TrackPoint
-from edgecount_core.geometry import Line, bottom_centre
+from edgecount_core.counting import CountingEngine, foot_points
+from edgecount_core.geometry import Line
 
 __all__ = ["GroundTruth", "parse_mot", "true_line_counts"]
 
@@ -62,7 +62,7 @@ def true_line_counts(
     all_ids = set(gt.rows[:, 1].astype(int))
     for f in frame_ids:
         b = gt.boxes_at(f, evaluated_only=False)
-        pts = [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in b]
+        pts = foot_points(b)
         for p in pts:
             seen_last[p.track_id] = f
         # An identity leaves for good after its last annotated frame.

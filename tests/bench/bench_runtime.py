@@ -26,12 +26,12 @@ import numpy as np
 import structlog
 import zmq
 
-from edgecount import bus
-from edgecount.assets import AssetStore
-from edgecount.detector import TFLiteDetector
-from edgecount.replay import replay
-from edgecount.settings import load_config
-from edgecount.shmring import RingReader, RingWriter
+from edgecount.detection.detector import TFLiteDetector
+from edgecount.runtime import bus
+from edgecount.runtime.assets import AssetStore
+from edgecount.runtime.ring import RingReader, RingWriter
+from edgecount.runtime.settings import load_config
+from edgecount.tools.replay import replay
 from edgecount_core.config import parse_line_arg
 from edgecount_core.messages import FrameReady, Marker
 

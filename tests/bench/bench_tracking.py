@@ -17,10 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecount.assets import AssetStore
-from edgecount.detector import TFLiteDetector
-from edgecount.evaluate import count_error, mot_metrics, track_offline
-from edgecount.settings import load_config
+from edgecount.detection.detector import TFLiteDetector
+from edgecount.runtime.assets import AssetStore
+from edgecount.runtime.settings import load_config
+from edgecount.tools.evaluate import count_error, mot_metrics, track_offline
 from edgecount_core.groundtruth import parse_mot, true_line_counts
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,6 +25,10 @@ rm -rf "$pkg" && mkdir -p "$pkg/DEBIAN" "$pkg/opt/edgecount/lib" "$pkg/usr/bin" 
     --platform "manylinux2014_$(uname -m)" --platform "manylinux_2_17_$(uname -m)" \
     --platform "manylinux_2_28_$(uname -m)" --platform "manylinux_2_34_$(uname -m)" \
     "$out_dir"/wheels/edgecount-"$version"-*.whl
+# The wheel's data files (the model manifest) belong under /usr/share, where the code finds them
+# for Debian's /usr/bin/python3 (sys.prefix /usr); pip --target puts them beside the libraries instead.
+mv "$pkg/opt/edgecount/lib/share/edgecount/manifest.toml" "$pkg/usr/share/edgecount/manifest.toml"
+rm -rf "$pkg/opt/edgecount/lib/share"
 
 cat > "$pkg/usr/bin/edgecount" <<'SH'
 #!/bin/sh
@@ -38,7 +42,6 @@ install -m 0644 "$root_dir/yocto/systemd/10-edgecount-watchdog.conf" "$pkg/lib/s
 install -m 0644 "$root_dir/yocto/systemd/edgecount.sysusers" "$pkg/usr/lib/sysusers.d/edgecount.conf"
 install -m 0644 "$root_dir/yocto/udev/99-edgecount-coral.rules" "$pkg/lib/udev/rules.d/"
 install -m 0644 "$root_dir/config/edgecount.toml" "$pkg/etc/edgecount/edgecount.toml"
-install -m 0644 "$root_dir/models/manifest.toml" "$pkg/usr/share/edgecount/manifest.toml"
 install -m 0644 "$root_dir/README.md" "$root_dir/LICENSE" "$pkg/usr/share/doc/edgecount/"
 
 installed_kb="$(du -sk "$pkg" | cut -f1)"

@@ -26,8 +26,6 @@ do_install:append() {
     install -m 0644 ${S}/config/edgecount.toml ${D}${sysconfdir}/edgecount/edgecount.toml
     install -d ${D}${nonarch_base_libdir}/udev/rules.d
     install -m 0644 ${S}/yocto/udev/99-edgecount-coral.rules ${D}${nonarch_base_libdir}/udev/rules.d/99-edgecount-coral.rules
-    install -d ${D}${datadir}/edgecount
-    install -m 0644 ${S}/models/manifest.toml ${D}${datadir}/edgecount/manifest.toml
 }
 
 USERADD_PACKAGES = "${PN}"
@@ -36,6 +34,8 @@ USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/edgecount --no-c
 SYSTEMD_SERVICE:${PN} = "edgecount.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
+# ${datadir}/edgecount/manifest.toml comes from the wheel's data files (pyproject.toml) and is read there
+# at run time; ${datadir}/${BPN} is packaged by default.
 FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d \
                 ${sysconfdir}/edgecount \
                 ${systemd_system_unitdir}/edgecount.service"

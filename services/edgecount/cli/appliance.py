@@ -1,0 +1,248 @@
+"""Commands about the running appliance: run, status, doctor, restart, logs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from edgecount import stages
+from edgecount.cli.common import (
+    EXIT_FAILED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    asset_store,
+    config_path,
+    err,
+    out,
+)
+from edgecount.runtime import logs
+from edgecount.runtime.assets import AssetError
+from edgecount.runtime.settings import load_config, runtime_dir, state_dir
+from edgecount_core.config import ConfigError
+
+
+def _status_reply(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from edgecount.runtime.control import ask
+
+    cfg = load_config(config_path(args))
+    return cfg, ask(runtime_dir(cfg), {"cmd": "status"})
+
+
+def _fmt_uptime(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgecount.runtime.watchdog import Watchdog
+
+    cfg = load_config(config_path(args))
+    logger = logs.configure("watchdog")
+    store = asset_store(cfg)
+    from edgecount.detection.models import DetectorError, resolve_model, startup_model
+    from edgecount.runtime.assets import resolve_source
+
+    try:
+        resolve_source(cfg.capture.source, store)
+        resolve_model(startup_model(cfg, store), store)
+    except (AssetError, DetectorError) as exc:
+        err.print(f"[red]cannot start:[/] {exc}")
+        return EXIT_FAILED
+    path = config_path(args)
+    if path is None:
+        err.print("[red]edgecount run needs --config FILE[/] (or /etc/edgecount/edgecount.toml)")
+        return EXIT_USAGE
+    resolved = Path(path).resolve()
+    log_dir = None if args.log_to_stderr else state_dir(cfg) / "logs"
+    wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.NAMES, log_dir=log_dir, logger=logger)
+    return wd.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import shutil as _shutil
+
+    from edgecount.runtime.control import NotRunning
+    from edgecount.tools.doctor import cpu_temperature
+
+    try:
+        cfg, st = _status_reply(args)
+    except NotRunning as exc:
+        if args.json:
+            print(json.dumps({"running": False, "error": str(exc)}))
+        else:
+            err.print(f"[red]{exc}[/]")
+        return EXIT_NOT_RUNNING
+    sd = state_dir(cfg)
+    disk = _shutil.disk_usage(sd if sd.exists() else Path("/"))
+    device = {"disk_free_gib": round(disk.free / 2**30, 2), "cpu_temp_c": cpu_temperature(),
+              "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"]}
+    if args.json:
+        print(json.dumps({"running": True, "device": device, "services": st["services"]}))
+        return EXIT_OK
+    t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
+    for col in ("service", "state", "pid", "uptime", "restarts", "details"):
+        t.add_column(col)
+    colour = {"ok": "green", "degraded": "yellow", "starting": "cyan"}
+    for s_ in st["services"]:
+        x = s_["stats"]
+        if s_["service"] == "capture":
+            d = f"fps in {x.get('fps_in', 0)}, frames {x.get('frames_read', 0)}, reconnects {x.get('reconnects', 0)}"
+        elif s_["service"] == "inference":
+            d = (f"{x.get('model', '')} on {x.get('backend', '?')}{' (DEGRADED)' if x.get('degraded') else ''}, "
+                 f"p50 {x.get('latency_ms_p50', 0)} ms, processed {x.get('processed', 0)}, "
+                 f"dropped {int(x.get('skipped', 0)) + int(x.get('overwritten', 0))}")
+        elif s_["service"] == "counter":
+            d = f"frames {x.get('processed', 0)}, tracks {x.get('active_tracks', 0)}, events {x.get('events', 0)}"
+        elif s_["service"] == "privacy":
+            d = f"records {x.get('records', 0)}, log pending {x.get('log_pending', 0)}" + (
+                f", [red]{x['lost']} events LOST[/]" if x.get("lost") else "")
+        else:
+            broker = x.get("broker_connected")
+            d = f"outbox backlog {x.get('backlog', 0)}" + (
+                "" if broker is None else f", broker {'connected' if broker else 'DISCONNECTED'}")
+        state = s_["state"]
+        t.add_row(s_["service"], f"[{colour.get(state, 'red')}]{state}[/]", str(s_["pid"] or "-"),
+                  _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), d)
+    out.print(t)
+    temp = device["cpu_temp_c"]
+    out.print(f"disk free {device['disk_free_gib']} GiB, CPU temperature "
+              f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edgecount.runtime.control import NotRunning
+    from edgecount.tools.doctor import run_checks
+
+    try:
+        _, appliance = _status_reply(args)
+    except (NotRunning, ConfigError):
+        appliance = None
+    checks = run_checks(config_path(args), appliance)
+    failed = any(c.status == "fail" for c in checks)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [
+            {"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks]}))
+        return EXIT_FAILED if failed else EXIT_OK
+    t = Table(title="edgecount doctor")
+    for col in ("check", "result", "detail", "fix"):
+        t.add_column(col)
+    mark = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for c in checks:
+        t.add_row(c.name, mark[c.status], c.detail, c.fix)
+    out.print(t)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from edgecount.runtime.control import NotRunning, ask
+
+    cfg = load_config(config_path(args))
+    try:
+        reply = ask(runtime_dir(cfg), {"cmd": "restart", "service": args.service}, timeout_ms=15000)
+    except NotRunning as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_NOT_RUNNING
+    if not reply.get("ok"):
+        err.print(f"[red]{reply.get('error')}[/]")
+        return EXIT_USAGE
+    out.print(f"restarted {reply['service']} (pid {reply['pid']})")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import time as _time
+
+    cfg = load_config(config_path(args))
+    log_dir = state_dir(cfg) / "logs"
+    names = [args.service] if args.service else list(stages.NAMES)
+    files = {n: log_dir / f"{n}.log" for n in names}
+    if not any(f.exists() for f in files.values()):
+        err.print(f"[yellow]no log files in {log_dir}[/]; under systemd the logs are in the journal: "
+                  "journalctl -u edgecount")
+        return EXIT_FAILED
+    readable = not args.json and sys.stdout.isatty()
+
+    def render(service: str, line: str) -> str:
+        if readable:
+            return readable_log_line(service, line)
+        return f"{service:9} {line}" if len(files) > 1 else line
+
+    handles = {}
+    for n, f in files.items():
+        if not f.exists():
+            continue
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()[-args.lines:]
+        for ln in lines:
+            print(render(n, ln))
+        fh = f.open("r", encoding="utf-8", errors="replace")
+        fh.seek(0, 2)
+        handles[n] = fh
+    sys.stdout.flush()
+    if not args.follow:
+        return EXIT_OK
+    try:
+        while True:
+            for n, fh in handles.items():
+                for ln in fh.readlines():
+                    print(render(n, ln.rstrip()), flush=True)
+            _time.sleep(0.3)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+_LEVEL_STYLE = {"error": "ERROR", "warning": "WARN ", "info": "info ", "debug": "debug", "critical": "CRIT "}
+
+
+def readable_log_line(service: str, line: str) -> str:
+    """One structured (JSON) log line as ``time service level event key=value ...``; other lines as they are."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return f"{service:9} {line}"
+    if not isinstance(rec, dict):
+        return f"{service:9} {line}"
+    ts = str(rec.pop("timestamp", ""))[11:19]
+    level = _LEVEL_STYLE.get(str(rec.pop("level", "")), "     ")
+    event = rec.pop("event", "")
+    who = rec.pop("service", service)
+    rest = " ".join(f"{k}={v}" for k, v in rec.items())
+    return f"{ts} {who:9} {level} {event} {rest}".rstrip()
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the ``edgecount`` parser."""
+    r = sub.add_parser("run", help="run the appliance until stopped")
+    r.add_argument("--config", "-c")
+    r.add_argument("--log-to-stderr", action="store_true",
+                   help="services log to this process's stderr (the journal under systemd)")
+    r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="each service of the running appliance")
+    st.add_argument("--config", "-c")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    dr = sub.add_parser("doctor", help="check camera, models, Edge TPU, shared memory, broker, clock, disk")
+    dr.add_argument("--config", "-c")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
+
+    rs = sub.add_parser("restart", help="restart one service of the running appliance")
+    rs.add_argument("service", choices=stages.NAMES)
+    rs.add_argument("--config", "-c")
+    rs.set_defaults(func=cmd_restart)
+
+    lg = sub.add_parser("logs", help="show (and follow) service logs")
+    lg.add_argument("service", nargs="?", choices=stages.NAMES)
+    lg.add_argument("--json", action="store_true", help="the raw JSON lines (the default when piped)")
+    lg.add_argument("--config", "-c")
+    lg.add_argument("--follow", "-f", action="store_true")
+    lg.add_argument("--lines", "-n", type=int, default=20)
+    lg.set_defaults(func=cmd_logs)

@@ -1,0 +1,114 @@
+"""Setting the device up: preview, counting lines, configuration check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from edgecount.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    config_path,
+    err,
+    out,
+)
+from edgecount.runtime.settings import load_config, runtime_dir
+from edgecount_core.config import ConfigError, parse_line_arg
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edgecount.tools.preview import draw, from_appliance, from_camera
+
+    cfg = load_config(config_path(args))
+    got = from_appliance(cfg, runtime_dir(cfg))
+    source = "running appliance"
+    if got is None:
+        source = "camera (appliance not running)"
+        try:
+            got = from_camera(cfg)
+        except Exception as exc:
+            err.print(f"[red]preview failed:[/] {exc}")
+            return EXIT_FAILED
+    frame, boxes, scores = got
+    redact = not args.unredacted
+    people = draw(frame, cfg, boxes, scores, redact)
+    if not cv2.imwrite(str(args.out), frame, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+        err.print(f"[red]cannot write {args.out}[/]")
+        return EXIT_FAILED
+    out.print(f"wrote {args.out} from the {source}: {len(cfg.lines)} lines, {len(cfg.zones)} zones, "
+              f"{people} people{' (pixelated)' if redact else ' (NOT redacted)'}")
+    return EXIT_OK
+
+
+def cmd_lines_set(args: argparse.Namespace) -> int:
+    from edgecount.runtime.control import NotRunning, ask
+    from edgecount.tools.config_edit import set_line
+
+    path = config_path(args)
+    if path is None:
+        err.print("[red]no configuration file[/]: pass --config FILE")
+        return EXIT_USAGE
+    try:
+        line = parse_line_arg(f"{args.name}:{args.coords}")
+        set_line(Path(path), line)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    out.print(f"line {line.name} set to A={line.a} B={line.b} in {path}")
+    cfg = load_config(path)
+    try:
+        # Counts are durable before this; the counter and privacy filter re-read the lines.
+        for service in ("counter", "privacy"):
+            ask(runtime_dir(cfg), {"cmd": "restart", "service": service}, timeout_ms=20000)
+        out.print("counter and privacy filter reloaded")
+    except NotRunning:
+        out.print("the appliance is not running; the change applies at its next start")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+        else:
+            err.print(f"[red]invalid configuration[/]\n{exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"ok": True, "lines": [ln.name for ln in cfg.lines],
+                          "zones": [z.name for z in cfg.zones]}))
+    else:
+        out.print(f"[green]ok[/] {args.file}: {len(cfg.lines)} lines, {len(cfg.zones)} zones, "
+                  f"model {cfg.inference.model} on {cfg.inference.device}")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add this module's commands to the ``edgecount`` parser."""
+    pv = sub.add_parser("preview", help="write one frame with lines, zones and detections (people pixelated)")
+    pv.add_argument("--out", required=True, type=Path)
+    pv.add_argument("--unredacted", action="store_true",
+                    help="do not pixelate people (stays on this device; never send such an image)")
+    pv.add_argument("--config", "-c")
+    pv.set_defaults(func=cmd_preview)
+
+    ln = sub.add_parser("lines", help="counting lines")
+    lsub = ln.add_subparsers(dest="lines_cmd", required=True)
+    lset = lsub.add_parser("set", help="add or move a line (validated, atomic, services reloaded)")
+    lset.add_argument("name")
+    lset.add_argument("coords", metavar="AX,AY,BX,BY")
+    lset.add_argument("--config", "-c")
+    lset.set_defaults(func=cmd_lines_set)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_cmd", required=True)
+    cc = csub.add_parser("check", help="validate a configuration file")
+    cc.add_argument("file")
+    cc.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_config_check)

@@ -1,0 +1,49 @@
+"""Which model files a configuration means: a manifest name or a path, and the CPU twin of an Edge TPU model.
+
+Shared by the inference stage and by the tools that load a detector themselves
+(preview, doctor, replay), so they all resolve a model the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecount.detection.runtime import DetectorError
+from edgecount.runtime.assets import AssetStore, ModelFiles
+from edgecount_core.config import Config
+
+__all__ = ["DetectorError", "cpu_twin", "resolve_model", "startup_model"]
+
+
+def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
+    """A manifest name, or a path to a .tflite whose manifest entry is found by file name."""
+    p = Path(name_or_path)
+    if p.suffix == ".tflite":
+        if not p.is_file():
+            raise DetectorError(f"inference.model {name_or_path!r}: no such file")
+        for name, entry in store.manifest.get("models", {}).items():
+            if entry.get("file") == p.name:
+                labels = p.with_name(entry["labels"]) if entry.get("labels") else None
+                return ModelFiles(name, p, labels if labels and labels.exists() else None, entry)
+        raise DetectorError(f"{p.name}: not in the model manifest, so its decoder is unknown")
+    return store.fetch_model(name_or_path)
+
+
+def cpu_twin(model: str, store: AssetStore) -> str:
+    """The CPU model standing in for an Edge TPU model (manifest ``cpu_model``), by name or file."""
+    models = store.manifest.get("models", {})
+    entry: dict[str, Any] = models.get(model) or next(
+        (e for e in models.values() if Path(e.get("file", "")).stem == model), {})
+    return str(entry.get("cpu_model", model.removesuffix("_edgetpu")))
+
+
+def startup_model(cfg: Config, store: AssetStore) -> str:
+    """The model that must be present before the appliance starts.
+
+    The accelerator's own model may be absent together with the accelerator: what must exist is
+    the CPU fallback it would run on.
+    """
+    if cfg.inference.device == "cpu":
+        return cfg.inference.model
+    return cfg.inference.fallback_model or cpu_twin(cfg.inference.model, store)

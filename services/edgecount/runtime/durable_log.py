@@ -1,0 +1,165 @@
+"""Loss-free delivery between two services over PUB/SUB, after the ZeroMQ guide's Clone pattern.
+
+The publisher writes every message to its durable log (``Store``) with a
+gap-free sequence number *before* publishing it, and serves the log on a
+ROUTER socket, ``<runtime>/<service>.sync.sock``. The subscriber applies
+messages strictly in sequence and persists the last applied number with the
+effects. On start-up, on a gap, or when the publisher's periodic
+:class:`LogTail` says it is behind, it asks for everything from its next
+number and applies the answer. Duplicates (a resent message that also came
+live) are recognised by their number and ignored. The subscriber acknowledges
+what it has made durable, and only then may the publisher trim its log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from edgecount.runtime.store import Store
+from edgecount_core.messages import Message, MessageError, decode
+
+
+def sync_endpoint(runtime_dir: Path, service: str) -> str:
+    return f"ipc://{runtime_dir}/{service}.sync.sock"
+
+
+class SyncServer:
+    """Answers fetch requests from the publisher's log and trims it on acknowledgement."""
+
+    def __init__(self, ctx: zmq.Context[Any], runtime_dir: Path, service: str, store: Store, log: Any) -> None:
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        path = Path(runtime_dir) / f"{service}.sync.sock"
+        path.unlink(missing_ok=True)
+        self.sock.bind(sync_endpoint(runtime_dir, service))
+        path.chmod(0o600)
+        self.store = store
+        self.log = log
+        self.acked = 0
+
+    def handle(self) -> None:
+        while True:
+            try:
+                ident, raw = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                self.log.error("sync.bad_request", reason="expected 2 frames")
+                continue
+            try:
+                req = msgpack.unpackb(raw, raw=False)
+                op = req["op"]
+            except Exception:
+                self.log.error("sync.bad_request", reason="not a msgpack request")
+                continue
+            if op == "fetch" and isinstance(req.get("from"), int):
+                rows = self.store.read_from(max(1, req["from"]), int(req.get("max", 500)))
+                first = self.store.first_seq()
+                reply = {"entries": [[t, p] for _, t, p in rows], "last": self.store.last_seq,
+                         "first": first}
+                self.sock.send_multipart([ident, msgpack.packb(reply, use_bin_type=True)])
+            elif op == "ack" and isinstance(req.get("upto"), int):
+                upto = min(int(req["upto"]), self.store.last_seq)
+                if upto > self.acked:
+                    with self.store.transaction():
+                        self.store.trim(upto)
+                    self.acked = upto
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Follower:
+    """Applies an upstream log in order, exactly once, recovering what it missed."""
+
+    def __init__(self, ctx: zmq.Context[Any], runtime_dir: Path, upstream: str, applied: int,
+                 apply: Callable[[Message], None], seq_of: Callable[[Message], int], log: Any) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(sync_endpoint(runtime_dir, upstream))
+        self.upstream = upstream
+        self.applied = applied
+        self.apply = apply
+        self.seq_of = seq_of
+        self.log = log
+        self.upstream_last = 0
+        self.requested_at = 0.0
+        self.gaps = 0
+        self.duplicates = 0
+        self.recovered = 0
+        self.lost = 0
+        self._acked = 0
+        self.request()
+
+    def request(self) -> None:
+        now = time.monotonic()
+        if now - self.requested_at < 0.5:
+            return  # one outstanding request at a time (a lost reply is simply asked again)
+        self.requested_at = now
+        self.sock.send(msgpack.packb({"op": "fetch", "from": self.applied + 1, "max": 500}))
+
+    def ack(self) -> None:
+        if self.applied > self._acked:
+            self.sock.send(msgpack.packb({"op": "ack", "upto": self.applied}))
+            self._acked = self.applied
+
+    def on_message(self, msg: Message, recovered: bool = False) -> None:
+        seq = self.seq_of(msg)
+        if seq <= self.applied:
+            self.duplicates += 1
+            return
+        if seq != self.applied + 1:
+            self.gaps += 1
+            self.request()
+            return
+        self.apply(msg)
+        self.applied = seq
+        if recovered:
+            self.recovered += 1
+
+    def on_tail(self, last_seq: int) -> None:
+        self.upstream_last = max(self.upstream_last, last_seq)
+        if last_seq > self.applied:
+            self.request()
+
+    def caught_up(self, upto: int) -> bool:
+        return self.applied >= upto
+
+    def handle(self) -> None:
+        while True:
+            try:
+                raw = self.sock.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                reply = msgpack.unpackb(raw, raw=False)
+                entries = reply["entries"]
+                first = int(reply.get("first", 1))
+            except Exception:
+                self.log.error("sync.bad_reply", upstream=self.upstream)
+                continue
+            self.requested_at = 0.0
+            self.upstream_last = max(self.upstream_last, int(reply.get("last", 0)))
+            if first > self.applied + 1 and not entries:
+                # The upstream trimmed entries we never applied: only possible if our state was lost.
+                self.lost += first - self.applied - 1
+                self.log.error("sync.entries_lost", upstream=self.upstream, missing=first - self.applied - 1)
+                self.applied = first - 1
+            for _topic, payload in entries:
+                try:
+                    msg = decode(payload)
+                except MessageError as exc:
+                    self.log.error("sync.bad_entry", upstream=self.upstream, reason=str(exc))
+                    continue
+                self.on_message(msg, recovered=True)
+            if entries and self.applied < self.upstream_last:
+                self.request()
+
+    def close(self) -> None:
+        self.sock.close()

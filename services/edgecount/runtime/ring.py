@@ -1,0 +1,196 @@
+"""A ring of frame slots in shared memory, one writer (capture) and many readers.
+
+Layout of the segment (a file in ``/dev/shm``, mode 0600)::
+
+    [ header: 64 B ][ slot headers: 64 B x N ][ pad to 4 KiB ][ slot 0 ] ... [ slot N-1 ]
+
+Each slot header holds ``start_seq`` and ``end_seq`` (a seqlock): the writer
+sets ``start_seq`` before it touches the pixels and ``end_seq`` after. A
+reader takes a frame only if ``end_seq`` equals the sequence number it was
+told about, and, after it has used the pixels, checks that ``start_seq``
+still equals it; otherwise the writer lapped it and the frame is dropped.
+The writer never waits for readers.
+
+Frames are stored as BGR ``uint8`` (OpenCV's order: capture decodes
+straight into the slot). The segment's name derives from the
+runtime directory, so a restarted capture finds and replaces a segment left
+behind by a killed one instead of leaking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mmap
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+MAGIC = b"ECRING01"
+_HDR = 64
+_SLOT_HDR = 64
+_PAGE = 4096
+# slot header u64 fields
+_START, _END, _TS, _W, _H, _C = range(6)
+
+SHM_DIR = Path(os.environ.get("EDGECOUNT_SHM_DIR", "/dev/shm"))
+PREFIX = "edgecount-"
+
+
+class RingError(RuntimeError):
+    pass
+
+
+def segment_path(runtime_dir: str | os.PathLike[str]) -> Path:
+    """The shared-memory file that belongs to the appliance instance using ``runtime_dir``."""
+    key = hashlib.sha1(str(Path(runtime_dir).resolve()).encode()).hexdigest()[:12]
+    base = SHM_DIR if SHM_DIR.is_dir() else Path(runtime_dir)
+    return base / f"{PREFIX}{key}.ring"
+
+
+def _layout(slots: int, slot_bytes: int) -> tuple[int, int]:
+    data_off = -(-(_HDR + _SLOT_HDR * slots) // _PAGE) * _PAGE
+    slot_stride = -(-slot_bytes // _PAGE) * _PAGE
+    return data_off, slot_stride
+
+
+class _Mapped:
+    def __init__(self, mm: mmap.mmap) -> None:
+        self._mm = mm
+        head = np.frombuffer(mm, dtype="<u8", count=_HDR // 8, offset=0)
+        if bytes(mm[:8]) != MAGIC:
+            raise RingError("shared-memory segment is not an edgecount frame ring")
+        self.generation = int(head[1])
+        self.slots = int(head[2])
+        self.slot_bytes = int(head[3])
+        self.data_off, self.stride = _layout(self.slots, self.slot_bytes)
+        self.slot_hdr: npt.NDArray[np.uint64] = np.frombuffer(
+            mm, dtype="<u8", count=self.slots * _SLOT_HDR // 8, offset=_HDR
+        ).reshape(self.slots, _SLOT_HDR // 8)
+        self.ts: npt.NDArray[np.float64] = self.slot_hdr.view("<f8")
+
+    def pixels(self, slot: int, h: int, w: int, c: int) -> npt.NDArray[np.uint8]:
+        off = self.data_off + slot * self.stride
+        return np.frombuffer(self._mm, dtype=np.uint8, count=h * w * c, offset=off).reshape(h, w, c)
+
+    def close(self) -> None:
+        # numpy views keep exported buffers alive; drop ours before unmapping.
+        self.slot_hdr = self.ts = None  # type: ignore[assignment]
+        # A caller may still hold a frame view (BufferError); the OS unmaps at exit then.
+        with contextlib.suppress(BufferError):
+            self._mm.close()
+
+
+class RingWriter:
+    """Creates (replacing any stale one) and writes the frame ring. One per appliance."""
+
+    def __init__(self, runtime_dir: str | os.PathLike[str], slots: int, max_w: int, max_h: int) -> None:
+        self.path = segment_path(runtime_dir)
+        slot_bytes = max_w * max_h * 3
+        data_off, stride = _layout(slots, slot_bytes)
+        size = data_off + stride * slots
+        self.path.unlink(missing_ok=True)  # left behind by a killed capture
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self.generation = secrets.randbits(62)
+        head = np.frombuffer(mm, dtype="<u8", count=_HDR // 8, offset=0)
+        head[1], head[2], head[3] = self.generation, slots, slot_bytes
+        mm[:8] = MAGIC
+        del head
+        self._ring = _Mapped(mm)
+        self.max_w, self.max_h = max_w, max_h
+        self.seq = 0
+
+    @property
+    def slots(self) -> int:
+        return self._ring.slots
+
+    def begin(self, width: int, height: int) -> tuple[int, int, npt.NDArray[np.uint8]]:
+        """Claim the next slot: returns ``(seq, slot, view)``; fill ``view`` then call :meth:`commit`."""
+        if width > self.max_w or height > self.max_h:
+            raise RingError(f"frame {width}x{height} exceeds ring slots of {self.max_w}x{self.max_h}")
+        self.seq += 1
+        slot = self.seq % self._ring.slots
+        hdr = self._ring.slot_hdr[slot]
+        hdr[_START] = self.seq
+        hdr[_W], hdr[_H], hdr[_C] = width, height, 3
+        return self.seq, slot, self._ring.pixels(slot, height, width, 3)
+
+    def commit(self, seq: int, ts: float) -> None:
+        slot = seq % self._ring.slots
+        self._ring.ts[slot, _TS] = ts
+        self._ring.slot_hdr[slot, _END] = seq
+
+    def write(self, frame_rgb: npt.NDArray[np.uint8], ts: float) -> tuple[int, int]:
+        h, w = frame_rgb.shape[:2]
+        seq, slot, view = self.begin(w, h)
+        view[...] = frame_rgb
+        self.commit(seq, ts)
+        return seq, slot
+
+    def close(self, unlink: bool = True) -> None:
+        self._ring.close()
+        if unlink:
+            self.path.unlink(missing_ok=True)
+
+
+class RingReader:
+    """Maps the ring read-only and hands out frame views with an overwrite check."""
+
+    def __init__(self, runtime_dir: str | os.PathLike[str]) -> None:
+        self.path = segment_path(runtime_dir)
+        self._ring: _Mapped | None = None
+        self.overwritten = 0
+
+    def _open(self) -> _Mapped:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise RingError(f"frame ring {self.path} does not exist (is capture running?)") from None
+        try:
+            size = os.fstat(fd).st_size
+            mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        return _Mapped(mm)
+
+    def _ensure(self, generation: int) -> _Mapped:
+        if self._ring is None or self._ring.generation != generation:
+            if self._ring is not None:
+                self._ring.close()
+            self._ring = self._open()
+            if self._ring.generation != generation:
+                raise RingError("frame ring was replaced; waiting for the next announcement")
+        return self._ring
+
+    def view(self, generation: int, slot: int, seq: int) -> npt.NDArray[np.uint8] | None:
+        """The frame's pixels, or ``None`` if the slot no longer holds frame ``seq``."""
+        ring = self._ensure(generation)
+        if not 0 <= slot < ring.slots:
+            raise RingError(f"slot {slot} out of range (ring has {ring.slots})")
+        hdr = ring.slot_hdr[slot]
+        if int(hdr[_END]) != seq:
+            self.overwritten += 1
+            return None
+        return ring.pixels(slot, int(hdr[_H]), int(hdr[_W]), int(hdr[_C]))
+
+    def still_valid(self, slot: int, seq: int) -> bool:
+        """True if the writer has not started another frame in ``slot`` since ``seq``."""
+        assert self._ring is not None
+        ok = int(self._ring.slot_hdr[slot, _START]) == seq
+        if not ok:
+            self.overwritten += 1
+        return ok
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+

@@ -1,0 +1,292 @@
+"""The supervisor: starts every service, watches heartbeats, restarts the failed or hung.
+
+Modelled on the ZeroMQ guide's Paranoid Pirate: a service is alive only while
+its heartbeats arrive. A service that exits, or stays silent longer than
+``hang_timeout_s`` (``startup_grace_s`` before its first heartbeat), is killed
+and restarted after an exponential backoff. More than ``restart_budget``
+restarts within ``restart_window_s`` means something is persistently wrong:
+the watchdog then stops everything and exits non-zero, so systemd can
+escalate. Under systemd it sends ``READY=1`` once every service is up and
+``WATCHDOG=1`` only while frames keep moving through the counter.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import msgpack
+import zmq
+
+from edgecount.runtime import bus, logs
+from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.ring import segment_path
+from edgecount.runtime.sdnotify import SdNotify
+from edgecount_core.config import Config
+from edgecount_core.messages import Health
+
+
+@attrs.define
+class Supervised:
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    last_heartbeat: float = 0.0
+    health: Health | None = None
+    restarts: deque[float] = attrs.field(factory=deque)
+    total_restarts: int = 0
+    next_start: float = 0.0
+    backoff: Backoff = attrs.field(factory=lambda: Backoff(0.0, 0.0))
+    state: str = "stopped"
+    last_exit: int | None = None
+    log_file: IO[bytes] | None = None
+
+
+class Watchdog:
+    def __init__(self, cfg: Config, config_path: Path, runtime_dir: Path,
+                 services: tuple[str, ...], log_dir: Path | None = None,
+                 logger: Any = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.runtime_dir = bus.ensure_runtime_dir(runtime_dir)
+        self.log_dir = log_dir
+        self.log = logger or logs.configure("watchdog")
+        self.notify = SdNotify()
+        self.ready_sent = False
+        w = cfg.watchdog
+        self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
+                         for name in services}
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
+                                  [(s, (bus.HEALTH,)) for s in services], self.log)
+        self.failed: str | None = None
+        self._last_counter_progress = (0, time.monotonic())
+        self.stopping = False
+        self.started_wall = time.time()
+        # The technician's CLI talks to us here (local only: a 0600 unix socket).
+        self.control = self.ctx.socket(zmq.REP)
+        self.control.setsockopt(zmq.LINGER, 0)
+        ctl = Path(self.runtime_dir, "control.sock")
+        ctl.unlink(missing_ok=True)
+        self.control.bind(f"ipc://{ctl}")
+        ctl.chmod(0o600)
+
+    # -- processes ----------------------------------------------------------------------
+    def _spawn(self, child: Supervised) -> None:
+        argv = [sys.executable, "-m", "edgecount.stages", child.name, "--config", str(self.config_path),
+                "--runtime-dir", str(self.runtime_dir)]
+        stderr: Any = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if child.log_file is None:
+                child.log_file = (self.log_dir / f"{child.name}.log").open("ab")
+            stderr = child.log_file
+        env = dict(os.environ, EDGECOUNT_WATCHDOG_PID=str(os.getpid()))
+        child.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                      env=env)
+        child.started_at = time.monotonic()
+        child.last_heartbeat = 0.0
+        child.health = None
+        child.state = "starting"
+        self.log.info("watchdog.started", child=child.name, pid=child.proc.pid)
+
+    def start_all(self) -> None:
+        self.cleanup_stale()
+        for child in self.children.values():
+            self._spawn(child)
+
+    def cleanup_stale(self) -> None:
+        """Remove what killed processes of this instance left behind (ring segment, sockets)."""
+        seg = segment_path(self.runtime_dir)
+        if seg.exists():
+            seg.unlink(missing_ok=True)
+            self.log.warning("watchdog.removed_stale_segment", path=str(seg))
+        for name in self.children:
+            Path(self.runtime_dir, f"{name}.sock").unlink(missing_ok=True)
+            Path(self.runtime_dir, f"{name}.sync.sock").unlink(missing_ok=True)
+
+    def _schedule_restart(self, child: Supervised, why: str) -> None:
+        now = time.monotonic()
+        w = self.cfg.watchdog
+        while child.restarts and now - child.restarts[0] > w.restart_window_s:
+            child.restarts.popleft()
+        if len(child.restarts) >= w.restart_budget:
+            self.failed = f"{child.name}: {len(child.restarts)} restarts within {w.restart_window_s:.0f}s ({why})"
+            child.state = "failed"
+            self.log.error("watchdog.budget_exhausted", child=child.name, reason=why)
+            return
+        wait = child.backoff.next()
+        child.next_start = now + wait
+        child.restarts.append(now)
+        child.total_restarts += 1
+        child.state = "backoff"
+        self.log.warning("watchdog.restart_scheduled", child=child.name, reason=why,
+                         in_s=round(wait, 2), restarts=child.total_restarts)
+
+    def _kill(self, child: Supervised) -> None:
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.kill()
+            child.proc.wait(timeout=5)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        w = self.cfg.watchdog
+        for child in self.children.values():
+            if child.state == "failed":
+                continue
+            if child.state == "backoff":
+                if now >= child.next_start:
+                    self._spawn(child)
+                continue
+            assert child.proc is not None
+            rc = child.proc.poll()
+            if rc is not None:
+                child.last_exit = rc
+                self._schedule_restart(child, f"exited with status {rc}")
+                continue
+            silent_for = now - (child.last_heartbeat or child.started_at)
+            limit = w.hang_timeout_s if child.last_heartbeat else w.startup_grace_s
+            if silent_for > limit:
+                self.log.error("watchdog.hung", child=child.name, pid=child.proc.pid,
+                               silent_s=round(silent_for, 1))
+                self._kill(child)
+                child.last_exit = child.proc.returncode
+                self._schedule_restart(child, f"no heartbeat for {silent_for:.0f}s")
+            elif child.backoff.attempts and child.last_heartbeat and now - child.started_at > 60:
+                # A healthy run of a while resets the backoff.
+                child.backoff.reset()
+
+    def poll(self, timeout_ms: int = 200) -> Health | None:
+        got = self.sub.recv(timeout_ms)
+        last = None
+        while got is not None:
+            _, msg = got
+            if isinstance(msg, Health) and msg.service in self.children:
+                child = self.children[msg.service]
+                if child.proc is not None and msg.pid == child.proc.pid:
+                    child.last_heartbeat = time.monotonic()
+                    child.health = msg
+                    child.state = msg.state
+                    if msg.service == "counter":
+                        n = int(msg.stats.get("processed", 0))
+                        if n != self._last_counter_progress[0]:
+                            self._last_counter_progress = (n, time.monotonic())
+                last = msg
+            got = self.sub.recv(0)
+        self._serve_control()
+        self.check()
+        self._systemd()
+        return last
+
+    def _serve_control(self) -> None:
+        while True:
+            try:
+                raw = self.control.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                req = msgpack.unpackb(raw, raw=False)
+                reply = self._control(req)
+            except Exception as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            self.control.send(msgpack.packb(reply, use_bin_type=True))
+
+    def _control(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "services": self.status(), "pid": os.getpid(),
+                    "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
+                    "runtime_dir": str(self.runtime_dir)}
+        if cmd == "restart":
+            name = req.get("service")
+            child = self.children.get(str(name))
+            if child is None:
+                return {"ok": False, "error": f"no service {name!r}; services: {', '.join(self.children)}"}
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
+                try:
+                    child.proc.wait(timeout=8)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait(timeout=5)
+            child.total_restarts += 1
+            self.log.info("watchdog.restart_requested", child=child.name)
+            self._spawn(child)
+            return {"ok": True, "service": child.name, "pid": child.proc.pid if child.proc else None}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _systemd(self) -> None:
+        if not self.notify.enabled:
+            return
+        if not self.ready_sent and all(c.state in ("ok", "degraded") for c in self.children.values()):
+            self.notify.send("READY=1\nSTATUS=counting")
+            self.ready_sent = True
+        # Pet systemd only while frames move, so a frozen pipeline is caught too.
+        if self.ready_sent and time.monotonic() - self._last_counter_progress[1] < self.cfg.watchdog.hang_timeout_s:
+            self.notify.send("WATCHDOG=1")
+
+    def all_up(self) -> bool:
+        return all(c.state in ("ok", "degraded") for c in self.children.values())
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT (0) or until the restart budget runs out (1)."""
+        def stop(signum: int, _frame: Any) -> None:
+            self.stopping = True
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.start_all()
+        try:
+            while not self.stopping and self.failed is None:
+                self.poll(200)
+        finally:
+            self.notify.send("STOPPING=1")
+            self.stop_all()
+        if self.failed:
+            self.log.error("watchdog.giving_up", reason=self.failed)
+            return 1
+        return 0
+
+    def stop_all(self, timeout_s: float = 8.0) -> None:
+        procs = [c.proc for c in self.children.values() if c.proc is not None and c.proc.poll() is None]
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log.warning("watchdog.kill_on_stop", pid=p.pid)
+                p.kill()
+                p.wait(timeout=5)
+        for c in self.children.values():
+            c.state = "stopped"
+            if c.log_file is not None:
+                c.log_file.close()
+                c.log_file = None
+        self.cleanup_stale()
+        self.sub.close()
+        self.control.close()
+        Path(self.runtime_dir, "control.sock").unlink(missing_ok=True)
+        self.ctx.term()
+
+    def status(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        out = []
+        for c in self.children.values():
+            out.append({
+                "service": c.name, "state": c.state,
+                "pid": c.proc.pid if c.proc is not None and c.proc.poll() is None else None,
+                "uptime_s": round(now - c.started_at, 1) if c.started_at else 0.0,
+                "restarts": c.total_restarts, "last_exit": c.last_exit,
+                "stats": dict(c.health.stats) if c.health else {},
+            })
+        return out
+

@@ -1,0 +1,144 @@
+"""The five pipeline stages and who feeds whom: the appliance's topology, declared once.
+
+Every other place that needs the topology derives it from :data:`STAGES`: each
+stage's subscriptions (:meth:`Stage.subscriptions`), the watchdog's children,
+the ``python -m edgecount.stages NAME`` entry, record and replay-service, the
+CLI's choices and the README's "What runs" table (:func:`markdown_table`, kept
+equal to the README by a test). Importing this module imports no stage: the
+classes are named by their import path and loaded by the process that runs
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+import attrs
+
+from edgecount.runtime import bus
+from edgecount_core.config import Config
+
+if TYPE_CHECKING:
+    from edgecount.stages.base import Service
+
+#: Every stage forwards these hop by hop or sends them to the watchdog; they are not data.
+CONTROL_TOPICS = (bus.HEALTH, bus.MARKER, bus.EOS)
+
+
+@attrs.frozen
+class Link:
+    """One upstream a stage listens to, and on which topics; ``when`` limits it to a mode."""
+
+    upstream: str
+    topics: tuple[bytes, ...]
+    when: str = ""  # "" always, "replay" (capture.realtime false), "snapshots" (privacy.policy)
+
+    def active(self, config: Config) -> bool:
+        if self.when == "replay":
+            return not config.capture.realtime
+        if self.when == "snapshots":
+            return config.privacy.policy == "snapshots"
+        return True
+
+
+@attrs.frozen
+class Stage:
+    name: str
+    entry: str  # "module:Class"
+    job: str
+    links: tuple[Link, ...]
+    publishes: tuple[bytes, ...]
+
+    def subscriptions(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
+        """``(upstream, topics)`` for every link active under ``config``."""
+        return tuple((ln.upstream, ln.topics) for ln in self.links if ln.active(config))
+
+    def data_inputs(self) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
+        """The always-on links without control topics: what a recording can feed this stage alone."""
+        out = []
+        for ln in self.links:
+            topics = tuple(t for t in ln.topics if t not in CONTROL_TOPICS)
+            if not ln.when and topics:
+                out.append((ln.upstream, topics))
+        return tuple(out)
+
+    def load(self) -> type[Service]:
+        module, cls = self.entry.split(":")
+        loaded: type[Service] = getattr(import_module(module), cls)
+        return loaded
+
+
+_HOP = (bus.MARKER, bus.EOS)
+
+STAGES: tuple[Stage, ...] = (
+    Stage("capture", "edgecount.stages.capture:Capture",
+          "reads a file / RTSP / V4L2 source, decodes each frame straight into a shared-memory ring slot",
+          (Link("counter", (bus.TRACKS,), when="replay"), Link("uplink", _HOP, when="replay")),
+          (bus.FRAME,)),
+    Stage("inference", "edgecount.stages.inference:Inference",
+          "reads the slot into the model input (no full-frame copy), runs TFLite on CPU or Edge TPU",
+          (Link("capture", (bus.FRAME, *_HOP)),),
+          (bus.DETECTIONS,)),
+    Stage("counter", "edgecount.stages.counter:Counter",
+          "ByteTrack-class tracker, line and zone counters; commits each frame before acknowledging it",
+          (Link("inference", (bus.DETECTIONS, *_HOP)),),
+          (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL)),
+    Stage("privacy", "edgecount.stages.privacy:Privacy",
+          "aggregates crossings into counts per line/zone per time bucket — the only producer for the uplink",
+          (Link("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL, *_HOP)),
+           Link("capture", (bus.FRAME,), when="snapshots"), Link("inference", (bus.DETECTIONS,), when="snapshots")),
+          (bus.RECORD, bus.SNAPSHOT, bus.TAIL)),
+    Stage("uplink", "edgecount.stages.uplink:Uplink",
+          "delivers records from its outbox to the sinks (JSON lines, MQTT, webhook)",
+          (Link("privacy", (bus.RECORD, bus.SNAPSHOT, bus.TAIL, *_HOP)),),
+          ()),
+)
+
+BY_NAME = {s.name: s for s in STAGES}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+def stage(name: str) -> Stage:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"no stage {name!r}; stages: {', '.join(NAMES)}") from None
+
+
+def replayable() -> tuple[str, ...]:
+    """Stages a recording can be fed into alone (they have an always-on upstream)."""
+    return tuple(s.name for s in STAGES if s.data_inputs())
+
+
+def publishers_of(topic: bytes) -> tuple[str, ...]:
+    return tuple(s.name for s in STAGES if topic in s.publishes)
+
+
+def data_topics() -> tuple[bytes, ...]:
+    """Every topic a stage publishes, in pipeline order, without duplicates."""
+    seen: dict[bytes, None] = {}
+    for s in STAGES:
+        for t in s.publishes:
+            seen.setdefault(t, None)
+    return tuple(seen)
+
+
+def _topics(topics: Iterable[bytes]) -> str:
+    return ", ".join(f"`{t.decode()}`" for t in topics if t not in CONTROL_TOPICS) or "—"
+
+
+def markdown_table() -> str:
+    """The README's "What runs" table, rendered from :data:`STAGES`."""
+    rows = ["| process | job | listens to | publishes |", "| --- | --- | --- | --- |"]
+    for s in STAGES:
+        links = []
+        for ln in s.links:
+            data = [t for t in ln.topics if t not in CONTROL_TOPICS]
+            what = f"`{ln.upstream}` ({_topics(data)})" if data else f"`{ln.upstream}` (markers, end of stream)"
+            links.append(f"{what}{f' — {ln.when} only' if ln.when else ''}")
+        rows.append(f"| `{s.name}` | {s.job} | {'; '.join(links) or '—'} | {_topics(s.publishes)} |")
+    rows.append("| watchdog | starts all of the above, restarts on exit or silence, talks to systemd "
+                "| every `health` | — |")
+    return "\n".join(rows)

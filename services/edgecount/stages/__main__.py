@@ -1,0 +1,43 @@
+"""``python -m edgecount.stages NAME --config F --runtime-dir D``: run one stage as its own process.
+
+The watchdog starts every stage this way; the stage class comes from the topology table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to stop us when the watchdog dies (even by SIGKILL), so no orphan
+    keeps publishing beside the services a restarted watchdog starts."""
+    expected = os.environ.get("EDGECOUNT_WATCHDOG_PID")
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != expected:
+        raise SystemExit(0)  # the watchdog died before the prctl took effect
+
+
+def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
+    from edgecount.stages import NAMES, stage
+    from edgecount.stages.base import main_for
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in NAMES:
+        print(f"usage: python -m edgecount.stages {{{','.join(NAMES)}}} --config F --runtime-dir D",
+              file=sys.stderr)
+        return 2
+    return main_for(stage(args[0]).load(), args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""What every service process shares: configuration, bus sockets, heartbeats, clean stop.
+
+A stage subclasses :class:`Service` and implements :meth:`Service.handle`;
+what it subscribes to comes from the topology table (:mod:`edgecount.stages`). The loop sends a heartbeat from the same
+thread that does the work, so a service whose work hangs stops heartbeating
+and the watchdog restarts it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import zmq
+
+from edgecount.runtime import bus, logs
+from edgecount.runtime.settings import load_config
+from edgecount.stages import stage
+from edgecount_core.config import Config, ConfigError
+from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
+
+
+class Service:
+    name: ClassVar[str] = "service"
+
+    def __init__(self, config: Config, runtime_dir: Path) -> None:
+        self.cfg = config
+        self.runtime_dir = runtime_dir
+        self.log = logs.configure(self.name)
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.pub = bus.Publisher(self.ctx, runtime_dir, self.name)
+        # One SUB socket per upstream: ZeroMQ applies a socket's topic filters to every publisher it
+        # is connected to, so a shared socket would also receive other upstreams' markers and EOS.
+        self.subs = [bus.Subscriber(self.ctx, runtime_dir, [src], self.log)
+                     for src in stage(self.name).subscriptions(config)]
+        self.poller = zmq.Poller()
+        for sub in self.subs:
+            self.poller.register(sub.sock, zmq.POLLIN)
+        self._readers: dict[Any, Any] = {}
+        self.state = "starting"
+        self.running = True
+        self.started = time.time()
+        self._next_heartbeat = 0.0
+        self.eos_seen: EndOfStream | None = None
+
+    def watch(self, sock: Any, on_readable: Any) -> None:
+        """Also wake the loop when ``sock`` is readable, and call ``on_readable()`` then."""
+        self.poller.register(sock, zmq.POLLIN)
+        self._readers[sock] = on_readable
+
+    # -- hooks --------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Load models, open devices; runs before the first heartbeat says ``ok``."""
+
+    def handle(self, topic: bytes, msg: Message) -> None:
+        """React to one message from upstream."""
+
+    def tick(self) -> int:
+        """Called every loop turn; returns how long (ms) the loop may wait for messages."""
+        return 100
+
+    def stats(self) -> dict[str, StatValue]:
+        return {}
+
+    def teardown(self) -> None:
+        """Release resources on a clean stop."""
+
+    def on_eos(self, msg: EndOfStream) -> EndOfStream:
+        """Add this stage's figures to an end-of-stream before it goes downstream."""
+        return msg
+
+    # -- loop ---------------------------------------------------------------------------
+    def forward_marker(self, msg: Marker) -> None:
+        self.pub.send(bus.MARKER, msg)
+
+    def forward_eos(self, msg: EndOfStream) -> None:
+        self.pub.send(bus.EOS, msg)
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now >= self._next_heartbeat:
+            stats = dict(self.stats())
+            stats["cpu_s"] = round(time.process_time(), 3)
+            if self.subs:
+                stats["bad_messages"] = sum(sub.bad for sub in self.subs)
+            self.pub.send(bus.HEALTH, Health(service=self.name, pid=os.getpid(), ts=time.time(),
+                                            state=self.state, stats=stats))
+            self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
+
+    def _drain(self, sub: bus.Subscriber) -> None:
+        """Handle what is queued on one upstream socket, but keep heartbeating under sustained load."""
+        deadline = time.monotonic() + 0.25
+        got = sub.recv(0)
+        while got is not None and self.running:
+            topic, msg = got
+            if isinstance(msg, Marker):
+                self.forward_marker(msg)
+            elif isinstance(msg, EndOfStream):
+                self.eos_seen = msg
+                eos = self.on_eos(msg)
+                stats = dict(eos.stats)
+                stats[f"{self.name}_cpu_s"] = round(time.process_time(), 3)
+                self.forward_eos(EndOfStream(last_seq=eos.last_seq, stats=stats))
+            else:
+                self.handle(topic, msg)
+            if time.monotonic() > deadline:
+                break
+            got = sub.recv(0)
+
+    def _stop(self, signum: int, _frame: Any) -> None:
+        self.running = False
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.heartbeat(force=True)
+        try:
+            self.setup()
+            if self.state == "starting":
+                self.state = "ok"
+            self.log.info("service.started", pid=os.getpid())
+            while self.running:
+                self.heartbeat()
+                wait = self.tick()
+                ready = dict(self.poller.poll(wait)) if (self.subs or self._readers) else {}
+                if not self.subs and not self._readers and wait:
+                    time.sleep(wait / 1000.0)
+                for sock, fn in self._readers.items():
+                    if sock in ready:
+                        fn()
+                for sub in self.subs:
+                    if sub.sock in ready:
+                        self._drain(sub)
+        finally:
+            self.state = "stopping"
+            self.heartbeat(force=True)
+            self.teardown()
+            self.pub.close()
+            for sub in self.subs:
+                sub.close()
+            self.ctx.term()
+            self.log.info("service.stopped")
+
+
+def main_for(cls: type[Service], argv: Iterable[str] | None = None) -> int:
+    """Entry point of one service process: ``edgecount-svc NAME --config F --runtime-dir D``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog=f"edgecount {cls.name}")
+    p.add_argument("--config", required=True)
+    p.add_argument("--runtime-dir", required=True)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{cls.name}: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    svc = cls(cfg, Path(args.runtime_dir))
+    try:
+        svc.serve()
+    except Exception:
+        svc.log.exception("service.crashed")
+        return 1
+    return 0

@@ -1,0 +1,270 @@
+"""Capture service: reads a video source and writes frames into the shared-memory ring.
+
+Two modes:
+
+* **realtime** (cameras, ``run``): frames are taken as they come (file sources
+  are paced at their frame rate times ``file_speed``), written to the ring and announced. Nothing
+  ever waits for a reader; a slow reader loses frames (latest frame wins).
+* **replay** (``realtime = false``): every frame must be processed. Capture
+  first sends a marker through the whole pipeline and waits for it to come
+  back (every link is connected), then keeps at most ``ring_slots - 2``
+  frames in flight, using the counter's per-frame ``tracks`` messages as
+  credit. Frames still in flight are re-announced if the pipeline stalls
+  (a service restarted), and the end of the stream is announced until the
+  process is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edgecount.runtime import bus
+from edgecount.runtime.assets import AssetStore, resolve_source
+from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.ring import RingWriter
+from edgecount.stages.base import Service
+from edgecount_core.config import Config
+from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
+
+
+def open_source(source: str) -> cv2.VideoCapture:
+    if source.startswith("/dev/video") or source.isdigit():
+        index = int(source.removeprefix("/dev/video")) if source.removeprefix("/dev/video").isdigit() else source
+        return cv2.VideoCapture(index, cv2.CAP_V4L2)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+
+
+class Capture(Service):
+    name = "capture"
+
+    def __init__(self, config: Config, runtime_dir: Path) -> None:
+        super().__init__(config, runtime_dir)
+        c = config.capture
+        self.ring = RingWriter(runtime_dir, c.ring_slots, c.max_width, c.max_height)
+        self.realtime = c.realtime
+        self.window = max(1, c.ring_slots - 2)
+        self.cap: cv2.VideoCapture | None = None
+        self.source = ""
+        self.is_file = False
+        self.fps = 10.0
+        self.expected_frames = 0
+        self.frames_read = 0
+        self.published = 0
+        self.reconnects = 0
+        self.resends = 0
+        self.ended = False
+        self.truncated = False
+        self.acked = 0
+        self.last_progress = time.monotonic()
+        self.synced = self.realtime
+        self.sync_token = secrets.token_hex(8)
+        self.next_sync = 0.0
+        self.next_eos = 0.0
+        self.next_frame_at = 0.0
+        self.stream_t0 = time.time()
+        self.backoff = Backoff(c.reconnect_initial_s, c.reconnect_max_s)
+        self.reopen_at = 0.0
+        self.in_flight: dict[int, FrameReady] = {}
+        self._warned_resize = False
+        self._fps_ema = 0.0
+        self._last_frame_wall = 0.0
+
+    def setup(self) -> None:
+        store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
+                           self.cfg.assets.allow_download)
+        self.source = resolve_source(self.cfg.capture.source, store)
+        self.is_file = os.path.isfile(self.source)
+        if not self.is_file and self.cfg.capture.source.startswith(("/", ".")) and "://" not in self.source \
+                and not self.source.startswith("/dev/video"):
+            raise FileNotFoundError(f"capture.source {self.source!r}: no such file")
+        self._open()
+
+    def _open(self) -> bool:
+        cap = open_source(self.source)
+        if not cap.isOpened():
+            cap.release()
+            wait = self.backoff.next()
+            self.log.warning("capture.open_failed", source=self.source, retry_in_s=round(wait, 1))
+            self.reopen_at = time.monotonic() + wait
+            self.state = "degraded"
+            return False
+        self.cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 1 <= fps <= 240 else 10.0
+        self.expected_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
+        self.backoff.reset()
+        self.next_frame_at = time.monotonic()  # pace from now: no burst of "late" frames at the start
+        self.state = "ok"
+        self.log.info("capture.opened", source=self.source, fps=self.fps, frames=self.expected_frames)
+        return True
+
+    # -- reading ------------------------------------------------------------------------
+    def _read_one(self, ts: float | None = None) -> FrameReady | None:
+        if self.cap is None:
+            return None
+        w = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        h = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if 0 < w <= self.ring.max_w and 0 < h <= self.ring.max_h:
+            # Decode straight into the ring slot: no copy of the frame at all.
+            seq, slot, view = self.ring.begin(w, h)
+            ok, frame = self.cap.read(view)
+            if ok and frame is not None and frame.shape != view.shape:
+                ok = self._store(frame, view)
+        else:
+            ok, frame = self.cap.read()
+            if ok and frame is not None:
+                frame = self._fit(frame)
+                h, w = frame.shape[:2]
+                seq, slot, view = self.ring.begin(w, h)
+                view[...] = frame if frame.ndim == 3 else frame[..., None]
+        if not ok or frame is None:
+            self._source_ended()
+            return None
+        self.frames_read += 1
+        if ts is None:
+            ts = time.time()
+        self.ring.commit(seq, ts)
+        msg = FrameReady(seq=seq, slot=slot, ts=ts, width=view.shape[1], height=view.shape[0],
+                         ring=self.ring.generation)
+        del view
+        self.pub.send(bus.FRAME, msg)
+        self.published += 1
+        now = time.monotonic()
+        if self._last_frame_wall:
+            inst = 1.0 / max(now - self._last_frame_wall, 1e-6)
+            self._fps_ema = inst if not self._fps_ema else 0.9 * self._fps_ema + 0.1 * inst
+        self._last_frame_wall = now
+        return msg
+
+    def _fit(self, frame: Any) -> Any:
+        h, w = frame.shape[:2]
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if w > self.ring.max_w or h > self.ring.max_h:
+            s = min(self.ring.max_w / w, self.ring.max_h / h)
+            if not self._warned_resize:
+                self.log.warning("capture.downscaling", width=w, height=h, scale=round(s, 3))
+                self._warned_resize = True
+            frame = cv2.resize(frame, (int(w * s), int(h * s)), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def _store(self, frame: Any, view: Any) -> bool:
+        """The source delivered another size than it announced; fit it into the slot."""
+        frame = self._fit(frame)
+        if frame.shape != view.shape:
+            frame = cv2.resize(frame, (view.shape[1], view.shape[0]), interpolation=cv2.INTER_AREA)
+        view[...] = frame
+        return True
+
+    def _source_ended(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+        if self.is_file:
+            if self.expected_frames and self.frames_read < self.expected_frames:
+                self.truncated = True
+                self.log.warning("capture.truncated", read=self.frames_read, expected=self.expected_frames,
+                                 hint="the file ends early or is damaged; counts cover what was read")
+            if self.cfg.capture.loop and self.frames_read:
+                self.log.info("capture.loop")
+                self._open()
+                return
+            self.ended = True
+            self.log.info("capture.source_ended", frames=self.frames_read)
+        else:
+            self.reconnects += 1
+            self.state = "degraded"
+            wait = self.backoff.next()
+            self.log.warning("capture.lost", source=self.source, retry_in_s=round(wait, 1))
+            self.reopen_at = time.monotonic() + wait
+
+    # -- loop ---------------------------------------------------------------------------
+    def tick(self) -> int:
+        now = time.monotonic()
+        if self.cap is None and not self.ended:
+            if now >= self.reopen_at:
+                self._open()
+            return 50
+        if self.realtime:
+            return self._tick_realtime(now)
+        return self._tick_replay(now)
+
+    def _tick_realtime(self, now: float) -> int:
+        if self.ended:
+            if now >= self.next_eos:
+                self._send_eos()
+                self.next_eos = now + 1.0
+            return 200
+        if self.is_file:
+            if now < self.next_frame_at:
+                return max(1, int((self.next_frame_at - now) * 1000))
+            period = 1.0 / (self.fps * self.cfg.capture.file_speed)
+            self.next_frame_at = max(self.next_frame_at + period, now - 0.5)
+        self._read_one()
+        return 0
+
+    def _tick_replay(self, now: float) -> int:
+        if not self.synced:
+            if now >= self.next_sync:
+                self.pub.send(bus.MARKER, Marker(token=self.sync_token, origin_ts=time.time()))
+                self.next_sync = now + 0.2
+            return 50
+        while not self.ended and len(self.in_flight) < self.window:
+            ts = self.stream_t0 + self.frames_read / self.fps
+            msg = self._read_one(ts)
+            if msg is None:
+                break
+            self.in_flight[msg.seq] = msg
+            self.last_progress = now
+        if self.in_flight and now - self.last_progress > 2.0:
+            # Something downstream restarted and lost frames: announce them again.
+            for seq in sorted(self.in_flight):
+                m = self.in_flight[seq]
+                self.pub.send(bus.FRAME, FrameReady(seq=m.seq, slot=m.slot, ts=m.ts, width=m.width,
+                                                    height=m.height, ring=m.ring, resend=True))
+                self.resends += 1
+            self.last_progress = now
+            self.log.warning("capture.resend", frames=len(self.in_flight), acked=self.acked)
+        if self.ended and not self.in_flight and now >= self.next_eos:
+            self._send_eos()
+            self.next_eos = now + 1.0
+        return 20
+
+    def _send_eos(self) -> None:
+        self.pub.send(bus.EOS, EndOfStream(last_seq=self.ring.seq, stats={
+            "frames": self.frames_read, "truncated": self.truncated, "expected_frames": self.expected_frames,
+            "resends": self.resends, "started_wall": self.stream_t0,
+            "capture_cpu_s": round(time.process_time(), 3)}))
+
+    def handle(self, topic: bytes, msg: Message) -> None:
+        if isinstance(msg, Tracks) and msg.seq > self.acked:
+            self.acked = msg.seq
+            self.last_progress = time.monotonic()
+            for s in [s for s in self.in_flight if s <= msg.seq]:
+                del self.in_flight[s]
+
+    def forward_marker(self, msg: Marker) -> None:
+        if msg.token == self.sync_token and not self.synced:
+            self.synced = True
+            self.log.info("capture.pipeline_connected", round_trip_ms=round((time.time() - msg.origin_ts) * 1000, 1))
+            self.stream_t0 = time.time()
+
+    def forward_eos(self, msg: EndOfStream) -> None:
+        pass  # our own end-of-stream coming back from the uplink; the replay controller acts on it
+
+    def stats(self) -> dict[str, StatValue]:
+        return {"frames_read": self.frames_read, "published": self.published, "fps_in": round(self._fps_ema, 2),
+                "reconnects": self.reconnects, "resends": self.resends, "ended": self.ended,
+                "source_fps": self.fps, "in_flight": len(self.in_flight)}
+
+    def teardown(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+        self.ring.close(unlink=True)
+

@@ -1,0 +1,202 @@
+"""Privacy filter service: the only producer for the uplink.
+
+It follows the counter's durable event log (crossings and zone changes, which
+carry track ids) and publishes only :class:`CountRecord` rows, which it first
+writes to its own durable log. Under the default policy ``counts`` a record
+is a count per line/zone per time bucket; policy ``events`` adds one record
+per crossing whose time is rounded down to ``event_resolution_s`` and which
+carries no track id. Frames, boxes, track ids and per-person timestamps stop
+here.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+from edgecount.runtime import bus
+from edgecount.runtime.durable_log import Follower, SyncServer
+from edgecount.runtime.settings import state_dir
+from edgecount.runtime.store import Store
+from edgecount.stages.base import Service
+from edgecount_core.config import Config
+from edgecount_core.messages import (
+    CountRecord,
+    Crossing,
+    EndOfStream,
+    LogTail,
+    Message,
+    StatValue,
+    Watermark,
+    ZoneEvent,
+    encode,
+)
+from edgecount_core.privacy import BucketAggregator, record_id
+
+
+class Privacy(Service):
+    name = "privacy"
+
+    def __init__(self, config: Config, runtime_dir: Path) -> None:
+        super().__init__(config, runtime_dir)
+        self.device = f"{config.device.site}/{config.device.id}"
+        self.store = Store(state_dir(config) / "privacy.db", synchronous="FULL")
+        self.agg = BucketAggregator(device=self.device, lines=[ln.name for ln in config.lines],
+                                    zones=[z.name for z in config.zones], bucket_s=config.privacy.bucket_s)
+        raw = self.store.get("aggregator")
+        if raw is not None:
+            restored = pickle.loads(raw)
+            # Lines or zones may have changed (edgecount lines set): keep the open counts, use the new names.
+            restored.names = self.agg.names
+            self.agg = restored
+        applied = self.store.get_int("applied")
+        self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
+        self.watch(self.follower.sock, self.follower.handle)
+        self.sync = SyncServer(self.ctx, runtime_dir, self.name, self.store, self.log)
+        self.watch(self.sync.sock, self.sync.handle)
+        self.records = 0
+        self.late = 0
+        self.next_tail = 0.0
+        self.snapshots = 0
+        self.next_snapshot = 0.0
+        self.pending_frame: tuple[int, Any] | None = None
+        self.face_detectors: list[Any] = []
+        self.reader: Any = None
+
+    def setup(self) -> None:
+        if self.cfg.privacy.policy != "snapshots":
+            return
+        from edgecount.detection.redaction import FaceDetector
+        from edgecount.runtime.assets import AssetStore
+        from edgecount.runtime.ring import RingReader
+
+        store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
+                           self.cfg.assets.allow_download)
+        self.face_detectors = [FaceDetector(store.fetch_model(n))
+                               for n in ("face_detection_short_range", "face_detection_full_range")]
+        self.reader = RingReader(self.runtime_dir)
+        self.log.warning("privacy.snapshots_enabled", interval_s=self.cfg.privacy.snapshot_interval_s)
+
+    def _maybe_snapshot(self, msg: Message) -> None:
+        from edgecount.detection.redaction import redact_snapshot
+        from edgecount_core.messages import Detections, FrameReady, Snapshot
+
+        now = time.monotonic()
+        if isinstance(msg, FrameReady) and self.pending_frame is None and now >= self.next_snapshot:
+            view = self.reader.view(msg.ring, msg.slot, msg.seq)
+            if view is None:
+                return
+            frame = view.copy()
+            del view
+            if self.reader.still_valid(msg.slot, msg.seq):
+                self.pending_frame = (msg.seq, frame)
+        elif isinstance(msg, Detections) and self.pending_frame and msg.seq == self.pending_frame[0]:
+            _, frame = self.pending_frame
+            self.pending_frame = None
+            try:
+                jpeg = redact_snapshot(frame, msg.box_array(), self.face_detectors)
+            except RuntimeError as exc:
+                self.log.error("privacy.snapshot_refused", reason=str(exc))
+                return
+            res = self.cfg.privacy.bucket_s
+            start = math.floor(msg.ts / res) * res
+            with self.store.transaction():
+                n = self.store.next_seq()
+                snap = Snapshot(snapshot_id=f"{self.device}/snapshot/{n}", bucket_start=start, jpeg=jpeg, log_seq=n)
+                self.store.append(n, bus.SNAPSHOT, encode(snap))
+            self.pub.send(bus.SNAPSHOT, snap)
+            self.snapshots += 1
+            self.next_snapshot = now + self.cfg.privacy.snapshot_interval_s
+    def _commit(self, records: list[CountRecord], applied: int | None = None) -> list[CountRecord]:
+        """Write records and the aggregator's state in one transaction; returns what to publish."""
+        out = []
+        with self.store.transaction():
+            for r in records:
+                n = self.store.next_seq()
+                rec = CountRecord(record_id=r.record_id, kind=r.kind, name=r.name, bucket_start=r.bucket_start,
+                                  bucket_s=r.bucket_s, n_in=r.n_in, n_out=r.n_out, log_seq=n)
+                self.store.append(n, bus.RECORD, encode(rec))
+                out.append(rec)
+            self.store.put("aggregator", pickle.dumps(self.agg, protocol=pickle.HIGHEST_PROTOCOL))
+            if applied is not None:
+                self.store.put_int("applied", applied)
+        return out
+
+    def _publish(self, records: list[CountRecord]) -> None:
+        for r in records:
+            self.pub.send(bus.RECORD, r)
+            self.records += 1
+
+    def _apply(self, msg: Message) -> None:
+        events: list[CountRecord] = []
+        if isinstance(msg, Crossing):
+            if not self.agg.add("line", msg.line, msg.direction, msg.ts):
+                self.late += 1
+            if self.cfg.privacy.policy in ("events", "snapshots"):
+                res = self.cfg.privacy.event_resolution_s
+                coarse = math.floor(msg.ts / res) * res
+                events.append(CountRecord(
+                    record_id=record_id(self.device, "event", msg.line, msg.event_seq), kind="event",
+                    name=msg.line, bucket_start=coarse, bucket_s=res,
+                    n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out")))
+        elif isinstance(msg, ZoneEvent) and not self.agg.add("zone", msg.zone, msg.kind, msg.ts):
+            self.late += 1
+        self._publish(self._commit(events, applied=_event_seq(msg)))
+
+    def handle(self, topic: bytes, msg: Message) -> None:
+        if topic in (bus.FRAME, bus.DETECTIONS):
+            if self.reader is not None:
+                self._maybe_snapshot(msg)
+            return
+        if isinstance(msg, Crossing | ZoneEvent):
+            self.follower.on_message(msg)
+        elif isinstance(msg, LogTail):
+            self.follower.on_tail(msg.last_seq)
+        elif isinstance(msg, Watermark):
+            # Close buckets only once every event before this watermark has been applied.
+            if self.follower.caught_up(msg.event_seq):
+                closed = self.agg.advance(msg.ts)
+                if closed:
+                    self._publish(self._commit(closed))
+            else:
+                self.follower.on_tail(msg.event_seq)
+
+    def forward_eos(self, msg: EndOfStream) -> None:
+        needed = int(msg.stats.get("counter_last_event_seq", 0))
+        if not self.follower.caught_up(needed):
+            self.follower.on_tail(needed)
+            return  # capture repeats the end-of-stream; forward it once caught up
+        self._publish(self._commit(self.agg.flush()))
+        stats = dict(msg.stats)
+        stats["privacy_last_seq"] = self.store.last_seq
+        self.pub.send(bus.EOS, EndOfStream(last_seq=msg.last_seq, stats=stats))
+
+    def tick(self) -> int:
+        now = time.monotonic()
+        if now >= self.next_tail:
+            self.pub.send(bus.TAIL, LogTail(service=self.name, last_seq=self.store.last_seq))
+            self.follower.ack()
+            self.next_tail = now + 1.0
+        return 200
+
+    def stats(self) -> dict[str, StatValue]:
+        return {"records": self.records, "late_events": self.late, "snapshots": self.snapshots,
+                "applied": self.follower.applied, "gaps": self.follower.gaps, "recovered": self.follower.recovered,
+                "duplicates": self.follower.duplicates, "log_pending": self.store.pending(),
+                # Entries the counter trimmed before we applied them: non-zero only if our state was lost.
+                "lost": self.follower.lost}
+
+    def teardown(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.follower.close()
+        self.sync.close()
+        self.store.close()
+
+
+def _event_seq(msg: Message) -> int:
+    return int(getattr(msg, "event_seq", 0))
+

@@ -1,0 +1,228 @@
+"""Uplink service: the outbox and its delivery to the configured sinks.
+
+It follows the privacy filter's durable record log only, so frames, boxes and
+track ids can never reach it. Each record is inserted into the SQLite outbox
+(``synchronous=FULL``), keyed by its stable id, in the same transaction that
+records how far the privacy log has been applied; only then is the privacy
+filter allowed to forget it. Every sink delivers the outbox in order and
+keeps a cursor of what it has confirmed; a row is deleted once every sink
+has confirmed it. The outbox is bounded: beyond ``max_rows`` the oldest
+records are merged into coarser buckets, and records older than
+``max_age_days`` are dropped, with what was dropped counted and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgecount.runtime import bus
+from edgecount.runtime.durable_log import Follower
+from edgecount.runtime.settings import state_dir
+from edgecount.runtime.store import Store
+from edgecount.stages.base import Service
+from edgecount.stages.uplink_sinks import OutRow, Sink, SinkError, build_sinks
+from edgecount_core.config import Config
+from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
+from edgecount_core.outbox import PendingRecord, plan_compaction
+
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    name TEXT NOT NULL, bucket_start REAL NOT NULL, bucket_s REAL NOT NULL, n_in INTEGER NOT NULL,
+    n_out INTEGER NOT NULL, created REAL NOT NULL, blob BLOB);
+CREATE TABLE IF NOT EXISTS history (
+    record_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, bucket_start REAL NOT NULL,
+    bucket_s REAL NOT NULL, n_in INTEGER NOT NULL, n_out INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS history_time ON history(bucket_start);
+"""
+HISTORY_DAYS = 31
+
+
+class Uplink(Service):
+    name = "uplink"
+    MAX_SNAPSHOTS = 20  # undelivered stills kept while offline; older ones are dropped (counted)
+
+    def __init__(self, config: Config, runtime_dir: Path) -> None:
+        super().__init__(config, runtime_dir)
+        self.store = Store(state_dir(config) / "uplink.db", synchronous="FULL")
+        self.store.db.executescript(_OUTBOX)
+        self.follower = Follower(self.ctx, runtime_dir, "privacy", self.store.get_int("applied"), self._apply,
+                                 lambda m: int(getattr(m, "log_seq", 0)), self.log)
+        self.watch(self.follower.sock, self.follower.handle)
+        self.sinks: list[Sink] = []
+        self.pending_eos: EndOfStream | None = None
+        self.next_housekeeping = 0.0
+        self.next_health = 0.0
+
+    def setup(self) -> None:
+        try:
+            self.sinks = build_sinks(self.cfg, self.log)
+        except SinkError as exc:
+            self.log.error("uplink.sink_config", reason=str(exc))
+            raise
+
+    def _apply(self, msg: Message) -> None:
+        if isinstance(msg, Snapshot):
+            with self.store.transaction():
+                self.store.db.execute(
+                    "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
+                    "blob) VALUES(?, 'snapshot', 'snapshot', ?, 0, 0, 0, ?, ?)",
+                    (msg.snapshot_id, msg.bucket_start, time.time(), msg.jpeg))
+                self.store.put_int("applied", msg.log_seq)
+            return
+        if not isinstance(msg, CountRecord):
+            return
+        with self.store.transaction():
+            self.store.db.execute(
+                "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time()))
+            # What `edgecount counts` shows on the device, kept whether or not it was delivered.
+            self.store.db.execute(
+                "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out))
+            self.store.put_int("applied", msg.log_seq)
+
+    def handle(self, topic: bytes, msg: Message) -> None:
+        if isinstance(msg, CountRecord | Snapshot):
+            self.follower.on_message(msg)
+        elif isinstance(msg, LogTail):
+            self.follower.on_tail(msg.last_seq)
+
+    def _cursor(self, sink: Sink) -> int:
+        return self.store.get_int(f"cursor.{sink.name}")
+
+    def _rows_after(self, cursor: int, limit: int) -> list[OutRow]:
+        rows = self.store.db.execute(
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob FROM outbox "
+            "WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
+        out = []
+        for r in rows:
+            if r[2] == "snapshot":
+                rec: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
+                                          "kind": "snapshot", "bucket_start": r[4]}
+                out.append(OutRow(r[0], rec, bytes(r[8])))
+            else:
+                out.append(OutRow(r[0], {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
+                                         "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
+                                         "in": r[6], "out": r[7]}))
+        return out
+
+    def _deliver(self) -> None:
+        for sink in self.sinks:
+            cursor = self._cursor(sink)
+            done = sink.confirmed()
+            if done > cursor:
+                with self.store.transaction():
+                    self.store.put_int(f"cursor.{sink.name}", done)
+                cursor = done
+            n = sink.wants()
+            if n:
+                sink.offer(self._rows_after(sink.offered_upto(cursor), n))
+                done = sink.confirmed()
+                if done > cursor:
+                    with self.store.transaction():
+                        self.store.put_int(f"cursor.{sink.name}", done)
+
+    def _housekeeping(self) -> None:
+        if not self.sinks:
+            return
+        low = min(self._cursor(s) for s in self.sinks)
+        ob = self.cfg.uplink.outbox
+        with self.store.transaction():
+            self.store.db.execute("DELETE FROM outbox WHERE id <= ?", (low,))
+            self.store.db.execute("DELETE FROM history WHERE bucket_start < ?", (time.time() - HISTORY_DAYS * 86400,))
+        # Stills are bounded on their own: only the newest few wait for a connection.
+        snaps = [r[0] for r in self.store.db.execute(
+            "SELECT id FROM outbox WHERE kind = 'snapshot' AND id > ? ORDER BY id", (low,)).fetchall()]
+        if len(snaps) > self.MAX_SNAPSHOTS:
+            drop = snaps[: len(snaps) - self.MAX_SNAPSHOTS]
+            with self.store.transaction():
+                self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in drop])
+                self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + len(drop))
+        rows = self.store.db.execute(
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox "
+            "WHERE kind != 'snapshot' ORDER BY id").fetchall()
+        if len(rows) <= ob.max_rows and not rows:
+            return
+        pending = [PendingRecord(*r) for r in rows]
+        plan = plan_compaction(pending, ob.max_rows, ob.max_age_days * 86400.0, time.time(),
+                               keep_recent=ob.max_rows // 2)
+        if plan.empty:
+            return
+        with self.store.transaction():
+            self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in plan.delete])
+            self.store.db.executemany(
+                "INSERT OR REPLACE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time())
+                 for r in plan.insert])
+            for key, add in (("dropped.records", plan.dropped_records), ("dropped.in", plan.dropped_in),
+                             ("dropped.out", plan.dropped_out)):
+                self.store.put_int(key, self.store.get_int(key) + add)
+        self.log.warning("uplink.outbox_compacted", merged_into=len(plan.insert), removed=len(plan.delete),
+                         dropped_records=plan.dropped_records)
+
+    def backlog(self) -> int:
+        """Outbox rows some sink has not confirmed yet."""
+        if not self.sinks:
+            return 0
+        low = min(self._cursor(s) for s in self.sinks)
+        n = self.store.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ?", (low,)).fetchone()
+        return int(n[0])
+
+    def tick(self) -> int:
+        self._deliver()
+        now = time.monotonic()
+        if now >= self.next_housekeeping:
+            self.follower.ack()
+            self._housekeeping()
+            self.next_housekeeping = now + 5.0
+        if self.pending_eos is not None:
+            self._try_finish()
+        backlog = self.backlog()
+        if now >= self.next_health:
+            for s in self.sinks:
+                s.publish_health({"ts": round(time.time()), "state": self.state, "backlog": backlog})
+            self.next_health = now + 60.0
+        connected = all(s.status().get("broker_connected", True) for s in self.sinks)
+        self.state = "ok" if connected else "degraded"
+        return 20 if backlog else 200
+
+    def forward_eos(self, msg: EndOfStream) -> None:
+        self.pending_eos = msg
+        self._try_finish()
+
+    def _try_finish(self) -> None:
+        msg = self.pending_eos
+        assert msg is not None
+        needed = int(msg.stats.get("privacy_last_seq", 0))
+        if not self.follower.caught_up(needed):
+            self.follower.on_tail(needed)
+            return
+        self._deliver()
+        if self.backlog():
+            return
+        stats = dict(msg.stats)
+        stats["uplink_delivered_upto"] = self.follower.applied
+        self.pub.send(bus.EOS, EndOfStream(last_seq=msg.last_seq, stats=stats))
+        self.pending_eos = None
+
+    def stats(self) -> dict[str, StatValue]:
+        s: dict[str, StatValue] = {"backlog": self.backlog(), "applied": self.follower.applied,
+                                   "recovered": self.follower.recovered, "lost": self.follower.lost,
+                                   "dropped_records": self.store.get_int("dropped.records")}
+        for sink in self.sinks:
+            for k, v in sink.status().items():
+                if isinstance(v, int | float | str | bool):
+                    s[k] = v
+        return s
+
+    def teardown(self) -> None:
+        for s in self.sinks:
+            s.close()
+        self.follower.close()
+        self.store.close()
+

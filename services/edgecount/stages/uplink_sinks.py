@@ -1,0 +1,314 @@
+"""Where records leave the device: a local JSON-lines file, an MQTT broker, an HTTPS webhook.
+
+Every sink takes outbox rows in order and reports, in order, which ones are
+delivered: the JSON-lines sink once the line is fsynced, MQTT once the broker
+returned PUBACK for it (QoS 1), the webhook once the server answered 2xx. A
+sink never holds more than its in-flight window; anything not confirmed is
+sent again later (consumers de-duplicate by the record's ``id``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import ssl
+import stat
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import attrs
+
+from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.settings import state_dir
+from edgecount_core.config import Config
+
+
+@attrs.frozen
+class OutRow:
+    row_id: int
+    record: dict[str, Any]
+    blob: bytes | None = None  # a redacted JPEG (policy "snapshots")
+
+    def as_json(self) -> dict[str, Any]:
+        if self.blob is None:
+            return self.record
+        import base64
+
+        return {**self.record, "jpeg_base64": base64.b64encode(self.blob).decode()}
+
+
+class SinkError(RuntimeError):
+    pass
+
+
+def read_secret(path: str, what: str) -> str:
+    """A secret from a file that only its owner may read; its content is never logged."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise SinkError(f"{what}: secret file {p} does not exist") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SinkError(f"{what}: {p} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+                        f"fix: chmod 600 {p}")
+    return p.read_text(encoding="utf-8").strip()
+
+
+class Sink(Protocol):
+    name: str
+
+    def wants(self) -> int:
+        """How many more rows it takes now (0 while disconnected or backing off)."""
+        ...
+
+    def offer(self, rows: list[OutRow]) -> None:
+        """Send these rows (ids ascending, after :meth:`offered_upto`)."""
+        ...
+
+    def offered_upto(self, confirmed: int) -> int:
+        """The last row id already handed over and still awaiting confirmation, else ``confirmed``."""
+        ...
+
+    def confirmed(self) -> int:
+        """The row id up to which everything is delivered, in order."""
+        ...
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        """Send the device's periodic health where the sink has a place for it."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    name = "jsonl"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.f: IO[str] = path.open("a", encoding="utf-8")
+        self._confirmed = 0
+
+    def wants(self) -> int:
+        return 1000
+
+    def offer(self, rows: list[OutRow]) -> None:
+        for r in rows:
+            self.f.write(json.dumps(r.as_json(), sort_keys=True) + "\n")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        if rows:
+            self._confirmed = rows[-1].row_id
+
+    def offered_upto(self, confirmed: int) -> int:
+        return confirmed
+
+    def confirmed(self) -> int:
+        return self._confirmed
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        pass  # the local file holds records only
+
+    def status(self) -> dict[str, Any]:
+        return {"jsonl_path": str(self.path)}
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class MqttSink:
+    """QoS 1 publisher with a retained ``status`` topic and an ``offline`` last will."""
+
+    name = "mqtt"
+
+    def __init__(self, cfg: Any, site: str, device: str, log: Any) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.cfg = cfg
+        self.log = log
+        self.base = f"{cfg.topic_prefix}/{site}/{device}"
+        self.status_topic = f"{self.base}/status"
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        client_id = cfg.client_id or f"edgecount-{site}-{device}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        if cfg.username:
+            password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
+            self.client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        self.client.max_inflight_messages_set(max(1, cfg.max_inflight))
+        self.client.reconnect_delay_set(min_delay=1, max_delay=int(cfg.reconnect_max_s))
+        self.client.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
+        self.client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid))
+        self.client.on_connect_fail = lambda c, u: self.events.put(("connect_fail", None))
+        self.connected = False
+        self.inflight: dict[int, int] = {}  # mid -> row id
+        self.order: list[int] = []  # row ids sent on this connection, in order
+        self.acked: set[int] = set()
+        self._confirmed = 0
+        self.last_error = ""
+        self.published = 0
+        self.client.connect_async(cfg.host, cfg.port, keepalive=int(cfg.keepalive_s))
+        self.client.loop_start()
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                kind, value = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "connect":
+                if getattr(value, "is_failure", False):
+                    self.last_error = f"broker refused the connection: {value}"
+                    self.log.error("mqtt.refused", broker=f"{self.cfg.host}:{self.cfg.port}", reason=str(value))
+                    continue
+                self.connected = True
+                self.last_error = ""
+                self.client.publish(self.status_topic, "online", qos=1, retain=True)
+                self.log.info("mqtt.connected", broker=f"{self.cfg.host}:{self.cfg.port}")
+            elif kind in ("disconnect", "connect_fail"):
+                if self.connected or kind == "connect_fail":
+                    self.log.warning("mqtt.disconnected", broker=f"{self.cfg.host}:{self.cfg.port}",
+                                     reason=str(value) if value is not None else "connection failed")
+                self.last_error = f"not connected to {self.cfg.host}:{self.cfg.port}"
+                self.connected = False
+                # Whatever was not acknowledged is sent again from the outbox after reconnecting.
+                self.inflight.clear()
+                self.order.clear()
+                self.acked.clear()
+            elif kind == "puback":
+                row = self.inflight.pop(int(value), None)
+                if row is not None:
+                    self.acked.add(row)
+        # Confirm in order: a later PUBACK waits for the earlier ones.
+        while self.order and self.order[0] in self.acked:
+            row = self.order.pop(0)
+            self.acked.discard(row)
+            self._confirmed = max(self._confirmed, row)
+
+    def wants(self) -> int:
+        self._drain_events()
+        if not self.connected:
+            return 0
+        return max(0, int(self.cfg.max_inflight) - len(self.order))
+
+    def offer(self, rows: list[OutRow]) -> None:
+        for r in rows:
+            if r.row_id <= (self.order[-1] if self.order else self._confirmed):
+                continue
+            if r.blob is not None:
+                topic, payload = f"{self.base}/snapshot", r.blob  # the JPEG itself
+            else:
+                topic = f"{self.base}/counts/{r.record['kind']}/{r.record['name']}"
+                payload = json.dumps(r.record, sort_keys=True).encode()
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != 0:
+                self.connected = False
+                return
+            self.inflight[info.mid] = r.row_id
+            self.order.append(r.row_id)
+            self.published += 1
+
+    def offered_upto(self, confirmed: int) -> int:
+        return self.order[-1] if self.order else confirmed
+
+    def confirmed(self) -> int:
+        self._drain_events()
+        return self._confirmed
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        if self.connected:
+            self.client.publish(f"{self.base}/health", json.dumps(health, sort_keys=True), qos=0)
+
+    def status(self) -> dict[str, Any]:
+        return {"broker_connected": self.connected, "broker": f"{self.cfg.host}:{self.cfg.port}",
+                "mqtt_error": self.last_error, "mqtt_inflight": len(self.order),
+                "mqtt_published": self.published}
+
+    def close(self) -> None:
+        if self.connected:
+            self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class WebhookSink:
+    """POSTs batches of records as a JSON array; 2xx confirms the whole batch."""
+
+    name = "webhook"
+
+    def __init__(self, cfg: Any, log: Any) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.token = read_secret(cfg.token_file, "uplink.webhook.token_file") if cfg.token_file else None
+        self.ctx = ssl.create_default_context(cafile=cfg.ca_file or None) if cfg.url.startswith("https") else None
+        self._confirmed = 0
+        self.retry_at = 0.0
+        self.backoff = Backoff(1.0, 60.0)
+        self.last_error = ""
+
+    def wants(self) -> int:
+        return 100 if time.monotonic() >= self.retry_at else 0
+
+    def offer(self, rows: list[OutRow]) -> None:
+        if not rows:
+            return
+        body = json.dumps([r.as_json() for r in rows]).encode()
+        req = urllib.request.Request(self.cfg.url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s, context=self.ctx) as resp:
+                ok = 200 <= resp.status < 300
+        except OSError as exc:
+            ok = False
+            self.last_error = str(exc)
+        if ok:
+            self._confirmed = rows[-1].row_id
+            self.backoff.reset()
+            self.last_error = ""
+        else:
+            wait = self.backoff.next()
+            self.log.warning("webhook.failed", url=self.cfg.url, reason=self.last_error, retry_in_s=wait)
+            self.retry_at = time.monotonic() + wait
+
+    def offered_upto(self, confirmed: int) -> int:
+        return confirmed  # a batch is confirmed or failed within offer()
+
+    def confirmed(self) -> int:
+        return self._confirmed
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        pass  # the webhook receives records only
+
+    def status(self) -> dict[str, Any]:
+        return {"webhook_error": self.last_error}
+
+    def close(self) -> None:
+        pass
+
+
+#: ``uplink.sinks`` names and how each sink is built from the configuration.
+SINKS: dict[str, Callable[[Config, Any], Sink]] = {
+    "jsonl": lambda cfg, log: JsonlSink(Path(cfg.uplink.jsonl_path or state_dir(cfg) / "uplink.jsonl")),
+    "mqtt": lambda cfg, log: MqttSink(cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log),
+    "webhook": lambda cfg, log: WebhookSink(cfg.uplink.webhook, log),
+}
+
+
+def build_sinks(cfg: Config, log: Any) -> list[Sink]:
+    """Every configured sink, in configuration order; ``SinkError`` if one cannot be set up."""
+    unknown = [n for n in cfg.uplink.sinks if n not in SINKS]
+    if unknown:
+        raise SinkError(f"uplink.sinks: unknown {unknown}; choose from {sorted(SINKS)}")
+    return [SINKS[name](cfg, log) for name in cfg.uplink.sinks]

@@ -1,0 +1,65 @@
+"""Edit the configuration file in place: keep its comments and layout, never leave it half-written or invalid.
+
+``edgecount lines set`` changes one line's entry through tomlkit (which keeps
+every comment, blank line and key order of the technician's file), validates the
+new text by reading it back with the same parser the appliance uses, and only
+then swaps it in with an atomic rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
+from edgecount_core.config import ConfigError, LineSection, parse_config
+
+
+def set_line(path: Path, line: LineSection) -> None:
+    """Add ``line`` to the file at ``path``, or move the line of that name; ``ConfigError`` if it cannot."""
+    try:
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except TOMLKitError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    lines = doc.get("lines")
+    if lines is None:
+        lines = tomlkit.aot()
+        doc["lines"] = lines
+    if not isinstance(lines, tomlkit.items.AoT):
+        raise ConfigError(f"{path}: 'lines' must be an array of tables ([[lines]]) to be edited")
+    for entry in lines:
+        if entry.get("name") == line.name:
+            entry["a"] = list(line.a)
+            entry["b"] = list(line.b)
+            break
+    else:
+        table = tomlkit.table()
+        table["name"] = line.name
+        table["a"] = list(line.a)
+        table["b"] = list(line.b)
+        lines.append(table)
+    write_validated(path, tomlkit.dumps(doc))
+
+
+def write_validated(path: Path, text: str) -> None:
+    """Replace the file with ``text`` only if it parses and validates; readers see old or new, never half."""
+    try:
+        parse_config(tomllib.loads(text), source=str(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: the edited file would not be valid TOML ({exc}); nothing was written") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,182 @@
+"""``edgecount doctor``: every check a technician needs on site, each with its fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cv2
+
+from edgecount.detection.runtime import edgetpu_devices, probe_edgetpu, runtime_name
+from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha256_of
+from edgecount.runtime.settings import load_config, state_dir
+from edgecount_core.config import Config, ConfigError
+
+CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Global Unichip (unflashed), Google (running)
+
+
+@attrs.frozen
+class Check:
+    name: str
+    status: str  # "pass", "warn", "fail"
+    detail: str
+    fix: str = ""
+
+
+def coral_usb_present() -> bool:
+    for dev in Path("/sys/bus/usb/devices").glob("*"):
+        try:
+            ids = ((dev / "idVendor").read_text().strip(), (dev / "idProduct").read_text().strip())
+        except OSError:
+            continue
+        if ids in CORAL_USB_IDS:
+            return True
+    return False
+
+
+def cpu_temperature() -> float | None:
+    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
+        try:
+            return int((zone / "temp").read_text().strip()) / 1000.0
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def clock_synchronised() -> bool | None:
+    if Path("/run/systemd/timesync/synchronized").exists():
+        return True
+    if shutil.which("timedatectl"):
+        r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True,
+                           text=True, timeout=5)
+        if r.returncode == 0 and r.stdout.strip() in ("yes", "no"):
+            return r.stdout.strip() == "yes"
+    return None
+
+
+def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        cfg = load_config(config_path)
+        checks.append(Check("config", "pass", f"{config_path or 'defaults'} is valid"))
+    except ConfigError as exc:
+        return [Check("config", "fail", str(exc), "edit the file; `edgecount config check FILE` explains each key")]
+    store = AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
+    checks.append(_camera(cfg, store, appliance))
+    checks.extend(_models(cfg, store))
+    checks.append(_edgetpu(cfg))
+    checks.append(_shm(cfg))
+    checks.extend(_broker(cfg))
+    sync = clock_synchronised()
+    checks.append(Check("clock", "pass" if sync else "warn",
+                        {True: "synchronised (NTP)", False: "NOT synchronised", None: "sync state unknown"}[sync],
+                        "" if sync else "enable NTP (timedatectl set-ntp true): count buckets use the clock"))
+    checks.append(_disk(cfg))
+    return checks
+
+
+def _camera(cfg: Config, store: AssetStore, appliance: dict[str, Any] | None) -> Check:
+    if appliance:
+        cap = next((s for s in appliance["services"] if s["service"] == "capture"), None)
+        if cap and cap["state"] in ("ok", "degraded") and int(cap["stats"].get("frames_read", 0)) > 0:
+            fix = "" if cap["state"] == "ok" else "see `edgecount logs capture`"
+            return Check("camera", "pass" if cap["state"] == "ok" else "warn",
+                         f"capture is running: {cap['stats'].get('frames_read')} frames read, "
+                         f"{cap['stats'].get('fps_in', 0)} fps", fix)
+    try:
+        source = resolve_source(cfg.capture.source, store)
+    except AssetError as exc:
+        return Check("camera", "fail", str(exc).splitlines()[0], "set capture.source or the asset mirror")
+    t0 = time.monotonic()
+    vc = cv2.VideoCapture(source)
+    ok, frame = vc.read() if vc.isOpened() else (False, None)
+    vc.release()
+    if not ok or frame is None:
+        return Check("camera", "fail", f"{source} does not deliver frames",
+                     "check the cable/URL and credentials; for /dev/videoN the user needs the 'video' group")
+    h, w = frame.shape[:2]
+    return Check("camera", "pass", f"{source}: {w}x{h}, first frame in {time.monotonic() - t0:.2f}s")
+
+
+def _models(cfg: Config, store: AssetStore) -> list[Check]:
+    out = []
+    names = [cfg.inference.model] + ([cfg.inference.fallback_model] if cfg.inference.fallback_model else [])
+    for name in names:
+        if name.endswith(".tflite"):
+            p = Path(name)
+            out.append(Check(f"model {p.name}", "pass" if p.is_file() else "fail",
+                             f"{p} ({'present' if p.is_file() else 'missing'}; not in the manifest, hash unchecked)",
+                             "" if p.is_file() else "copy the model there or use a manifest name"))
+            continue
+        try:
+            st = store.status("models", name)
+        except AssetError as exc:
+            out.append(Check(f"model {name}", "fail", str(exc), "use a name from `edgecount models list`"))
+            continue
+        if st["verified"]:
+            out.append(Check(f"model {name}", "pass", f"{st['file']} sha256 ok"))
+        elif st["present"]:
+            out.append(Check(f"model {name}", "fail", f"{st['file']} sha256 {sha256_of(Path(st['file']))[:12]}… "
+                             "does not match the manifest", f"edgecount models fetch {name}"))
+        else:
+            out.append(Check(f"model {name}", "fail", "not downloaded", f"edgecount models fetch {name}"))
+    return out
+
+
+def _edgetpu(cfg: Config) -> Check:
+    listed = edgetpu_devices()
+    usb = coral_usb_present()
+    pci = Path("/dev/apex_0").exists()
+    seen = f"runtime {runtime_name()}; pycoral lists {len(listed)}; USB Coral {'yes' if usb else 'no'}; " \
+           f"PCIe /dev/apex_0 {'yes' if pci else 'no'}"
+    if cfg.inference.device == "cpu":
+        return Check("edge tpu", "pass", f"not configured (inference on CPU); {seen}")
+    reason = probe_edgetpu(cfg.inference.device)
+    if reason is None:
+        return Check("edge tpu", "pass", f"{cfg.inference.device} opens; {seen}")
+    return Check("edge tpu", "fail", f"{cfg.inference.device} unavailable: {reason}; {seen}",
+                 "plug the Coral in (USB 3 port), install libedgetpu1-std, add the user to plugdev; "
+                 "until then the CPU fallback model runs (degraded)")
+
+
+def _shm(cfg: Config) -> Check:
+    need = cfg.capture.ring_slots * cfg.capture.max_width * cfg.capture.max_height * 3
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return Check("shared memory", "warn", "/dev/shm missing; the ring falls back to the runtime directory")
+    free = st.f_bavail * st.f_frsize
+    ok = free >= need
+    return Check("shared memory", "pass" if ok else "fail",
+                 f"/dev/shm {free / 2**20:.0f} MiB free, ring needs {need / 2**20:.0f} MiB",
+                 "" if ok else "lower capture.ring_slots/max_width/max_height or enlarge /dev/shm")
+
+
+def _broker(cfg: Config) -> list[Check]:
+    if "mqtt" not in cfg.uplink.sinks:
+        return [Check("broker", "pass", "no MQTT sink configured")]
+    m = cfg.uplink.mqtt
+    try:
+        socket.create_connection((m.host, m.port), timeout=3).close()
+        return [Check("broker", "pass", f"{m.host}:{m.port} reachable")]
+    except OSError as exc:
+        return [Check("broker", "fail", f"{m.host}:{m.port} unreachable ({exc})",
+                      "check uplink.mqtt.host/port, the network and the firewall; counts wait in the outbox")]
+
+
+def _disk(cfg: Config) -> Check:
+    d = state_dir(cfg)
+    probe = d if d.exists() else d.parent if d.parent.exists() else Path("/")
+    usage = shutil.disk_usage(probe)
+    ok = usage.free > 200 * 2**20
+    return Check("disk", "pass" if ok else "fail", f"{probe}: {usage.free / 2**30:.1f} GiB free",
+                 "" if ok else "free space: the outbox needs room while offline")
+
+
+

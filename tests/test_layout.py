@@ -1,0 +1,129 @@
+"""The house plan holds: imports run one way only, the topology is written once, one manifest."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from edgecount import stages
+from edgecount.runtime import bus
+from edgecount.stages.base import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "services" / "edgecount"
+
+# Lower layers never import higher ones. edgecount_core imports nothing of edgecount at all.
+LAYERS = {"runtime": 1, "detection": 2, "stages": 3, "tools": 4, "cli": 5}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] == "edgecount_core":
+        return 0
+    if parts[0] != "edgecount":
+        return None
+    if len(parts) == 1 or parts[1] == "__version__":
+        return 0  # the package itself holds only its version
+    return LAYERS.get(parts[1], 6)  # __main__, the entry point, may use everything
+
+
+def _imports(path: Path, module: str) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            assert not node.level, f"{path}: relative import; the package uses absolute imports only"
+            base = node.module
+            out.append((node.lineno, base))
+            if base in ("edgecount",):  # from edgecount import stages
+                out += [(node.lineno, f"edgecount.{a.name}") for a in node.names]
+    return out
+
+
+def _modules() -> list[tuple[Path, str]]:
+    found = []
+    for root, name in ((ROOT / "libs" / "edgecount_core", "edgecount_core"), (PKG, "edgecount")):
+        for f in sorted(root.rglob("*.py")):
+            rel = f.relative_to(root).with_suffix("")
+            found.append((f, ".".join([name, *rel.parts]).removesuffix(".__init__")))
+    return found
+
+
+def test_no_import_runs_the_wrong_way() -> None:
+    wrong = []
+    for path, module in _modules():
+        mine = _layer(module)
+        assert mine is not None
+        for line, imported in _imports(path, module):
+            theirs = _layer(imported)
+            if theirs is not None and theirs > mine:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} ({module}, layer {mine}) imports {imported} "
+                             f"(layer {theirs})")
+    assert not wrong, "imports against the layer order core < runtime < detection < stages < tools < cli:\n" + \
+        "\n".join(wrong)
+
+
+def test_the_layer_check_catches_a_wrong_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from edgecount.tools.preview import draw\n")
+    [(_, imported)] = _imports(bad, "edgecount.stages.bad")
+    assert _layer(imported) == 4 > _layer("edgecount.stages.bad") == 3
+
+
+def test_every_stage_in_the_table_is_a_service_of_that_name() -> None:
+    for s in stages.STAGES:
+        cls = s.load()
+        assert issubclass(cls, Service) and cls.name == s.name
+        for link in s.links:
+            assert link.upstream in stages.NAMES, f"{s.name} listens to unknown {link.upstream}"
+            up = stages.stage(link.upstream)
+            for t in link.topics:
+                assert t in up.publishes or t in stages.CONTROL_TOPICS, \
+                    f"{s.name} subscribes to {t!r}, which {up.name} does not publish"
+
+
+def test_the_stage_modules_are_the_five_processes() -> None:
+    files = {f.stem for f in (PKG / "stages").glob("*.py")} - {"__init__", "__main__", "base"}
+    assert set(stages.NAMES) <= files
+    assert stages.NAMES == ("capture", "inference", "counter", "privacy", "uplink")
+
+
+def test_readme_what_runs_table_is_the_topology() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert stages.markdown_table() in readme.split("## What runs", 1)[1], (
+        "README's 'What runs' table differs from edgecount.stages.STAGES; replace it with the output of "
+        "`python -c 'from edgecount import stages; print(stages.markdown_table())'`")
+
+
+def test_replay_service_inputs_come_from_the_table() -> None:
+    assert stages.replayable() == ("inference", "counter", "privacy", "uplink")
+    assert stages.stage("privacy").data_inputs() == (
+        ("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL)),)
+    assert stages.publishers_of(bus.TAIL) == ("counter", "privacy")
+
+
+@pytest.mark.parametrize(("realtime", "policy", "expected"), [
+    (True, "counts", {"capture": 0, "privacy": 1}),
+    (False, "counts", {"capture": 2, "privacy": 1}),
+    (True, "snapshots", {"capture": 0, "privacy": 3}),
+])
+def test_mode_dependent_links(realtime: bool, policy: str, expected: dict[str, int]) -> None:
+    from edgecount_core.config import parse_config
+
+    cfg = parse_config({"capture": {"realtime": realtime}, "privacy": {"policy": policy}})
+    for name, n in expected.items():
+        assert len(stages.stage(name).subscriptions(cfg)) == n
+
+
+def test_one_manifest_file() -> None:
+    manifests = [p for p in ROOT.rglob("manifest.toml") if ".venv" not in p.parts and "build" not in p.parts
+                 and ".cache" not in p.parts]
+    assert manifests == [ROOT / "models" / "manifest.toml"]
+    assert not manifests[0].is_symlink()
+    from edgecount.runtime.assets import manifest_path
+
+    assert manifest_path() == manifests[0]
