@@ -29,7 +29,8 @@ demo: setup
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
-# the real components the tests run against (Mosquitto, debootstrap, QEMU, e2fsprogs), installed when missing
+# the real components the tests run against (Mosquitto, debootstrap, QEMU, e2fsprogs, an RTSP server),
+# installed when missing
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -39,6 +40,10 @@ test-deps:
     command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
     [ -x /usr/sbin/mke2fs ] || need+=(e2fsprogs)
     command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
+    /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
+        || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
     if [ "${#need[@]}" -gt 0 ]; then
         echo "installing test dependencies: ${need[*]}" >&2
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -102,11 +102,12 @@ def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
     proc.wait(timeout=20)
 
 
-def start_appliance(cfg: Path, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[Any]:
+def start_appliance(cfg: Path, stderr: Any = subprocess.DEVNULL,
+                    env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
     """`edgecount run` in its own process group (so a test can kill the whole tree)."""
     return subprocess.Popen([sys.executable, "-m", "edgecount", "run", "--config", str(cfg)], cwd=ROOT,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
-                            text=stderr is subprocess.PIPE)
+                            text=stderr is subprocess.PIPE, env=env)
 
 
 def stop_appliance(proc: subprocess.Popen[Any], timeout: float = 30) -> str:
@@ -193,38 +194,87 @@ class MqttCapture:
         self.client.disconnect()
 
 
+# -- TLS: a throw-away CA and a server certificate for 127.0.0.1 ---------------------------
+def make_tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """``(ca.crt, server.crt, server.key)`` made with openssl in ``d``, valid for localhost and 127.0.0.1."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=edgecount test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=localhost")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    return d / "ca.crt", d / "server.crt", d / "server.key"
+
+
 # -- HTTP: a webhook receiver ------------------------------------------------------------
 class WebhookReceiver:
-    """A local HTTP server that records POSTed JSON arrays; ``fail_next`` answers 503 that many times."""
+    """A local HTTP(S) server that records POSTed JSON arrays and the Authorization header of every request.
 
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, HTTPServer
+    ``mode`` chooses the answer: "ok" (204), "fail" (503), "redirect" (302 to ``redirect_to``), "garbage"
+    (not HTTP at all), "long_header" (a header line longer than any client accepts), "hang" (no answer).
+    """
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         receiver = self
         self.received: list[Any] = []
         self.auth: list[str] = []
+        self.requests: list[str] = []
+        self.mode = "ok"
         self.fail_next = 0
+        self.redirect_to = ""
+        self.release = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+            def _answer(self) -> None:
+                receiver.requests.append(self.command)
                 receiver.auth.append(self.headers.get("Authorization", ""))
-                if receiver.fail_next:
-                    receiver.fail_next -= 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                mode = "fail" if receiver.fail_next else receiver.mode
+                receiver.fail_next = max(0, receiver.fail_next - 1)
+                if mode == "ok":
+                    receiver.received.extend(json.loads(body))
+                    self.send_response(204)
+                    self.end_headers()
+                elif mode == "fail":
                     self.send_response(503)
                     self.end_headers()
-                    return
-                receiver.received.extend(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
+                elif mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirect_to)
+                    self.end_headers()
+                elif mode == "garbage":
+                    self.wfile.write(b"\x00\x01 this is not HTTP\r\n\r\n")
+                elif mode == "long_header":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+                elif mode == "hang":
+                    receiver.release.wait(30)
+
+            do_POST = do_GET = _answer
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/counts"
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/counts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()

@@ -48,10 +48,16 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> 
         assert t.exitstatus == 0  # every check passes or only warns here
 
         t = _term(["restart", "counter"], cfg)
-        t.expect(r"restarted counter \(pid \d+\)")
+        t.expect(r"restarted counter \(pid (\d+)\)")
+        new_pid = int(t.match.group(1))
         t.expect(pexpect.EOF)
         t.close()
         assert t.exitstatus == 0
+        # The restarted counter logs its restored state before its first heartbeat: wait for that heartbeat
+        # (however loaded the machine is), then read the log.
+        watcher = HealthWatcher(runtime_dir)
+        watcher.wait_for(lambda h: "counter" in h and h["counter"].pid == new_pid, 120, "the restarted counter")
+        watcher.close()
 
         res = subprocess.run([sys.executable, "-m", "edgecount", "status", "--json", "--config", str(cfg)],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)

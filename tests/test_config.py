@@ -8,7 +8,7 @@ import pytest
 
 from edgecount.cli import main
 from edgecount.runtime.settings import load_config, to_toml
-from edgecount_core.config import ConfigError, parse_config, parse_line_arg
+from edgecount_core.config import ConfigError, LineSection, parse_config, parse_line_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +63,88 @@ def test_config_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureF
     assert "not valid TOML" in capsys.readouterr().out
     assert main(["config", "check", str(tmp_path / "missing.toml")]) == 1
     assert main(["no-such-command"]) == 2
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"# T\xfcr\n", "not UTF-8"),
+    (b"a = " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested too deeply"),
+    (b"[inference\n", "not valid TOML"),
+    (b"[device]\nsite = \"a\0b\"\n", "not valid TOML"),
+])
+def test_an_unreadable_configuration_is_one_line_and_exit_2(tmp_path: Path, content: bytes, words: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "site.toml"
+    f.write_bytes(content)
+    assert main(["run", "--config", str(f)]) == 2  # systemd does not retry status 2 (RestartPreventExitStatus)
+    text = capsys.readouterr().err
+    assert words in text and str(f) in text and "Traceback" not in text
+
+
+def test_a_directory_as_configuration_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_a_windows_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    f = tmp_path / "bom.toml"
+    f.write_bytes("\ufeff[device]\nsite = \"shop\"\n".encode())
+    assert load_config(f).device.site == "shop"
+
+
+@pytest.mark.parametrize(("data", "key", "words"), [
+    ({"device": {"site": "a/b"}}, "device.site", "topic level"),
+    ({"device": {"id": "dev#1"}}, "device.id", "wildcards"),
+    ({"device": {"id": "dev\x01"}}, "device.id", "control"),
+    ({"uplink": {"mqtt": {"topic_prefix": "pre+fix"}}}, "uplink.mqtt.topic_prefix", "wildcards"),
+    ({"watchdog": {"heartbeat_s": 20, "hang_timeout_s": 15}}, "watchdog", "below hang_timeout_s"),
+    ({"watchdog": {"backoff_initial_s": 60, "backoff_max_s": 30}}, "watchdog", "backoff_max_s"),
+    ({"capture": {"reconnect_initial_s": 60, "reconnect_max_s": 30}}, "capture", "reconnect_max_s"),
+    ({"capture": {"max_width": 8000, "max_height": 8000, "ring_slots": 8}}, "capture", "shared memory"),
+    ({"tracker": {"low_score": 0.7, "high_score": 0.5}}, "tracker", "low_score <= high_score"),
+    ({"uplink": {"sinks": ["jsonl", "jsonl"]}}, "uplink", "more than once"),
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "http://h/x", "token_file": "/t"}}}, "uplink.webhook",
+     "https"),
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://h/x", "timeout_s": 10}}}, "<top>",
+     "hang_timeout_s"),
+    ({"runtime": {"dir": "/tmp/" + "d" * 90}}, "<top>", "unix socket limit"),
+])
+def test_what_would_fail_at_run_time_is_refused_by_config_check(data: dict, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, source="site.toml")
+    assert f"site.toml: {key}" in str(exc.value) and words in str(exc.value)
+
+
+def test_lines_set_keeps_comments_layout_and_odd_values(tmp_path: Path) -> None:
+    from edgecount.tools.config_edit import set_line
+
+    f = tmp_path / "site.toml"
+    original = '''# Shop entrance, installed 2026-11-02 by J.
+[device]
+site = "shop"   # as the operator's dashboard names it
+id = "door-1"
+
+[uplink.mqtt]
+client_id = """counter
+two lines"""
+
+# The doorway itself.
+[[lines]]
+name = "door"
+a = [0.1, 0.5]
+b = [0.9, 0.5]
+'''
+    f.write_text(original)
+    set_line(f, parse_line_arg("door:0.2,0.6,0.8,0.6"))
+    set_line(f, parse_line_arg("stairs:0.5,0.1,0.5,0.9"))
+    text = f.read_text()
+    for kept in ("# Shop entrance, installed 2026-11-02 by J.", "# as the operator's dashboard names it",
+                 "# The doorway itself."):
+        assert kept in text
+    cfg = load_config(f)
+    assert cfg.uplink.mqtt.client_id == "counter\ntwo lines"
+    assert [(ln.name, ln.a, ln.b) for ln in cfg.lines] == [("door", (0.2, 0.6), (0.8, 0.6)),
+                                                           ("stairs", (0.5, 0.1), (0.5, 0.9))]
+    before = f.read_text()
+    with pytest.raises(ConfigError):
+        set_line(f, LineSection.model_construct(name="bad", a=(0.1, 0.1), b=(0.1, 0.1)))
+    assert f.read_text() == before  # nothing invalid is ever written

@@ -40,7 +40,8 @@ messages = st.one_of(
     st.builds(ZoneEvent, event_id=names, zone=names, kind=st.sampled_from(["enter", "exit"]), ts=floats,
               track_id=ints, occupancy=st.integers(0, 100), event_seq=ints, dwell_s=floats),
     st.builds(CountRecord, record_id=names, kind=st.sampled_from(["line", "zone", "event"]), name=names,
-              bucket_start=floats, bucket_s=floats, n_in=st.integers(0, 10**6), n_out=st.integers(0, 10**6),
+              bucket_start=floats, bucket_s=st.floats(min_value=1e-3, max_value=1e6), n_in=st.integers(0, 10**6),
+              n_out=st.integers(0, 10**6),
               log_seq=ints),
     st.builds(LogTail, service=names, last_seq=ints),
     st.builds(Health, service=names, pid=st.integers(1, 2**22), ts=floats,
@@ -110,3 +111,40 @@ def test_unknown_type_and_inconsistent_arrays_are_rejected() -> None:
     with pytest.raises(MessageError, match="direction"):
         decode(encode(Crossing(event_id="x", line="l", direction="sideways", ts=0.0, track_id=1, seq=1,
                                event_seq=1)))
+
+
+def _raw(**fields: object) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+@pytest.mark.parametrize("payload", [
+    _raw(type="frame", v=1, seq=1, slot=0, ts=float("nan"), width=10, height=10, ring=1),
+    _raw(type="frame", v=1, seq=1, slot=0, ts=float("inf"), width=10, height=10, ring=1),
+    _raw(type="frame", v=1, seq=-1, slot=0, ts=1.0, width=10, height=10, ring=1),
+    _raw(type="frame", v=1, seq=2**63, slot=0, ts=1.0, width=10, height=10, ring=1),
+    _raw(type="frame", v=1, seq=2**64 - 1, slot=0, ts=1.0, width=10, height=10, ring=1),
+    _raw(type="frame", v=1, seq=1, slot=0, ts=1.0, width=-640, height=480, ring=1),
+    _raw(type="frame", v=1, seq=1, slot=0, ts=1.0, width=0, height=480, ring=1),
+    _raw(type="detections", v=1, seq=1, ts=1.0, width=640, height=-1),
+    _raw(type="tracks", v=1, seq=1, ts=1.0, width=640, height=480, ended=[-3]),
+    _raw(type="record", v=1, record_id="r", kind="line", name="x", bucket_start=0.0, bucket_s=0.0, n_in=1, n_out=0),
+    _raw(type="watermark", v=1, ts=float("-inf"), seq=1),
+    _raw(type="eos", v=1, last_seq=5, stats={"frames": [1, 2]}),
+    _raw(type="eos", v=1, last_seq=5, stats={"fps": float("nan")}),
+    _raw(type="health", v=1, service="x", pid=1, ts=1.0, state="ok", stats={"x": {"nested": 1}}),
+])
+def test_well_typed_but_out_of_range_is_rejected(payload: bytes) -> None:
+    with pytest.raises(MessageError):
+        decode(payload)
+
+
+@given(st.dictionaries(st.sampled_from(["seq", "slot", "ts", "width", "height", "ring", "channels"]),
+                       st.one_of(st.integers(-2**64 + 1, 2**64 - 1), st.floats(), st.booleans()), min_size=7))
+def test_any_frame_announcement_decodes_to_a_valid_one_or_message_error(fields: dict) -> None:
+    try:
+        msg = decode(_raw(type="frame", v=1, **fields))
+    except MessageError:
+        return
+    assert isinstance(msg, FrameReady)
+    assert 0 <= msg.seq < 2**63 and 1 <= msg.width <= 65535 and 1 <= msg.height <= 65535
+    assert np.isfinite(msg.ts)

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, MqttCapture, free_port
+from .helpers import ROOT, MqttCapture, free_port, make_tls_files
 
 pytestmark = pytest.mark.slow
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
 def test_uplink_delivers_over_tls_with_password(tmp_path: Path, pets09_clip: Path, ssd_model) -> None:
@@ -27,13 +23,7 @@ def test_uplink_delivers_over_tls_with_password(tmp_path: Path, pets09_clip: Pat
     if not Path(mosq).exists() or not shutil.which("openssl") or not shutil.which("mosquitto_passwd"):
         pytest.fail("needs mosquitto, mosquitto_passwd and openssl (installed by .ci/run)")
     d = tmp_path
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-             "-subj", "/CN=edgecount test CA", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=localhost", cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    make_tls_files(d)
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), "counter", "s3cret-pw"], check=True)
     tls_port, plain_port = free_port(), free_port()
     import getpass

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import structlog
 import zmq
 from hypothesis import given, settings
@@ -118,3 +119,62 @@ def test_store_refuses_gaps_and_rolls_back(tmp_path: Path) -> None:
     else:
         raise AssertionError("a gap was accepted")
     store.close()
+
+
+def test_sync_and_control_sockets_answer_garbage_with_errors(tmp_path: Path, runtime_dir: Path) -> None:
+    from edgecount.runtime.settings import load_config
+    from edgecount.runtime.watchdog import Watchdog
+
+    ctx: zmq.Context[Any] = zmq.Context()
+    log = structlog.get_logger()
+    store = Store(tmp_path / "pub.db")
+    with store.transaction():
+        for n in range(1, 6):
+            store.append(n, b"crossing", encode(_crossing(n)))
+    server = SyncServer(ctx, runtime_dir, "pub", store, log)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(f"ipc://{runtime_dir}/pub.sync.sock")
+
+    def ask(*frames: bytes) -> dict[str, Any] | None:
+        dealer.send_multipart(list(frames))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            server.handle()
+            if dealer.poll(10):
+                reply: dict[str, Any] = msgpack.unpackb(dealer.recv(), raw=False)
+                return reply
+        return None
+
+    for bad in (b"\xc1garbage", msgpack.packb([1, 2]), msgpack.packb({"op": "fetch", "from": 1, "max": "x"}),
+                msgpack.packb({"op": "fetch", "from": -5}), msgpack.packb({"op": "ack", "upto": 2**63 - 1}),
+                msgpack.packb({"op": "ack", "upto": 6}), msgpack.packb({"op": "drop_table"})):
+        reply = ask(bad)
+        assert reply is not None and "error" in reply, bad
+    assert ask(b"one", b"two") is None  # a frame too many: logged and dropped, the server lives on
+    assert store.pending() == 5, "a bogus acknowledgement trimmed the log"
+    assert ask(msgpack.packb({"op": "fetch", "from": 1, "max": 2}))["entries"]
+    assert ask(msgpack.packb({"op": "ack", "upto": 5})) == {"acked": 5} and store.pending() == 0
+    dealer.close()
+    server.close()
+    store.close()
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n')
+    wd = Watchdog(load_config(cfg_file), cfg_file, runtime_dir, services=())
+    req = ctx.socket(zmq.REQ)
+    req.connect(f"ipc://{runtime_dir}/control.sock")
+    for frames in ([b"one", b"two"], [b"\xc1"], [msgpack.packb(["status"])], [msgpack.packb({"cmd": "x"})],
+                   [msgpack.packb({"cmd": "restart", "service": 7})]):
+        req.send_multipart(frames)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not req.poll(10):
+            wd._serve_control()
+        reply = msgpack.unpackb(req.recv(), raw=False)
+        assert reply["ok"] is False and reply["error"], frames
+    req.send(msgpack.packb({"cmd": "status"}))
+    while not req.poll(10):
+        wd._serve_control()
+    assert msgpack.unpackb(req.recv(), raw=False)["ok"] is True
+    req.close()
+    wd.stop_all()
+    ctx.term()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgecount.runtime.ring import RingError, RingReader, RingWriter, segment_path
+from edgecount.runtime.ring import RingError, RingReader, RingWriter, reclaim_stale_segments, segment_path
 
 
 def _frame(value: int, w: int = 64, h: int = 48) -> np.ndarray:
@@ -100,3 +104,92 @@ def test_oversized_frame_is_refused(runtime_dir: Path) -> None:
             w.write(_frame(1, 64, 48), ts=0.0)
     finally:
         w.close()
+
+
+_WRITER = """
+import sys, time
+from edgecount.runtime.ring import RingWriter
+w = RingWriter(sys.argv[1], slots=3, max_w=64, max_h=48)
+print(w.path, flush=True)
+time.sleep(600)
+"""
+
+
+def _writer_process(runtime_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(runtime_dir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def test_a_killed_writers_ring_is_reclaimed_a_live_ones_is_not(tmp_path: Path) -> None:
+    import tempfile
+
+    dirs = [Path(tempfile.mkdtemp(prefix="ecr-", dir="/tmp")) for _ in range(2)]
+    killed, killed_path = _writer_process(dirs[0])
+    alive, alive_path = _writer_process(dirs[1])
+    try:
+        killed.send_signal(signal.SIGKILL)  # like a replay killed by the technician: no clean-up at all
+        killed.wait(timeout=10)
+        assert killed_path.exists()
+        removed = reclaim_stale_segments()
+        assert killed_path in removed and not killed_path.exists()
+        assert alive_path.exists() and alive_path not in removed
+        with pytest.raises(RingError, match="held by a running capture"):
+            RingWriter(dirs[1], slots=3, max_w=64, max_h=48)  # never steal a live writer's ring
+    finally:
+        alive.kill()
+        alive.wait(timeout=10)
+        reclaim_stale_segments()
+    assert not alive_path.exists()
+
+
+@pytest.mark.parametrize("damage", ["slots", "slot_bytes", "short", "magic"])
+def test_a_reader_rejects_a_ring_whose_geometry_does_not_fit(runtime_dir: Path, damage: str) -> None:
+    w = RingWriter(runtime_dir, slots=3, max_w=64, max_h=48)
+    try:
+        seq, slot = w.write(_frame(1), ts=0.0)
+        with open(w.path, "r+b") as f:
+            if damage == "slots":
+                f.seek(16)
+                f.write(struct.pack("<Q", 2**40))
+            elif damage == "slot_bytes":
+                f.seek(24)
+                f.write(struct.pack("<Q", 64 * 48 * 3 * 1000))
+            elif damage == "short":
+                f.truncate(8)
+            else:
+                f.write(b"NOTARING")
+        r = RingReader(runtime_dir)
+        with pytest.raises(RingError):
+            r.view(w.generation, slot, seq)
+        r.close()
+    finally:
+        w.close()
+
+
+def test_a_frame_header_larger_than_its_slot_is_rejected(runtime_dir: Path) -> None:
+    w = RingWriter(runtime_dir, slots=3, max_w=64, max_h=48)
+    r = RingReader(runtime_dir)
+    try:
+        seq, slot = w.write(_frame(1), ts=0.0)
+        with open(w.path, "r+b") as f:  # the slot header's width field claims a far wider frame
+            f.seek(64 + slot * 64 + 3 * 8)
+            f.write(struct.pack("<Q", 10**6))
+        with pytest.raises(RingError, match="does not fit"):
+            r.view(w.generation, slot, seq)
+    finally:
+        r.close()
+        w.close()
+
+
+def test_a_segment_of_another_user_is_a_clear_error(runtime_dir: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to create a segment owned by another user")
+    path = segment_path(runtime_dir)
+    path.write_bytes(b"x")
+    os.chown(path, 65534, 65534)
+    try:
+        with pytest.raises(RingError, match="belongs to uid 65534"):
+            RingWriter(runtime_dir, slots=3, max_w=64, max_h=48)
+    finally:
+        path.unlink()

@@ -84,3 +84,162 @@ def test_snapshots_policy_sends_only_redacted_stills(tmp_path: Path, face_detect
             assert len(det.detect(img)[0]) == 0
     assert json.loads(res.stdout)["processed_frames"] == 795
 
+
+
+# -- pairing a still with its own frame's detections (issue 12, item 3) ---------------------------------
+def _pets09_frames(clip: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    cap = cv2.VideoCapture(str(clip))
+    out, n = {}, 0
+    while len(out) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n += 1
+        if n in wanted:
+            out[n] = frame
+    cap.release()
+    return out
+
+
+def _likeness(original: np.ndarray, still: np.ndarray, box: np.ndarray) -> float:
+    """Normalised cross-correlation of a person's box between the original frame and the still (scaled to
+    the still): about 1 where the person is still visible, about 0 once blanked."""
+    scale = still.shape[1] / original.shape[1]
+    x1, y1, x2, y2 = box.astype(int)
+    a = cv2.cvtColor(original[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    sx1, sy1, sx2, sy2 = (box * scale).astype(int)
+    b = cv2.cvtColor(still[sy1:sy2, sx1:sx2], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    a = cv2.resize(a, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_AREA)
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 1e-6 else 0.0
+
+
+class _PrivacyHarness:
+    """The privacy stage in-process, fed frames through a real ring and detections as the bus would."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        from edgecount.runtime.settings import load_config
+        from edgecount.stages.privacy import Privacy
+
+        cfg = runtime_dir / "c.toml"
+        cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
+                       '[privacy]\npolicy = "snapshots"\nsnapshot_interval_s = 1\n')
+        self.svc = Privacy(load_config(cfg), runtime_dir)
+        self.svc.setup()
+        self.now = 1000.0
+        self.svc.clock = lambda: self.now
+
+    def frame(self, ring, frame: np.ndarray) -> tuple[int, int]:
+        from edgecount_core.messages import FrameReady
+
+        seq, slot = ring.write(frame, ts=self.now)
+        self.svc.handle(b"frame", FrameReady(seq=seq, slot=slot, ts=self.now, width=768, height=576,
+                                             ring=ring.generation))
+        return seq, ring.generation
+
+    def detections(self, seq: int, ring_gen: int, boxes: np.ndarray) -> None:
+        from edgecount_core.messages import Detections
+
+        self.svc.handle(b"detections", Detections.from_arrays(
+            seq=seq, ts=self.now, width=768, height=576, boxes=boxes.astype(np.float32),
+            scores=np.ones(len(boxes), np.float32), classes=np.zeros(len(boxes), np.float32), ring=ring_gen))
+
+    def stills(self) -> list[np.ndarray]:
+        from edgecount_core.messages import Snapshot, decode
+
+        out = []
+        for _, _, payload in self.svc.store.read_from(1, 1000):
+            msg = decode(payload)
+            if isinstance(msg, Snapshot):
+                out.append(cv2.imdecode(np.frombuffer(msg.jpeg, np.uint8), cv2.IMREAD_COLOR))
+        return out
+
+    def close(self) -> None:
+        self.svc.teardown()
+        self.svc.pub.close()
+        for sub in self.svc.subs:
+            sub.close()
+        self.svc.ctx.term()
+
+
+def test_a_still_is_redacted_with_its_own_frames_boxes_or_not_sent(runtime_dir: Path, pets09_clip: Path,
+                                                                   pets09_gt: Path, face_detectors) -> None:
+    from edgecount.runtime.ring import RingWriter
+    from edgecount_core.groundtruth import parse_mot
+
+    gt = parse_mot(pets09_gt.read_text())
+    frames = _pets09_frames(pets09_clip, [100, 400, 401, 600, 601, 602])
+    boxes = {n: gt.boxes_at(n, evaluated_only=False)[:, 1:5] for n in frames}
+    people = {n: [b for b in boxes[n] if b[3] - b[1] >= 40] for n in frames}
+    assert all(len(p) >= 3 for p in people.values())
+    h = _PrivacyHarness(runtime_dir)
+    try:
+        # A still of frame 100 is taken; then capture restarts and its new ring reuses the same seq for
+        # another image (frame 400), whose detections arrive.
+        old = RingWriter(runtime_dir, slots=4, max_w=768, max_h=576)
+        seq, old_gen = h.frame(old, frames[100])
+        old.close()
+        new = RingWriter(runtime_dir, slots=4, max_w=768, max_h=576)
+        new.seq = seq - 1
+        seq2, new_gen = h.frame(new, frames[400])
+        assert seq2 == seq and new_gen != old_gen
+        h.detections(seq2, new_gen, boxes[400])
+        assert h.stills() == [], "a still was redacted with the boxes of another image"
+        # The still's own detections never come (inference skipped it): it is given up after a bound,
+        # and the next still is taken and sent.
+        h.now += 11
+        s, g = h.frame(new, frames[401])
+        h.detections(s, g, boxes[401])
+        h.now += 2
+        s, g = h.frame(new, frames[600])
+        h.now += 0.1
+        s2, g2 = h.frame(new, frames[601])  # a newer frame does not replace the still that waits
+        h.detections(s2, g2, boxes[601])
+        h.detections(s, g, boxes[600])
+        stills = h.stills()
+        assert len(stills) == 2
+        unredacted = cv2.resize(frames[600], (stills[-1].shape[1], stills[-1].shape[0]), interpolation=cv2.INTER_AREA)
+        for b in people[600]:
+            assert _likeness(frames[600], unredacted, b) > 0.9  # the measure does see a visible person
+            assert _likeness(frames[600], stills[-1], b) < 0.6, f"the ground-truth person at {b} is visible"
+        new.close()
+    finally:
+        h.close()
+
+
+def test_stills_queued_before_the_policy_changed_are_never_sent(runtime_dir: Path) -> None:
+    import json
+
+    from edgecount.runtime.settings import load_config
+    from edgecount.stages.uplink import Uplink
+    from edgecount_core.messages import Snapshot
+
+    def uplink(policy: str) -> Uplink:
+        cfg = runtime_dir / f"{policy}.toml"
+        cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
+                       f'[privacy]\npolicy = "{policy}"\n')
+        return Uplink(load_config(cfg), runtime_dir)
+
+    def close(u: Uplink) -> None:
+        u.teardown()
+        u.pub.close()
+        for sub in u.subs:
+            sub.close()
+        u.ctx.term()
+
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    before = uplink("snapshots")
+    before.setup()
+    before._apply(Snapshot(snapshot_id="d/snapshot/1", bucket_start=0.0, jpeg=jpeg, log_seq=1))
+    assert before.backlog() == 1  # queued while offline, say
+    close(before)
+    after = uplink("counts")  # the operator switched the policy back
+    after._apply(Snapshot(snapshot_id="d/snapshot/2", bucket_start=0.0, jpeg=jpeg, log_seq=2))  # made before
+    after.setup()
+    after._deliver()
+    sent = (runtime_dir / "state" / "uplink.jsonl").read_text().splitlines() if \
+        (runtime_dir / "state" / "uplink.jsonl").exists() else []
+    assert not [r for r in map(json.loads, sent) if r["kind"] == "snapshot"]
+    assert after.backlog() == 0 and after.store.get_int("applied") == 2  # consumed, not queued
+    close(after)

@@ -21,9 +21,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Longest ipc socket file name under runtime.dir ("counter.sync.sock") and the unix socket path limit.
+_LONGEST_SOCKET = len("/counter.sync.sock")
+MAX_IPC_PATH = 100
+# The frame ring lives in /dev/shm (half the RAM by default): a generous cap that still fits small boards.
+MAX_RING_BYTES = 1 << 30
+
+
+def _topic_level(v: str) -> str:
+    """A value used as one MQTT topic level: no wildcards, separators, NUL or control characters."""
+    bad = sorted({c for c in v if c in "+#/" or not c.isprintable()})
+    if bad:
+        raise ValueError(f"is used as an MQTT topic level and must not contain {''.join(repr(c) for c in bad)}"
+                         " (wildcards '+' '#', the level separator '/', NUL or control characters)")
+    return v
+
+
 class DeviceSection(_Section):
     site: str = Field("default", min_length=1, description="site name, used in MQTT topics")
     id: str = Field("edgecount-1", min_length=1, description="device id, used in MQTT topics")
+
+    _levels = field_validator("site", "id")(_topic_level)
 
 
 class RuntimeSection(_Section):
@@ -66,6 +84,21 @@ class CaptureSection(_Section):
     max_height: int = Field(1080, ge=16, description="largest frame height the ring accepts")
     reconnect_initial_s: float = Field(1.0, gt=0, description="first wait before reopening a lost camera")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between camera reopen attempts")
+    open_timeout_s: float = Field(10.0, gt=0, description="give up opening a network stream after this long")
+    read_timeout_s: float = Field(5.0, gt=0, description="a stream that stalls this long counts as lost")
+
+    @model_validator(mode="after")
+    def _limits(self) -> CaptureSection:
+        if self.reconnect_initial_s > self.reconnect_max_s:
+            raise ValueError(f"capture.reconnect_initial_s ({self.reconnect_initial_s}) is above "
+                             f"capture.reconnect_max_s ({self.reconnect_max_s}); fix: lower the first or raise "
+                             "the second")
+        size = self.max_width * self.max_height * 3 * self.ring_slots
+        if size > MAX_RING_BYTES:
+            raise ValueError(f"the frame ring would need {size / 2**20:.0f} MiB of shared memory "
+                             f"(max_width x max_height x 3 x ring_slots), more than {MAX_RING_BYTES >> 20} MiB; "
+                             "fix: lower capture.max_width/max_height or ring_slots")
+        return self
 
 
 class InferenceSection(_Section):
@@ -109,6 +142,13 @@ class TrackerSection(_Section):
     max_lost_s: float = Field(1.5, gt=0, description="seconds a lost track may be re-found")
     match_iou: float = Field(0.3, gt=0, lt=1, description="least IoU for the first association")
     recovery_distance: float = Field(0.5, ge=0, description="lost-track recovery gate, in track heights")
+
+    @model_validator(mode="after")
+    def _order(self) -> TrackerSection:
+        if self.low_score > self.high_score:
+            raise ValueError(f"tracker.low_score ({self.low_score}) is above tracker.high_score "
+                             f"({self.high_score}); fix: low_score <= high_score")
+        return self
 
 
 class CountingSection(_Section):
@@ -162,12 +202,22 @@ class MqttSection(_Section):
     max_inflight: int = Field(10, ge=1, le=1000, description="records awaiting PUBACK at once")
     reconnect_max_s: float = Field(30.0, ge=1)
 
+    _prefix = field_validator("topic_prefix")(_topic_level)
+
 
 class WebhookSection(_Section):
     url: str = Field("", description="HTTPS endpoint receiving POSTed JSON arrays of records")
     ca_file: str = ""
     token_file: str = Field("", description="file holding a bearer token, mode 0600; never logged")
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0, description="per connect/send/receive; 2 x this must stay under the "
+                             "watchdog's hang_timeout_s")
+
+    @model_validator(mode="after")
+    def _token_over_https(self) -> WebhookSection:
+        if self.token_file and not self.url.startswith("https://"):
+            raise ValueError("uplink.webhook.token_file is set but the url is not https://; a bearer token is "
+                             "never sent in clear text (fix: use https://)")
+        return self
 
 
 class OutboxSection(_Section):
@@ -191,6 +241,9 @@ class UplinkSection(_Section):
             raise ValueError("sink 'webhook' needs uplink.webhook.url (https://...)")
         if self.mqtt.tls and self.mqtt.port == 1883:
             raise ValueError("uplink.mqtt.tls is on but port is 1883; TLS brokers listen on 8883")
+        dup = sorted({x for x in self.sinks if self.sinks.count(x) > 1})
+        if dup:
+            raise ValueError(f"uplink.sinks lists {dup} more than once; each sink is listed once")
         return self
 
 
@@ -205,6 +258,16 @@ class WatchdogSection(_Section):
     backoff_max_s: float = Field(30.0, gt=0)
     restart_budget: int = Field(10, ge=1, description="restarts allowed per service within restart_window_s")
     restart_window_s: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timing(self) -> WatchdogSection:
+        if self.heartbeat_s >= self.hang_timeout_s:
+            raise ValueError(f"watchdog.heartbeat_s ({self.heartbeat_s}) must be below hang_timeout_s "
+                             f"({self.hang_timeout_s}), or every healthy service is restarted as hung")
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError(f"watchdog.backoff_initial_s ({self.backoff_initial_s}) is above backoff_max_s "
+                             f"({self.backoff_max_s})")
+        return self
 
 
 class Config(_Section):
@@ -227,6 +290,22 @@ class Config(_Section):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"line/zone names must be unique; repeated: {sorted(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> Config:
+        if self.runtime.dir and len(self.runtime.dir.rstrip("/")) + _LONGEST_SOCKET > MAX_IPC_PATH:
+            raise ValueError(f"runtime.dir is {len(self.runtime.dir)} characters; its socket paths would exceed the "
+                             f"{MAX_IPC_PATH}-character unix socket limit (fix: a directory of at most "
+                             f"{MAX_IPC_PATH - _LONGEST_SOCKET} characters)")
+        c, hang = self.capture, self.watchdog.hang_timeout_s
+        if max(c.open_timeout_s, c.read_timeout_s) >= hang:
+            raise ValueError(f"capture.open_timeout_s/read_timeout_s ({c.open_timeout_s}/{c.read_timeout_s}) must stay "
+                             f"below watchdog.hang_timeout_s ({hang}): capture cannot heartbeat while it waits")
+        if "webhook" in self.uplink.sinks and 2 * self.uplink.webhook.timeout_s >= self.watchdog.hang_timeout_s:
+            raise ValueError(f"uplink.webhook.timeout_s ({self.uplink.webhook.timeout_s}) would let one slow delivery "
+                             f"outlast watchdog.hang_timeout_s ({self.watchdog.hang_timeout_s}) and get the uplink "
+                             "killed as hung (fix: timeout_s below half of hang_timeout_s)")
         return self
 
     def geometry_lines(self) -> list[Line]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["FramePosition"]
+__all__ = ["FramePosition", "StillPairing"]
 
 
 @attrs.define
@@ -35,3 +35,34 @@ class FramePosition:
 
     def advance(self, seq: int) -> None:
         self.seq = max(self.seq, seq)
+
+
+@attrs.define
+class StillPairing:
+    """Pairs a still copied from the ring with the detections of that very frame, or gives it up.
+
+    A frame is identified by (ring generation, seq), as everywhere: after a capture restart the same seq
+    names another image, whose boxes would leave the people of the still visible. Detections for a frame
+    that inference skipped never come, so a still waits at most ``max_wait_s`` (time is passed in).
+    """
+
+    max_wait_s: float
+    ring: int = 0
+    seq: int = 0
+    taken_at: float | None = None
+
+    def waiting(self, now: float) -> bool:
+        """A still is waiting for its detections (and has not waited too long)."""
+        return self.taken_at is not None and now - self.taken_at <= self.max_wait_s
+
+    def expired(self, now: float) -> bool:
+        return self.taken_at is not None and now - self.taken_at > self.max_wait_s
+
+    def take(self, ring: int, seq: int, now: float) -> None:
+        self.ring, self.seq, self.taken_at = ring, seq, now
+
+    def matches(self, ring: int, seq: int) -> bool:
+        return self.taken_at is not None and (ring, seq) == (self.ring, self.seq)
+
+    def clear(self) -> None:
+        self.taken_at = None

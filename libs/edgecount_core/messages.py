@@ -12,6 +12,7 @@ than nested lists: it is several times cheaper to pack and unpack per frame.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeAlias
 
@@ -47,6 +48,26 @@ class MessageError(ValueError):
     """A payload that is not a valid message of a known type and version."""
 
 
+# Every integer on the bus (sequence numbers, sizes, ids, counts) is non-negative and fits SQLite's int64.
+MAX_INT = 2**63 - 1
+MAX_SIDE = 65535  # frame width and height
+
+
+def _check_frame_size(kind: str, width: int, height: int) -> None:
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise MessageError(f"{kind}: frame size {width}x{height} out of range 1..{MAX_SIDE}")
+
+
+def _check_stats(kind: str, stats: Mapping[Any, Any]) -> None:
+    for k, val in stats.items():
+        if not isinstance(k, str) or not isinstance(val, int | float | str | bool):
+            raise MessageError(f"{kind}: stat {k!r} has unsupported value type")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise MessageError(f"{kind}: stat {k!r} is not a finite number")
+        if isinstance(val, int) and not isinstance(val, bool) and abs(val) > MAX_INT:
+            raise MessageError(f"{kind}: stat {k!r} is out of range")
+
+
 def _pack_boxes(arr: npt.ArrayLike, width: int) -> bytes:
     a = np.ascontiguousarray(arr, dtype="<f4")
     if a.size == 0:
@@ -77,6 +98,11 @@ class FrameReady:
     ring: int
     channels: int = 3
     resend: bool = False
+
+    def _validate(self) -> None:
+        _check_frame_size("frame", self.width, self.height)
+        if self.channels not in (1, 3, 4):
+            raise MessageError(f"frame: {self.channels} channels; expected 1, 3 or 4")
 
 
 @attrs.frozen
@@ -138,6 +164,7 @@ class Detections:
         return _unpack_boxes(self.classes, 1).reshape(-1)
 
     def _validate(self) -> None:
+        _check_frame_size("detections", self.width, self.height)
         n = len(self.boxes) // 16
         if len(self.boxes) % 16 or len(self.scores) != 4 * n or len(self.classes) != 4 * n:
             raise MessageError("detections: boxes, scores and classes disagree in length")
@@ -163,9 +190,10 @@ class Tracks:
         return _unpack_boxes(self.rows, 6)
 
     def _validate(self) -> None:
+        _check_frame_size("tracks", self.width, self.height)
         if len(self.rows) % 24:
             raise MessageError("tracks: packed rows are not a multiple of 6 float32 values")
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in self.ended):
+        if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_INT for t in self.ended):
             raise MessageError("tracks: ended must be a list of integer track ids")
 
 
@@ -230,6 +258,8 @@ class CountRecord:
             raise MessageError(f"record: kind must be 'line', 'zone' or 'event', got {self.kind!r}")
         if self.n_in < 0 or self.n_out < 0:
             raise MessageError("record: counts must be non-negative")
+        if self.bucket_s <= 0:
+            raise MessageError("record: bucket_s must be positive")
 
 
 @attrs.frozen
@@ -247,9 +277,7 @@ class Health:
     def _validate(self) -> None:
         if self.state not in ("starting", "ok", "degraded", "stopping"):
             raise MessageError(f"health: unknown state {self.state!r}")
-        for k, val in self.stats.items():
-            if not isinstance(k, str) or not isinstance(val, int | float | str | bool):
-                raise MessageError(f"health: stat {k!r} has unsupported value type")
+        _check_stats("health", self.stats)
 
 
 @attrs.frozen
@@ -308,6 +336,9 @@ class EndOfStream:
     VERSION: ClassVar[int] = 1
     last_seq: int
     stats: dict[str, StatValue] = attrs.field(factory=dict)
+
+    def _validate(self) -> None:
+        _check_stats("eos", self.stats)
 
 
 Message: TypeAlias = (
@@ -368,6 +399,11 @@ _CHECKERS: dict[type[Any], dict[str, tuple[Callable[[Any], bool], bool]]] = {
 }
 
 
+_ANNOTATIONS: dict[type[Any], dict[str, str]] = {
+    cls: {f.name: str(f.type) for f in attrs.fields(cls)} for cls in _CLASSES.values()
+}
+
+
 def encode(msg: Message) -> bytes:
     """Serialise a message to msgpack bytes."""
     body: dict[str, Any] = {"type": msg.TYPE, "v": msg.VERSION}
@@ -406,6 +442,12 @@ def from_mapping(body: Any) -> Message:
         value = body[name]
         if not check(value):
             raise MessageError(f"{kind}: field {name!r} has wrong type {type(value).__name__}")
+        # NaN/inf times and negative or 2**64 sequence numbers are well typed but break what follows.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MessageError(f"{kind}: field {name!r} is not a finite number")
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_INT \
+                and _ANNOTATIONS[cls][name] == "int":
+            raise MessageError(f"{kind}: field {name!r} = {value} out of range 0..2**63-1")
         kwargs[name] = value
     unknown = set(body) - set(checks) - {"type", "v"}
     if unknown:

@@ -12,7 +12,8 @@ so a consumer can de-duplicate resent records.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -88,6 +89,36 @@ class BucketAggregator:
     def flush(self) -> list[CountRecord]:
         """Emit every open bucket (end of stream or clean shutdown)."""
         return self._emit(list(self._open))
+
+    # -- saved state ---------------------------------------------------------------------
+    STATE_VERSION = 1
+
+    def to_state(self) -> dict[str, Any]:
+        """The open buckets and the closing position as plain data (msgpack-able, no code)."""
+        return {"v": self.STATE_VERSION, "bucket_s": self.bucket_s,
+                "open": [[s, [[k, n, b.n_in, b.n_out] for (k, n), b in sorted(bs.items())]]
+                         for s, bs in sorted(self._open.items())],
+                "first_open": self._first_open,
+                "closed_until": None if self._closed_until == -math.inf else self._closed_until}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take over saved open buckets; ``ValueError`` if ``state`` is not a saved state of this kind.
+
+        The names (lines and zones) stay this aggregator's: they may have changed since the save.
+        """
+        try:
+            if state["v"] != self.STATE_VERSION or float(state["bucket_s"]) != self.bucket_s:
+                raise ValueError("saved with another format or bucket length")
+            opened: dict[float, dict[tuple[str, str], _Bucket]] = {}
+            for start, rows in state["open"]:
+                opened[float(start)] = {(str(k), str(n)): _Bucket(int(i), int(o)) for k, n, i, o in rows}
+            first = state["first_open"]
+            closed = state["closed_until"]
+            self._first_open = None if first is None else float(first)
+            self._closed_until = -math.inf if closed is None else float(closed)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a saved aggregator state: {exc!r}") from None
+        self._open = opened
 
     def _emit(self, starts: list[float]) -> list[CountRecord]:
         out: list[CountRecord] = []

@@ -47,7 +47,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = asset_store(cfg)
     from edgecount.detection.models import DetectorError, resolve_model, startup_model
     from edgecount.runtime.assets import resolve_source
+    from edgecount.stages.uplink_sinks import check_secrets
 
+    secrets = check_secrets(cfg)
+    if secrets:
+        # Neither a restart nor a reboot fixes a secret file: exit 2 (the unit does not retry it).
+        for problem in secrets:
+            err.print(f"[red]cannot start:[/] {problem}")
+        return EXIT_USAGE
     try:
         resolve_source(cfg.capture.source, store)
         resolve_model(startup_model(cfg, store), store)
@@ -81,7 +88,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     sd = state_dir(cfg)
     disk = _shutil.disk_usage(sd if sd.exists() else Path("/"))
     device = {"disk_free_gib": round(disk.free / 2**30, 2), "cpu_temp_c": cpu_temperature(),
-              "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"]}
+              "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"],
+              "state": st.get("state", "ok"), "degraded": st.get("degraded", [])}
     if args.json:
         print(json.dumps({"running": True, "device": device, "services": st["services"]}))
         return EXIT_OK
@@ -93,6 +101,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         x = s_["stats"]
         if s_["service"] == "capture":
             d = f"fps in {x.get('fps_in', 0)}, frames {x.get('frames_read', 0)}, reconnects {x.get('reconnects', 0)}"
+            if float(x.get("source_down_s", 0) or 0) > 0:
+                d = (f"[yellow]CAMERA UNAVAILABLE for {x['source_down_s']} s[/], retry in {x.get('retry_in_s')} s, "
+                     f"reconnects {x.get('reconnects', 0)}")
         elif s_["service"] == "inference":
             d = (f"{x.get('model', '')} on {x.get('backend', '?')}{' (DEGRADED)' if x.get('degraded') else ''}, "
                  f"p50 {x.get('latency_ms_p50', 0)} ms, processed {x.get('processed', 0)}, "

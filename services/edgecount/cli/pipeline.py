@@ -56,13 +56,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
-    if res.eos_stats.get("truncated"):
-        err.print(f"[yellow]warning:[/] the video ended after {res.frames} of "
-                  f"{res.eos_stats.get('expected_frames')} frames (truncated or damaged file); "
-                  "the counts cover what was read")
+    # A cut-short file is not a success: the counts are real but cover only part of the video.
+    rc = EXIT_FAILED if res.truncated else EXIT_OK
+    if res.truncated:
+        err.print(f"[red]the video ended after {res.frames} of {res.expected_frames} frames[/] (truncated or "
+                  "damaged file); the counts cover what was read")
     if args.json:
         print(json.dumps(res.to_json()))
-        return EXIT_OK
+        return rc
     t = Table(title=f"{res.source}: {res.processed_frames}/{res.frames} frames, "
                     f"{res.fps:.1f} fps, {res.dropped_frames} dropped")
     t.add_column("line")
@@ -80,7 +81,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out.print(z)
     if any(res.restarts.values()):
         err.print(f"[yellow]services restarted during the replay:[/] {res.restarts}")
-    return EXIT_OK
+    return rc
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

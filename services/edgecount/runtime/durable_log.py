@@ -16,13 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgpack
 import zmq
 
 from edgecount.runtime.store import Store
 from edgecount_core.messages import Message, MessageError, decode
+
+
+def _seq(v: object) -> TypeGuard[int]:
+    """A log sequence number as the wire carries it: a non-negative int64."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
 
 
 def sync_endpoint(runtime_dir: Path, service: str) -> str:
@@ -46,30 +51,47 @@ class SyncServer:
     def handle(self) -> None:
         while True:
             try:
-                ident, raw = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+                parts = self.sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            except ValueError:
-                self.log.error("sync.bad_request", reason="expected 2 frames")
-                continue
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                op = req["op"]
-            except Exception:
-                self.log.error("sync.bad_request", reason="not a msgpack request")
-                continue
-            if op == "fetch" and isinstance(req.get("from"), int):
-                rows = self.store.read_from(max(1, req["from"]), int(req.get("max", 500)))
-                first = self.store.first_seq()
-                reply = {"entries": [[t, p] for _, t, p in rows], "last": self.store.last_seq,
-                         "first": first}
-                self.sock.send_multipart([ident, msgpack.packb(reply, use_bin_type=True)])
-            elif op == "ack" and isinstance(req.get("upto"), int):
-                upto = min(int(req["upto"]), self.store.last_seq)
-                if upto > self.acked:
-                    with self.store.transaction():
-                        self.store.trim(upto)
-                    self.acked = upto
+            if len(parts) != 2:
+                self.log.error("sync.bad_request", reason=f"expected 2 frames, got {len(parts)}")
+                continue  # without a routing id of its own there is no one to answer
+            ident, raw = parts
+            reply = self._answer(raw)
+            self.sock.send_multipart([ident, msgpack.packb(reply, use_bin_type=True)])
+
+    def _answer(self, raw: bytes) -> dict[str, Any]:
+        """The reply to one request; a malformed one gets ``{"error": ...}``, never an exception."""
+        try:
+            req = msgpack.unpackb(raw, raw=False)
+        except Exception:
+            return self._refuse("not a msgpack request")
+        if not isinstance(req, dict):
+            return self._refuse("a request is a map")
+        op = req.get("op")
+        if op == "fetch":
+            start, limit = req.get("from"), req.get("max", 500)
+            if not _seq(start) or not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 5000:
+                return self._refuse("fetch needs from (a sequence number) and max (1..5000)")
+            rows = self.store.read_from(max(1, start), limit)
+            return {"entries": [[t, p] for _, t, p in rows], "last": self.store.last_seq,
+                    "first": self.store.first_seq()}
+        if op == "ack":
+            upto = req.get("upto")
+            if not _seq(upto) or upto > self.store.last_seq:
+                # An acknowledgement of entries that do not exist yet would trim what nobody has received.
+                return self._refuse(f"ack upto must be a sequence number up to {self.store.last_seq}")
+            if upto > self.acked:
+                with self.store.transaction():
+                    self.store.trim(upto)
+                self.acked = upto
+            return {"acked": self.acked}
+        return self._refuse(f"unknown op {op!r}")
+
+    def _refuse(self, why: str) -> dict[str, Any]:
+        self.log.error("sync.bad_request", reason=why)
+        return {"error": why}
 
     def close(self) -> None:
         self.sock.close()
@@ -139,6 +161,11 @@ class Follower:
                 return
             try:
                 reply = msgpack.unpackb(raw, raw=False)
+                if "acked" in reply:
+                    continue
+                if "error" in reply:
+                    self.log.error("sync.refused", upstream=self.upstream, reason=str(reply["error"])[:200])
+                    continue
                 entries = reply["entries"]
                 first = int(reply.get("first", 1))
             except Exception:

@@ -11,6 +11,12 @@ told about, and, after it has used the pixels, checks that ``start_seq``
 still equals it; otherwise the writer lapped it and the frame is dropped.
 The writer never waits for readers.
 
+Ownership is explicit: the writer holds an exclusive ``flock`` on the
+segment for as long as it lives (the kernel drops it when the process dies,
+even by SIGKILL). A segment nobody holds is garbage, whoever left it:
+:func:`reclaim_stale_segments` removes every such ``edgecount-*`` segment of
+this user, so a killed replay or appliance never leaks shared memory.
+
 Frames are stored as BGR ``uint8`` (OpenCV's order: capture decodes
 straight into the slot). The segment's name derives from the
 runtime directory, so a restarted capture finds and replaces a segment left
@@ -20,6 +26,7 @@ behind by a killed one instead of leaking it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import mmap
 import os
@@ -44,6 +51,35 @@ class RingError(RuntimeError):
     pass
 
 
+def _held(fd: int) -> bool:
+    """True if another open file description holds the writer's lock on this segment."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def reclaim_stale_segments(shm_dir: Path | None = None) -> list[Path]:
+    """Remove every frame ring of this user that no live writer holds; returns what was removed."""
+    removed = []
+    for path in sorted((shm_dir or SHM_DIR).glob(f"{PREFIX}*.ring")):
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue  # another user's appliance: not ours to judge
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if not _held(fd):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
 def segment_path(runtime_dir: str | os.PathLike[str]) -> Path:
     """The shared-memory file that belongs to the appliance instance using ``runtime_dir``."""
     key = hashlib.sha1(str(Path(runtime_dir).resolve()).encode()).hexdigest()[:12]
@@ -60,19 +96,28 @@ def _layout(slots: int, slot_bytes: int) -> tuple[int, int]:
 class _Mapped:
     def __init__(self, mm: mmap.mmap) -> None:
         self._mm = mm
-        head = np.frombuffer(mm, dtype="<u8", count=_HDR // 8, offset=0)
-        if bytes(mm[:8]) != MAGIC:
+        if len(mm) < _HDR or bytes(mm[:8]) != MAGIC:
             raise RingError("shared-memory segment is not an edgecount frame ring")
+        head = np.frombuffer(mm, dtype="<u8", count=_HDR // 8, offset=0)
         self.generation = int(head[1])
         self.slots = int(head[2])
         self.slot_bytes = int(head[3])
+        del head
+        # A header whose geometry does not fit the file would map pixels past its end or into the next slot.
+        if not (1 <= self.slots <= 4096 and 1 <= self.slot_bytes <= 1 << 32):
+            raise RingError(f"frame ring header is damaged: {self.slots} slots of {self.slot_bytes} bytes")
         self.data_off, self.stride = _layout(self.slots, self.slot_bytes)
+        if self.data_off + self.stride * self.slots > len(mm):
+            raise RingError(f"frame ring header describes {self.data_off + self.stride * self.slots} bytes "
+                            f"but the segment has {len(mm)}")
         self.slot_hdr: npt.NDArray[np.uint64] = np.frombuffer(
             mm, dtype="<u8", count=self.slots * _SLOT_HDR // 8, offset=_HDR
         ).reshape(self.slots, _SLOT_HDR // 8)
         self.ts: npt.NDArray[np.float64] = self.slot_hdr.view("<f8")
 
     def pixels(self, slot: int, h: int, w: int, c: int) -> npt.NDArray[np.uint8]:
+        if not (0 <= slot < self.slots and h > 0 and w > 0 and c in (1, 3, 4) and h * w * c <= self.slot_bytes):
+            raise RingError(f"slot {slot} announces a {w}x{h}x{c} frame that does not fit its slot")
         off = self.data_off + slot * self.stride
         return np.frombuffer(self._mm, dtype=np.uint8, count=h * w * c, offset=off).reshape(h, w, c)
 
@@ -92,13 +137,21 @@ class RingWriter:
         slot_bytes = max_w * max_h * 3
         data_off, stride = _layout(slots, slot_bytes)
         size = data_off + stride * slots
-        self.path.unlink(missing_ok=True)  # left behind by a killed capture
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        self._replace_stale()
+        # Built under a private name, locked, then renamed into place: no reclaimer can ever see it unlocked.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
+            os.rename(tmp, self.path)
+        except BaseException:
             os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        self._lock_fd = fd  # held open (and locked) for the writer's lifetime
         self.generation = secrets.randbits(62)
         head = np.frombuffer(mm, dtype="<u8", count=_HDR // 8, offset=0)
         head[1], head[2], head[3] = self.generation, slots, slot_bytes
@@ -107,6 +160,25 @@ class RingWriter:
         self._ring = _Mapped(mm)
         self.max_w, self.max_h = max_w, max_h
         self.seq = 0
+
+    def _replace_stale(self) -> None:
+        """Remove a segment a killed writer left at our path; refuse one a live writer or another user holds."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        if st.st_uid != os.getuid():
+            raise RingError(f"shared-memory segment {self.path} belongs to uid {st.st_uid}, not to this user "
+                            f"(uid {os.getuid()}): another user's appliance uses the same runtime directory; "
+                            "fix: give each instance its own runtime.dir")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if _held(fd):
+                raise RingError(f"shared-memory segment {self.path} is held by a running capture; fix: stop "
+                                "the other instance or give this one its own runtime.dir")
+        finally:
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
 
     @property
     def slots(self) -> int:
@@ -139,6 +211,9 @@ class RingWriter:
         self._ring.close()
         if unlink:
             self.path.unlink(missing_ok=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock: a segment left behind is now reclaimable
+            self._lock_fd = -1
 
 
 class RingReader:

@@ -15,18 +15,35 @@ def load_config(path: str | os.PathLike[str] | None, overrides: dict[str, Any] |
     data: dict[str, Any] = {}
     name = str(path) if path else "defaults"
     if path:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        data = _read_toml(Path(path))
     if overrides:
         data = merge(data, overrides)
     return parse_config(data, source=name)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML, or one ``ConfigError`` line naming the file and the problem (never a traceback:
+    under systemd an unreadable configuration must end in exit status 2, which is not retried)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}); fix: save the file "
+                          "as UTF-8") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark from a Windows editor is harmless
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

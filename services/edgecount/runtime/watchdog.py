@@ -7,7 +7,10 @@ and restarted after an exponential backoff. More than ``restart_budget``
 restarts within ``restart_window_s`` means something is persistently wrong:
 the watchdog then stops everything and exits non-zero, so systemd can
 escalate. Under systemd it sends ``READY=1`` once every service is up and
-``WATCHDOG=1`` only while frames keep moving through the counter.
+``WATCHDOG=1`` while it and its services are alive and responsive. A camera
+that is down is not a fault of the device: capture reports ``degraded`` and
+reconnects with its back-off, the watchdog keeps petting systemd (a reboot would
+not bring the camera back) and says so in ``STATUS=``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
-from edgecount.runtime.ring import segment_path
+from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.sdnotify import SdNotify
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
@@ -67,7 +70,8 @@ class Watchdog:
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
         self.failed: str | None = None
-        self._last_counter_progress = (0, time.monotonic())
+        self._next_ping = 0.0
+        self._status_sent = ""
         self.stopping = False
         self.started_wall = time.time()
         # The technician's CLI talks to us here (local only: a 0600 unix socket).
@@ -103,10 +107,9 @@ class Watchdog:
             self._spawn(child)
 
     def cleanup_stale(self) -> None:
-        """Remove what killed processes of this instance left behind (ring segment, sockets)."""
-        seg = segment_path(self.runtime_dir)
-        if seg.exists():
-            seg.unlink(missing_ok=True)
+        """Remove what killed processes left behind: every frame ring no live capture holds (also those of
+        earlier runs in other runtime directories, e.g. a killed replay), and this instance's sockets."""
+        for seg in reclaim_stale_segments():
             self.log.warning("watchdog.removed_stale_segment", path=str(seg))
         for name in self.children:
             Path(self.runtime_dir, f"{name}.sock").unlink(missing_ok=True)
@@ -174,10 +177,6 @@ class Watchdog:
                     child.last_heartbeat = time.monotonic()
                     child.health = msg
                     child.state = msg.state
-                    if msg.service == "counter":
-                        n = int(msg.stats.get("processed", 0))
-                        if n != self._last_counter_progress[0]:
-                            self._last_counter_progress = (n, time.monotonic())
                 last = msg
             got = self.sub.recv(0)
         self._serve_control()
@@ -188,20 +187,28 @@ class Watchdog:
     def _serve_control(self) -> None:
         while True:
             try:
-                raw = self.control.recv(flags=zmq.NOBLOCK)
+                parts = self.control.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                req = msgpack.unpackb(raw, raw=False)
-                reply = self._control(req)
-            except Exception as exc:
-                reply = {"ok": False, "error": f"bad request: {exc}"}
+            # REP must answer every request it took, so a malformed one gets an error reply.
+            reply: dict[str, Any]
+            if len(parts) != 1:
+                reply = {"ok": False, "error": f"bad request: expected 1 frame, got {len(parts)}"}
+            else:
+                try:
+                    req = msgpack.unpackb(parts[0], raw=False)
+                    reply = self._control(req) if isinstance(req, dict) else {
+                        "ok": False, "error": "bad request: a request is a map"}
+                except Exception as exc:
+                    reply = {"ok": False, "error": f"bad request: {type(exc).__name__}"}
             self.control.send(msgpack.packb(reply, use_bin_type=True))
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
         if cmd == "status":
-            return {"ok": True, "services": self.status(), "pid": os.getpid(),
+            state, degraded = self.device_state()
+            return {"ok": True, "services": self.status(), "pid": os.getpid(), "state": state,
+                    "degraded": degraded,
                     "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
                     "runtime_dir": str(self.runtime_dir)}
         if cmd == "restart":
@@ -222,15 +229,30 @@ class Watchdog:
             return {"ok": True, "service": child.name, "pid": child.proc.pid if child.proc else None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
+    def device_state(self) -> tuple[str, list[str]]:
+        """``ok`` or ``degraded``, and which services are degraded (a camera down, the Edge TPU missing)."""
+        degraded = [c.name for c in self.children.values() if c.state == "degraded"]
+        return ("degraded" if degraded else "ok"), degraded
+
     def _systemd(self) -> None:
         if not self.notify.enabled:
             return
-        if not self.ready_sent and all(c.state in ("ok", "degraded") for c in self.children.values()):
+        if not self.ready_sent and self.all_up():
             self.notify.send("READY=1\nSTATUS=counting")
             self.ready_sent = True
-        # Pet systemd only while frames move, so a frozen pipeline is caught too.
-        if self.ready_sent and time.monotonic() - self._last_counter_progress[1] < self.cfg.watchdog.hang_timeout_s:
+        if not self.ready_sent:
+            return
+        now = time.monotonic()
+        # This loop runs only while the supervisor is responsive, and it restarts any service that stops
+        # heartbeating: that is what the ping vouches for. A camera outage is degraded, not a hang.
+        if self.failed is None and now >= self._next_ping:
             self.notify.send("WATCHDOG=1")
+            self._next_ping = now + min(1.0, (self.notify.watchdog_s or 4.0) / 4)
+        state, degraded = self.device_state()
+        status = "counting" if state == "ok" else f"degraded: {', '.join(degraded)}"
+        if status != self._status_sent:
+            self.notify.send(f"STATUS={status}")
+            self._status_sent = status
 
     def all_up(self) -> bool:
         return all(c.state in ("ok", "degraded") for c in self.children.values())

@@ -33,11 +33,14 @@ from edgecount_core.config import Config
 from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 
-def open_source(source: str) -> cv2.VideoCapture:
+def open_source(source: str, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> cv2.VideoCapture:
+    """Open a V4L2 device, file or network stream. A stream that stalls without closing makes ``read()`` fail
+    after ``read_timeout_s`` instead of blocking capture (and its heartbeat) for ever."""
     if source.startswith("/dev/video") or source.isdigit():
         index = int(source.removeprefix("/dev/video")) if source.removeprefix("/dev/video").isdigit() else source
         return cv2.VideoCapture(index, cv2.CAP_V4L2)
-    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000)])
 
 
 class Capture(Service):
@@ -70,6 +73,7 @@ class Capture(Service):
         self.stream_t0 = time.time()
         self.backoff = Backoff(c.reconnect_initial_s, c.reconnect_max_s)
         self.reopen_at = 0.0
+        self.down_since = 0.0
         self.in_flight: dict[int, FrameReady] = {}
         self._warned_resize = False
         self._fps_ema = 0.0
@@ -86,13 +90,15 @@ class Capture(Service):
         self._open()
 
     def _open(self) -> bool:
-        cap = open_source(self.source)
+        c = self.cfg.capture
+        cap = open_source(self.source, c.open_timeout_s, c.read_timeout_s)
         if not cap.isOpened():
             cap.release()
             wait = self.backoff.next()
-            self.log.warning("capture.open_failed", source=self.source, retry_in_s=round(wait, 1))
+            self.log.warning("capture.open_failed", source=self.source, retry_in_s=round(wait, 1),
+                             attempt=self.backoff.attempts)
             self.reopen_at = time.monotonic() + wait
-            self.state = "degraded"
+            self._mark_down()
             return False
         self.cap = cap
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -100,9 +106,19 @@ class Capture(Service):
         self.expected_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.backoff.reset()
         self.next_frame_at = time.monotonic()  # pace from now: no burst of "late" frames at the start
+        if self.down_since:
+            self.log.info("capture.source_back", source=self.source,
+                          down_s=round(time.monotonic() - self.down_since, 1))
+        self.down_since = 0.0
         self.state = "ok"
         self.log.info("capture.opened", source=self.source, fps=self.fps, frames=self.expected_frames)
         return True
+
+    def _mark_down(self) -> None:
+        """The source is unavailable: degraded (not hung) until it comes back; the back-off keeps trying."""
+        if not self.down_since:
+            self.down_since = time.monotonic()
+        self.state = "degraded"
 
     # -- reading ------------------------------------------------------------------------
     def _read_one(self, ts: float | None = None) -> FrameReady | None:
@@ -179,7 +195,7 @@ class Capture(Service):
             self.log.info("capture.source_ended", frames=self.frames_read)
         else:
             self.reconnects += 1
-            self.state = "degraded"
+            self._mark_down()
             wait = self.backoff.next()
             self.log.warning("capture.lost", source=self.source, retry_in_s=round(wait, 1))
             self.reopen_at = time.monotonic() + wait
@@ -261,7 +277,9 @@ class Capture(Service):
     def stats(self) -> dict[str, StatValue]:
         return {"frames_read": self.frames_read, "published": self.published, "fps_in": round(self._fps_ema, 2),
                 "reconnects": self.reconnects, "resends": self.resends, "ended": self.ended,
-                "source_fps": self.fps, "in_flight": len(self.in_flight)}
+                "source_fps": self.fps, "in_flight": len(self.in_flight),
+                "source_down_s": round(time.monotonic() - self.down_since, 1) if self.down_since else 0.0,
+                "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0}
 
     def teardown(self) -> None:
         if self.cap is not None:

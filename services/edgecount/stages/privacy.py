@@ -11,11 +11,14 @@ here.
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 import time
 from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from edgecount.runtime import bus
 from edgecount.runtime.durable_log import Follower, SyncServer
@@ -23,6 +26,7 @@ from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
+from edgecount_core.frames import StillPairing
 from edgecount_core.messages import (
     CountRecord,
     Crossing,
@@ -44,14 +48,8 @@ class Privacy(Service):
         super().__init__(config, runtime_dir)
         self.device = f"{config.device.site}/{config.device.id}"
         self.store = Store(state_dir(config) / "privacy.db", synchronous="FULL")
-        self.agg = BucketAggregator(device=self.device, lines=[ln.name for ln in config.lines],
-                                    zones=[z.name for z in config.zones], bucket_s=config.privacy.bucket_s)
-        raw = self.store.get("aggregator")
-        if raw is not None:
-            restored = pickle.loads(raw)
-            # Lines or zones may have changed (edgecount lines set): keep the open counts, use the new names.
-            restored.names = self.agg.names
-            self.agg = restored
+        self.agg = self._aggregator(config.privacy.bucket_s)
+        closed = self._restore_state()
         applied = self.store.get_int("applied")
         self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -62,9 +60,42 @@ class Privacy(Service):
         self.next_tail = 0.0
         self.snapshots = 0
         self.next_snapshot = 0.0
-        self.pending_frame: tuple[int, Any] | None = None
+        self.pending_frame: Any = None
+        self.pairing = StillPairing(max_wait_s=SNAPSHOT_WAIT_S)
+        self.clock = time.monotonic  # replaced by tests that need time to pass
         self.face_detectors: list[Any] = []
         self.reader: Any = None
+        if closed:
+            self._commit(closed)  # buckets of another length, emitted as they were; fetched by the uplink
+
+    def _aggregator(self, bucket_s: float) -> BucketAggregator:
+        return BucketAggregator(device=self.device, lines=[ln.name for ln in self.cfg.lines],
+                                zones=[z.name for z in self.cfg.zones], bucket_s=bucket_s)
+
+    def _restore_state(self) -> list[CountRecord]:
+        """Take over the open buckets saved by the last run. Lines or zones may have changed since (the
+        open counts are kept, the new names used). A state that cannot be read is discarded with an error
+        logged, never a failed start; buckets saved with another length are returned, closed, to emit."""
+        raw, legacy = self.store.get(AGG_KEY), self.store.get(LEGACY_AGG_KEY)
+        try:
+            if raw is not None:
+                state = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            elif legacy is not None:
+                state = legacy_state(legacy)
+            else:
+                return []
+            saved_s = float(state["bucket_s"])
+            if saved_s == self.agg.bucket_s:
+                self.agg.restore(state)
+                return []
+            old = self._aggregator(saved_s)
+            old.restore(state)
+            self.log.warning("privacy.bucket_length_changed", was_s=saved_s, now_s=self.agg.bucket_s)
+            return old.flush()
+        except Exception as exc:  # any damage to the saved state: start clean rather than never start
+            self.log.error("privacy.state_discarded", reason=f"{type(exc).__name__}: {exc}"[:300],
+                           hint="the open (not yet emitted) buckets of the last run are lost")
+            return []
 
     def setup(self) -> None:
         if self.cfg.privacy.policy != "snapshots":
@@ -84,18 +115,27 @@ class Privacy(Service):
         from edgecount.detection.redaction import redact_snapshot
         from edgecount_core.messages import Detections, FrameReady, Snapshot
 
-        now = time.monotonic()
-        if isinstance(msg, FrameReady) and self.pending_frame is None and now >= self.next_snapshot:
+        now = self.clock()
+        if self.pairing.expired(now):
+            # Inference skipped that frame (live mode drops frames): its detections will never come.
+            self.log.warning("privacy.snapshot_abandoned", reason="no detections for the frame within "
+                             f"{self.pairing.max_wait_s:.0f} s")
+            self.pairing.clear()
+            self.pending_frame = None
+        if isinstance(msg, FrameReady) and not self.pairing.waiting(now) and now >= self.next_snapshot:
             view = self.reader.view(msg.ring, msg.slot, msg.seq)
             if view is None:
                 return
             frame = view.copy()
             del view
             if self.reader.still_valid(msg.slot, msg.seq):
-                self.pending_frame = (msg.seq, frame)
-        elif isinstance(msg, Detections) and self.pending_frame and msg.seq == self.pending_frame[0]:
-            _, frame = self.pending_frame
+                self.pending_frame = frame
+                self.pairing.take(msg.ring, msg.seq, now)
+        elif isinstance(msg, Detections) and self.pending_frame is not None and self.pairing.matches(msg.ring,
+                                                                                                      msg.seq):
+            frame = self.pending_frame
             self.pending_frame = None
+            self.pairing.clear()
             try:
                 jpeg = redact_snapshot(frame, msg.box_array(), self.face_detectors)
             except RuntimeError as exc:
@@ -110,6 +150,7 @@ class Privacy(Service):
             self.pub.send(bus.SNAPSHOT, snap)
             self.snapshots += 1
             self.next_snapshot = now + self.cfg.privacy.snapshot_interval_s
+
     def _commit(self, records: list[CountRecord], applied: int | None = None) -> list[CountRecord]:
         """Write records and the aggregator's state in one transaction; returns what to publish."""
         out = []
@@ -120,7 +161,7 @@ class Privacy(Service):
                                   bucket_s=r.bucket_s, n_in=r.n_in, n_out=r.n_out, log_seq=n)
                 self.store.append(n, bus.RECORD, encode(rec))
                 out.append(rec)
-            self.store.put("aggregator", pickle.dumps(self.agg, protocol=pickle.HIGHEST_PROTOCOL))
+            self.store.put(AGG_KEY, msgpack.packb(self.agg.to_state(), use_bin_type=True))
             if applied is not None:
                 self.store.put_int("applied", applied)
         return out
@@ -195,6 +236,30 @@ class Privacy(Service):
         self.follower.close()
         self.sync.close()
         self.store.close()
+
+
+AGG_KEY = "aggregator.msgpack"
+SNAPSHOT_WAIT_S = 10.0  # how long a still waits for its frame's detections before it is given up
+LEGACY_AGG_KEY = "aggregator"  # pickled by builds up to 0.1.0
+
+
+class _AggregatorUnpickler(pickle.Unpickler):
+    """Reads the state of older builds once, allowing no class but the aggregator's own two."""
+
+    ALLOWED = frozenset({("edgecount_core.privacy", "BucketAggregator"), ("edgecount_core.privacy", "_Bucket")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in saved privacy state")
+        return super().find_class(module, name)
+
+
+def legacy_state(raw: bytes) -> dict[str, Any]:
+    """An older build's pickled aggregator as today's plain state."""
+    agg = _AggregatorUnpickler(io.BytesIO(raw)).load()
+    if not isinstance(agg, BucketAggregator):
+        raise ValueError("saved privacy state is not an aggregator")
+    return agg.to_state()
 
 
 def _event_seq(msg: Message) -> int:

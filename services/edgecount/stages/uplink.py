@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from edgecount.runtime import bus
+from edgecount.runtime.control import NotRunning, ask
 from edgecount.runtime.durable_log import Follower
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
@@ -47,6 +48,9 @@ class Uplink(Service):
         super().__init__(config, runtime_dir)
         self.store = Store(state_dir(config) / "uplink.db", synchronous="FULL")
         self.store.db.executescript(_OUTBOX)
+        self.stills_allowed = config.privacy.policy == "snapshots"
+        if not self.stills_allowed:
+            self._drop_queued_stills()
         self.follower = Follower(self.ctx, runtime_dir, "privacy", self.store.get_int("applied"), self._apply,
                                  lambda m: int(getattr(m, "log_seq", 0)), self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -62,7 +66,20 @@ class Uplink(Service):
             self.log.error("uplink.sink_config", reason=str(exc))
             raise
 
+    def _drop_queued_stills(self) -> None:
+        """The policy was switched away from ``snapshots``: stills still waiting are never sent."""
+        with self.store.transaction():
+            n = self.store.db.execute("DELETE FROM outbox WHERE kind = 'snapshot'").rowcount
+            if n:
+                self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + n)
+        if n:
+            self.log.warning("uplink.snapshots_dropped", count=n, reason="privacy.policy is no longer 'snapshots'")
+
     def _apply(self, msg: Message) -> None:
+        if isinstance(msg, Snapshot) and not self.stills_allowed:
+            with self.store.transaction():  # made before the policy changed: consumed, never queued
+                self.store.put_int("applied", msg.log_seq)
+            return
         if isinstance(msg, Snapshot):
             with self.store.transaction():
                 self.store.db.execute(
@@ -184,12 +201,26 @@ class Uplink(Service):
             self._try_finish()
         backlog = self.backlog()
         if now >= self.next_health:
+            state, degraded = self._device_state()
             for s in self.sinks:
-                s.publish_health({"ts": round(time.time()), "state": self.state, "backlog": backlog})
+                s.publish_health({"ts": round(time.time()), "state": state, "degraded": degraded,
+                                  "backlog": backlog})
             self.next_health = now + 60.0
         connected = all(s.status().get("broker_connected", True) for s in self.sinks)
         self.state = "ok" if connected else "degraded"
         return 20 if backlog else 200
+
+    def _device_state(self) -> tuple[str, list[str]]:
+        """The whole device's state from the watchdog (a camera down is ``degraded`` with ``capture`` named):
+        service names and states only. Without a watchdog (replay-service) it is this service's own."""
+        try:
+            reply = ask(self.runtime_dir, {"cmd": "status"}, timeout_ms=300)
+            degraded = [str(n) for n in reply.get("degraded", [])]
+        except (NotRunning, OSError):
+            degraded = []
+        if self.state == "degraded" and self.name not in degraded:
+            degraded.append(self.name)
+        return ("degraded" if degraded else "ok"), degraded
 
     def forward_eos(self, msg: EndOfStream) -> None:
         self.pending_eos = msg

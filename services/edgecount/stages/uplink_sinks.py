@@ -9,13 +9,14 @@ sent again later (consumers de-duplicate by the record's ``id``).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
 import ssl
 import stat
 import time
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -45,17 +46,51 @@ class SinkError(RuntimeError):
     pass
 
 
-def read_secret(path: str, what: str) -> str:
-    """A secret from a file that only its owner may read; its content is never logged."""
+def check_private(path: str, what: str) -> Path:
+    """``path`` is a regular file only its owner can read (and we can); ``SinkError`` says the fix otherwise."""
     p = Path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
         raise SinkError(f"{what}: secret file {p} does not exist") from None
+    except OSError as exc:
+        raise SinkError(f"{what}: cannot reach {p}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SinkError(f"{what}: {p} is not a regular file")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SinkError(f"{what}: {p} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
                         f"fix: chmod 600 {p}")
-    return p.read_text(encoding="utf-8").strip()
+    if not os.access(p, os.R_OK):
+        raise SinkError(f"{what}: {p} is not readable by this user (uid {os.getuid()}); fix: chown it to the "
+                        "service user")
+    return p
+
+
+def read_secret(path: str, what: str) -> str:
+    """A secret from a file that only its owner may read; its content is never logged."""
+    p = check_private(path, what)
+    try:
+        return p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SinkError(f"{what}: cannot read {p}: {type(exc).__name__}") from None
+
+
+def check_secrets(cfg: Config) -> list[str]:
+    """Every problem with the configured sinks' secret files, before anything starts."""
+    up = cfg.uplink
+    files = []
+    if "mqtt" in up.sinks:
+        files += [(up.mqtt.password_file, "uplink.mqtt.password_file"), (up.mqtt.key_file, "uplink.mqtt.key_file")]
+    if "webhook" in up.sinks:
+        files += [(up.webhook.token_file, "uplink.webhook.token_file")]
+    problems = []
+    for path, what in files:
+        if path:
+            try:
+                check_private(path, what)
+            except SinkError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 class Sink(Protocol):
@@ -142,6 +177,8 @@ class MqttSink:
             password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
             self.client.username_pw_set(cfg.username, password)
         if cfg.tls:
+            if cfg.key_file:
+                check_private(cfg.key_file, "uplink.mqtt.key_file")  # a private key is a secret like the password
             self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
                                 keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self.client.max_inflight_messages_set(max(1, cfg.max_inflight))
@@ -242,15 +279,30 @@ class MqttSink:
 
 
 class WebhookSink:
-    """POSTs batches of records as a JSON array; 2xx confirms the whole batch."""
+    """POSTs batches of records as a JSON array to exactly the configured URL; 2xx confirms the whole batch.
+
+    Redirects are never followed (a 3xx is a failed delivery, logged with its location): a POST turned
+    into a GET would be "delivered" without a body, and the bearer token must never travel to another
+    origin. Every HTTP failure, including a malformed or endless response, is a retryable failure.
+    """
 
     name = "webhook"
 
     def __init__(self, cfg: Any, log: Any) -> None:
         self.cfg = cfg
         self.log = log
+        self.url = urllib.parse.urlsplit(cfg.url)
+        if self.url.scheme not in ("http", "https") or not self.url.hostname:
+            raise SinkError(f"uplink.webhook.url {cfg.url!r}: expected https://HOST[:PORT]/PATH")
         self.token = read_secret(cfg.token_file, "uplink.webhook.token_file") if cfg.token_file else None
-        self.ctx = ssl.create_default_context(cafile=cfg.ca_file or None) if cfg.url.startswith("https") else None
+        if self.token is not None:
+            if self.url.scheme != "https":
+                raise SinkError("uplink.webhook.token_file: a bearer token is only sent over https://; "
+                                "fix: use an https:// url")
+            if any(c in self.token for c in "\r\n\0") or not self.token.isprintable():
+                raise SinkError(f"uplink.webhook.token_file {cfg.token_file}: the token holds a line break or "
+                                "control character; fix: write the token alone on one line")
+        self.ctx = ssl.create_default_context(cafile=cfg.ca_file or None) if self.url.scheme == "https" else None
         self._confirmed = 0
         self.retry_at = 0.0
         self.backoff = Backoff(1.0, 60.0)
@@ -259,27 +311,44 @@ class WebhookSink:
     def wants(self) -> int:
         return 100 if time.monotonic() >= self.retry_at else 0
 
+    def _post(self, body: bytes) -> str:
+        """POST once; "" when the server answered 2xx, else why not."""
+        u = self.url
+        conn: http.client.HTTPConnection
+        if u.scheme == "https":
+            conn = http.client.HTTPSConnection(u.hostname or "", u.port, timeout=self.cfg.timeout_s, context=self.ctx)
+        else:
+            conn = http.client.HTTPConnection(u.hostname or "", u.port, timeout=self.cfg.timeout_s)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read(1 << 16)  # a bounded read: an endless body ends at the timeout, not in memory
+            if 200 <= resp.status < 300:
+                return ""
+            if 300 <= resp.status < 400:
+                return f"HTTP {resp.status} redirect to {resp.getheader('Location', '?')!r} not followed"
+            return f"HTTP {resp.status} {resp.reason}"
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            conn.close()
+
     def offer(self, rows: list[OutRow]) -> None:
         if not rows:
             return
-        body = json.dumps([r.as_json() for r in rows]).encode()
-        req = urllib.request.Request(self.cfg.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s, context=self.ctx) as resp:
-                ok = 200 <= resp.status < 300
-        except OSError as exc:
-            ok = False
-            self.last_error = str(exc)
-        if ok:
+        failure = self._post(json.dumps([r.as_json() for r in rows]).encode())
+        if not failure:
             self._confirmed = rows[-1].row_id
             self.backoff.reset()
             self.last_error = ""
         else:
+            self.last_error = failure
             wait = self.backoff.next()
-            self.log.warning("webhook.failed", url=self.cfg.url, reason=self.last_error, retry_in_s=wait)
+            self.log.warning("webhook.failed", url=self.cfg.url, reason=failure, retry_in_s=wait)
             self.retry_at = time.monotonic() + wait
 
     def offered_upto(self, confirmed: int) -> int:

@@ -15,6 +15,7 @@ import cv2
 
 from edgecount.detection.runtime import edgetpu_devices, probe_edgetpu, runtime_name
 from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha256_of
+from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
 from edgecount_core.config import Config, ConfigError
 
@@ -84,11 +85,17 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
 def _camera(cfg: Config, store: AssetStore, appliance: dict[str, Any] | None) -> Check:
     if appliance:
         cap = next((s for s in appliance["services"] if s["service"] == "capture"), None)
-        if cap and cap["state"] in ("ok", "degraded") and int(cap["stats"].get("frames_read", 0)) > 0:
+        stats = cap["stats"] if cap else {}
+        if cap and cap["state"] == "degraded" and float(stats.get("source_down_s", 0)) > 0:
+            return Check("camera", "fail",
+                         f"{cfg.capture.source}: unavailable for {stats.get('source_down_s')} s; capture retries in "
+                         f"{stats.get('retry_in_s')} s (degraded, not restarted; counting resumes by itself)",
+                         "check the camera's power, cable or network and the URL; `edgecount logs capture`")
+        if cap and cap["state"] in ("ok", "degraded") and int(stats.get("frames_read", 0)) > 0:
             fix = "" if cap["state"] == "ok" else "see `edgecount logs capture`"
             return Check("camera", "pass" if cap["state"] == "ok" else "warn",
-                         f"capture is running: {cap['stats'].get('frames_read')} frames read, "
-                         f"{cap['stats'].get('fps_in', 0)} fps", fix)
+                         f"capture is running: {stats.get('frames_read')} frames read, "
+                         f"{stats.get('fps_in', 0)} fps", fix)
     try:
         source = resolve_source(cfg.capture.source, store)
     except AssetError as exc:
@@ -151,10 +158,12 @@ def _shm(cfg: Config) -> Check:
         st = os.statvfs("/dev/shm")
     except OSError:
         return Check("shared memory", "warn", "/dev/shm missing; the ring falls back to the runtime directory")
+    reclaimed = reclaim_stale_segments()  # rings of killed runs: nobody holds them, they only take memory
     free = st.f_bavail * st.f_frsize
     ok = free >= need
+    note = f"; reclaimed {len(reclaimed)} stale ring(s)" if reclaimed else ""
     return Check("shared memory", "pass" if ok else "fail",
-                 f"/dev/shm {free / 2**20:.0f} MiB free, ring needs {need / 2**20:.0f} MiB",
+                 f"/dev/shm {free / 2**20:.0f} MiB free, ring needs {need / 2**20:.0f} MiB{note}",
                  "" if ok else "lower capture.ring_slots/max_width/max_height or enlarge /dev/shm")
 
 

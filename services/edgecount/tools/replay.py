@@ -55,10 +55,23 @@ class ReplayResult:
     tracks: dict[int, Any] = attrs.field(factory=dict)
     """Frame number (1-based) -> rows ``id, x1, y1, x2, y2`` when asked to collect them."""
 
+    @property
+    def truncated(self) -> bool:
+        """The file ended before the frame count its header announced (cut short or damaged)."""
+        return bool(self.eos_stats.get("truncated"))
+
+    @property
+    def expected_frames(self) -> int:
+        return int(self.eos_stats.get("expected_frames") or self.frames)
+
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "frames": self.frames, "processed_frames": self.processed_frames,
-                "dropped_frames": self.dropped_frames, "duration_s": round(self.duration_s, 3),
-                "fps": round(self.fps, 2), "lines": self.lines}
+        out: dict[str, Any] = {"source": self.source, "frames": self.frames,
+                               "processed_frames": self.processed_frames, "dropped_frames": self.dropped_frames,
+                               "duration_s": round(self.duration_s, 3), "fps": round(self.fps, 2),
+                               "lines": self.lines}
+        if self.truncated:  # only then: a complete run's output stays what consumers already parse
+            out.update(truncated=True, expected_frames=self.expected_frames)
+        return out
 
 
 def effective_config(base: Config, source: str, realtime: bool, lines: list[LineSection] | None,
