@@ -41,6 +41,7 @@ test-deps:
     [ -x /usr/sbin/mke2fs ] || need+=(e2fsprogs)
     command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)

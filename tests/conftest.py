@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SLOW_FIXTURES = frozenset({"broker", "baseline", "built_deb"})
 # What only the slow lane may start: the whole pipeline, a broker, an image build.
 _SLOW_COMMANDS = ("run", "replay", "eval")
-_SLOW_PROGRAMS = ("mosquitto", "qemu-system", "debootstrap", "build-deb.sh")
+_SLOW_PROGRAMS = ("mosquitto", "qemu-system", "debootstrap", "build-deb.sh", "stress-ng")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -158,3 +159,27 @@ def broker() -> Iterator[Broker]:
     yield b
     b.stop()
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["quiet", "loaded"])
+def machine_load(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test twice: on a quiet machine, and with every core and the disk kept busy by stress-ng,
+    as on an edge box doing CPU inference (issue 17). Started and stopped here, never left running."""
+    if request.param == "quiet":
+        yield "quiet"
+        return
+    exe = shutil.which("stress-ng")
+    if exe is None:
+        pytest.fail("stress-ng is not installed (`just test-deps` installs it)")
+    proc = subprocess.Popen([exe, "--cpu", "0", "--cpu-load", "100", "--hdd", "1", "--hdd-bytes", "64M",
+                             "--vm", "1", "--vm-bytes", "256M", "--temp-path", tempfile.gettempdir(), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield "loaded"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

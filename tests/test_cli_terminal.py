@@ -21,7 +21,7 @@ def _term(args: list[str], cfg: Path) -> pexpect.spawn:
                          **{k: v for k, v in __import__("os").environ.items()}})
 
 
-def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
+def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, machine_load: str) -> None:
     cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
     proc = start_appliance(cfg)
     try:
@@ -109,3 +109,75 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model) -> 
     t.expect(pexpect.EOF)
     t.close()
     assert t.exitstatus == 3
+
+
+# -- issue 19: no tracebacks, no library noise, in every state the device can be in ----------------------
+FORBIDDEN = ("Traceback", "Exception ignored", "[video4linux2", "INFO: Created TensorFlow Lite")
+
+
+def _state_configs(tmp: Path, pets09_clip: Path) -> dict[str, tuple[Path, dict[str, str]]]:
+    from .helpers import free_port
+
+    rt = tmp / "rt"
+    base = f'[runtime]\ndir = "{rt}"\nstate_dir = "{tmp / "state"}"\n'
+    states = {
+        "no_edgetpu": base + '[inference]\ndevice = "usb"\nmodel = "ssd_mobilenet_v1_coco_quant_edgetpu"\n',
+        "camera_absent": base + '[capture]\nsource = "/dev/video9"\n',
+        "broker_unreachable": base + f'[uplink]\nsinks = ["jsonl", "mqtt"]\n[uplink.mqtt]\nhost = "127.0.0.1"\n'
+                                     f'port = {free_port()}\n',
+        "unreadable_state": f'[runtime]\ndir = "{rt}"\nstate_dir = "{tmp / "a-file"}/state"\n',
+        "offline": base + '[assets]\nallow_download = false\n',
+    }
+    (tmp / "a-file").write_text("not a directory")
+    out = {}
+    for name, text in states.items():
+        cfg = tmp / f"{name}.toml"
+        cfg.write_text(text + '[[lines]]\nname = "v"\na = [0.5, 0.2]\nb = [0.5, 1.0]\n')
+        env: dict[str, str] = {}
+        if name == "offline":
+            env = {"EDGECOUNT_ASSET_MIRROR": "", "EDGECOUNT_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp / "empty")}
+        out[name] = (cfg, env)
+    return out
+
+
+# (state, command, exit code, a phrase the technician must see)
+CASES = [
+    ("no_edgetpu", ["doctor"], 1, "unavailable"),
+    ("no_edgetpu", ["bench", "models", "--frames", "3"], 0, "no Edge TPU on this device"),
+    ("no_edgetpu", ["status"], 3, "not running"),
+    ("camera_absent", ["doctor"], 1, "does not deliver frames"),
+    ("camera_absent", ["preview", "--out", "PREVIEW"], 1, "preview failed"),
+    ("broker_unreachable", ["doctor"], 1, "broker"),
+    ("broker_unreachable", ["restart", "counter"], 3, "not running"),
+    ("broker_unreachable", ["events", "--wait", "1"], 3, "not running"),
+    ("broker_unreachable", ["record", "--out", "REC", "--seconds", "1"], 3, "not running"),
+    ("unreadable_state", ["counts"], 1, "cannot read the count history"),
+    ("unreadable_state", ["logs"], 1, "no log files"),
+    ("unreadable_state", ["doctor"], 1, "disk"),
+    ("offline", ["models", "fetch", "ssd_mobilenet_v1_coco_quant"], 1, "could not obtain"),
+    ("offline", ["replay", "asset:pets09"], 1, "replay failed"),
+    ("offline", ["bench", "models", "--frames", "3"], 1, "bench failed"),
+    ("offline", ["models", "list"], 0, "ssd_mobilenet_v1_coco_quant"),
+]
+
+
+def test_no_tracebacks_or_library_noise_in_any_state(tmp_path: Path, pets09_clip: Path, ssd_model) -> None:
+    import os
+
+    states = _state_configs(tmp_path, pets09_clip)
+    failures = []
+    for state, args, code, phrase in CASES:
+        cfg, env = states[state]
+        argv = [a.replace("PREVIEW", str(tmp_path / "p.jpg")).replace("REC", str(tmp_path / "rec")) for a in args]
+        t = pexpect.spawn(sys.executable, ["-m", "edgecount", *argv, "--config", str(cfg)], cwd=str(ROOT),
+                          dimensions=(50, 250), encoding="utf-8", timeout=300,
+                          env={**os.environ, "TERM": "xterm-256color", **env})
+        t.expect(pexpect.EOF)
+        text = t.before or ""
+        t.close()
+        seen = [f for f in FORBIDDEN if f in text]
+        said = phrase.lower() in text.lower()
+        if seen or t.exitstatus != code or not said:
+            failures.append(f"[{state}] edgecount {' '.join(args)}: exit {t.exitstatus} (want {code}), "
+                            f"noise {seen}, phrase {phrase!r} {'ok' if said else 'missing'}\n{text[-1500:]}")
+    assert not failures, "\n\n".join(failures)

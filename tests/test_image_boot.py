@@ -30,6 +30,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 
 from edgecount.runtime.assets import AssetStore
@@ -107,10 +108,20 @@ def configure_guest(rootfs: Path) -> dict[str, Any]:
     return cfg
 
 
-def install_agent(rootfs: Path) -> None:
+def install_agent(rootfs: Path, clip_path: Path) -> None:
     agent_dir = rootfs / "usr/local/lib/edgecount-imagetest"
     agent_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "tests/image/guest_agent.py", agent_dir / "guest_agent.py")
+    # The network camera of the outage step: an MJPEG stream of PETS09 frames, served inside the guest.
+    shutil.copy2(ROOT / "tests/image/mjpeg_camera.py", agent_dir / "mjpeg_camera.py")
+    frames = agent_dir / "frames"
+    frames.mkdir(exist_ok=True)
+    clip = cv2.VideoCapture(str(clip_path))
+    for i in range(60):
+        ok, frame = clip.read()
+        assert ok
+        cv2.imwrite(str(frames / f"{i:04d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    clip.release()
     unit = rootfs / "etc/systemd/system/edgecount-imagetest.service"
     shutil.copy2(ROOT / "tests/image/edgecount-imagetest.service", unit)
     wants = rootfs / "etc/systemd/system/multi-user.target.wants/edgecount-imagetest.service"
@@ -199,7 +210,7 @@ def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
     check = subprocess.run(["chroot", str(rootfs), "edgecount", "config", "check", "/etc/edgecount/edgecount.toml"],
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
-    install_agent(rootfs)
+    install_agent(rootfs, store.fetch_clip("pets09"))
     run(["mke2fs", "-q", "-t", "ext4", "-L", "root", "-d", str(rootfs), "-F", str(image), "4G"], timeout=600)
 
     t = time.monotonic()
@@ -235,6 +246,15 @@ def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
     # A real V4L2 camera (vivid) works through the unit's DevicePolicy=closed and DeviceAllow.
     cam = by_step["camera"]
     assert int(cam["capture"]["frames_read"]) > 20 and int(cam["inference"]["processed"]) > 3, cam
+    # A network camera down for longer than WatchdogSec: degraded, not restarted, counting resumes by itself.
+    out = by_step["camera_outage"]
+    assert out["down"], out  # status showed the camera unavailable and the device degraded
+    assert out["down"]["device"]["state"] == "degraded" and "capture" in out["down"]["device"]["degraded"], out
+    assert out["down"]["unit"]["StatusText"] == "degraded: capture", out
+    assert not out["watchdog_fired"], out
+    assert (out["after"]["MainPID"], out["after"]["NRestarts"]) == (out["before"]["MainPID"],
+                                                                     out["before"]["NRestarts"]), out
+    assert out["restarts"]["capture"] == 0, out
     # An invalid configuration (exit 2) is not retried: the unit stays failed, nothing restarts it.
     bad = by_step["config_error"]["unit"]
     assert (bad["ActiveState"], bad["ExecMainStatus"], bad["NRestarts"]) == ("failed", "2", "0"), bad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,32 @@ def test_sync_and_control_sockets_answer_garbage_with_errors(tmp_path: Path, run
     req.close()
     wd.stop_all()
     ctx.term()
+
+
+def test_the_uplinks_health_carries_the_whole_devices_state(tmp_path: Path, runtime_dir: Path) -> None:
+    """A camera down makes the device "degraded" in the health the operator receives (issue 12, item 1)."""
+    from edgecount.runtime.settings import load_config
+    from edgecount.stages.uplink import Uplink
+
+    ctx: zmq.Context[Any] = zmq.Context()
+    watchdog = ctx.socket(zmq.REP)  # stands in for the supervisor's control socket
+    watchdog.bind(f"ipc://{runtime_dir}/control.sock")
+    answer = threading.Thread(target=lambda: (watchdog.recv(), watchdog.send(msgpack.packb(
+        {"ok": True, "state": "degraded", "degraded": ["capture"]}))), daemon=True)
+    answer.start()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n')
+    up = Uplink(load_config(cfg), runtime_dir)
+    try:
+        assert up._device_state() == ("degraded", ["capture"])
+        answer.join(timeout=5)
+        watchdog.close()
+        (runtime_dir / "control.sock").unlink()
+        assert up._device_state() == ("ok", [])  # no supervisor (replay-service): its own state
+    finally:
+        up.teardown()
+        up.pub.close()
+        for sub in up.subs:
+            sub.close()
+        up.ctx.term()
+        ctx.term()

@@ -53,7 +53,8 @@ def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, ssd_m
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)  # exactly one JSON object on stdout
     assert set(report) == {"source", "frames", "processed_frames", "dropped_frames", "duration_s", "fps",
-                           "lines"}
+                           "lines", "sinks"}
+    assert set(report["sinks"]) == {"jsonl"} and report["sinks"]["jsonl"]["confirmed"] > 0
     assert report["frames"] == 795 and report["processed_frames"] == 795
     assert report["dropped_frames"] == 0
     assert report["fps"] > 0 and report["duration_s"] > 0

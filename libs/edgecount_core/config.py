@@ -84,8 +84,12 @@ class CaptureSection(_Section):
     max_height: int = Field(1080, ge=16, description="largest frame height the ring accepts")
     reconnect_initial_s: float = Field(1.0, gt=0, description="first wait before reopening a lost camera")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between camera reopen attempts")
-    open_timeout_s: float = Field(10.0, gt=0, description="give up opening a network stream after this long")
-    read_timeout_s: float = Field(5.0, gt=0, description="a stream that stalls this long counts as lost")
+    open_timeout_s: float | None = Field(
+        None, gt=0, description="give up opening a network stream after this long; empty = 10 s, at most half "
+        "of watchdog.hang_timeout_s")
+    read_timeout_s: float | None = Field(
+        None, gt=0, description="a stream that stalls this long counts as lost; empty = 5 s, at most half of "
+        "watchdog.hang_timeout_s")
 
     @model_validator(mode="after")
     def _limits(self) -> CaptureSection:
@@ -299,14 +303,22 @@ class Config(_Section):
                              f"{MAX_IPC_PATH}-character unix socket limit (fix: a directory of at most "
                              f"{MAX_IPC_PATH - _LONGEST_SOCKET} characters)")
         c, hang = self.capture, self.watchdog.hang_timeout_s
-        if max(c.open_timeout_s, c.read_timeout_s) >= hang:
-            raise ValueError(f"capture.open_timeout_s/read_timeout_s ({c.open_timeout_s}/{c.read_timeout_s}) must stay "
-                             f"below watchdog.hang_timeout_s ({hang}): capture cannot heartbeat while it waits")
+        for key, value in (("open_timeout_s", c.open_timeout_s), ("read_timeout_s", c.read_timeout_s)):
+            if value is not None and value >= hang:
+                raise ValueError(f"capture.{key} ({value}) must stay below watchdog.hang_timeout_s ({hang}): "
+                                 "capture cannot heartbeat while it waits for the camera")
         if "webhook" in self.uplink.sinks and 2 * self.uplink.webhook.timeout_s >= self.watchdog.hang_timeout_s:
             raise ValueError(f"uplink.webhook.timeout_s ({self.uplink.webhook.timeout_s}) would let one slow delivery "
                              f"outlast watchdog.hang_timeout_s ({self.watchdog.hang_timeout_s}) and get the uplink "
                              "killed as hung (fix: timeout_s below half of hang_timeout_s)")
         return self
+
+    def capture_timeouts(self) -> tuple[float, float]:
+        """(open, read) time-outs for network sources: as set, else 10 s and 5 s capped at half the hang time-out."""
+        cap = self.watchdog.hang_timeout_s / 2
+        c = self.capture
+        return (c.open_timeout_s if c.open_timeout_s is not None else min(10.0, cap),
+                c.read_timeout_s if c.read_timeout_s is not None else min(5.0, cap))
 
     def geometry_lines(self) -> list[Line]:
         return [Line(ln.name, ln.a, ln.b) for ln in self.lines]

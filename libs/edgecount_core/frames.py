@@ -33,6 +33,12 @@ class FramePosition:
         """Frame ``seq`` of the current ring was taken before (or is older than one that was)."""
         return seq <= self.seq
 
+    def skips_ahead(self, seq: int) -> bool:
+        """In replay, frame ``seq`` is not the next one: an earlier frame was lost on the way (a restarted
+        stage missed it). Taking it would let its acknowledgement, which is cumulative, cover the lost one;
+        it must wait for capture to announce the missing frames again. Live sources skip frames by design."""
+        return not self.live and seq > self.seq + 1
+
     def advance(self, seq: int) -> None:
         self.seq = max(self.seq, seq)
 

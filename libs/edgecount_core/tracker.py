@@ -21,7 +21,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
+
+from edgecount_core.assignment import linear_assignment
 
 __all__ = ["Track", "Tracker", "TrackerConfig", "TrackerOutput", "iou_matrix"]
 
@@ -137,7 +138,7 @@ class TrackerOutput:
 def _assign(cost: F64, max_cost: float) -> tuple[list[tuple[int, int]], set[int], set[int]]:
     if cost.size == 0:
         return [], set(range(cost.shape[0])), set(range(cost.shape[1]))
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols = linear_assignment(cost)
     matches = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
     mr = {r for r, _ in matches}
     mc = {c for _, c in matches}

@@ -122,6 +122,62 @@ def camera_works_in_the_sandbox(good_config: str) -> None:
         f.write(good_config)
 
 
+AGENT_DIR = "/usr/local/lib/edgecount-imagetest"
+CAMERA_URL = "http://127.0.0.1:8091/cam"
+WATCHDOG_SEC = 30
+
+
+def camera_outage_is_degraded_not_a_reboot(good_config: str) -> None:
+    """A network camera that goes away for longer than WatchdogSec: the unit stays up (no watchdog
+    restart, no restart budget spent), the device says degraded, and counting resumes by itself."""
+    def serve() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["python3", f"{AGENT_DIR}/mjpeg_camera.py", "8091", f"{AGENT_DIR}/frames"])
+
+    camera = serve()
+    net = "\n".join(f'source = "{CAMERA_URL}"' if ln.startswith("source = ") else ln
+                     for ln in good_config.splitlines())
+    with open(CONFIG, "w") as f:
+        f.write(net + "\n")
+    subprocess.run(["systemctl", "restart", UNIT], capture_output=True)
+
+    def flowing(frames: int = 0, processed: int = 0) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            st = edgecount_json("status")
+            cap, inf = service(st, "capture"), service(st, "inference")
+            return st if (cap.get("state") == "ok" and int(cap.get("stats", {}).get("frames_read", 0)) > frames + 20
+                          and int(inf.get("stats", {}).get("processed", 0)) > processed + 2) else None
+        return check
+
+    st = wait(flowing(), 600, "frames from the network camera")
+    before = unit_props()
+    frames_before = int(service(st, "capture")["stats"]["frames_read"])
+    processed_before = int(service(st, "inference")["stats"]["processed"])
+    journal_from = time.strftime("%Y-%m-%d %H:%M:%S")
+    camera.kill()
+    camera.wait()
+    gone_at = time.monotonic()
+    down: dict[str, Any] = {}
+    while time.monotonic() - gone_at < WATCHDOG_SEC + 15:
+        st = edgecount_json("status")
+        cap = service(st, "capture")
+        if cap.get("state") == "degraded" and float(cap.get("stats", {}).get("source_down_s", 0)) > 0:
+            down = {"capture": cap, "device": (st or {}).get("device", {}), "unit": unit_props()}
+        time.sleep(3)
+    camera = serve()
+    st = wait(flowing(frames_before, processed_before), 600, "counting to resume after the camera came back")
+    after = unit_props()
+    journal = subprocess.run(["journalctl", "-u", UNIT, "--since", journal_from, "--no-pager", "-o", "cat"],
+                             capture_output=True, text=True).stdout
+    report("camera_outage", outage_s=round(time.monotonic() - gone_at, 1), down=down, before=before, after=after,
+           restarts={s["service"]: s["restarts"] for s in (st or {}).get("services", [])},
+           watchdog_fired="Watchdog timeout" in journal or "result 'watchdog'" in journal)
+    camera.kill()
+    with open(CONFIG, "w") as f:
+        f.write(good_config)
+    subprocess.run(["systemctl", "restart", UNIT], capture_output=True)
+    wait(ready, 600, "the appliance back on its own configuration", every=0.5)
+
+
 def config_error_is_not_retried(good_config: str) -> None:
     """Exit status 2 (invalid configuration): the unit stays failed, no restart, no reboot."""
     before = unit_props()
@@ -200,6 +256,7 @@ def main() -> None:
     with open(CONFIG) as f:
         good_config = f.read()
     camera_works_in_the_sandbox(good_config)
+    camera_outage_is_degraded_not_a_reboot(good_config)
     config_error_is_not_retried(good_config)
     report_journal()
     report("done", ok=True)

@@ -22,12 +22,18 @@ from edgecount_core.config import ConfigError
 
 
 def cmd_counts(args: argparse.Namespace) -> int:
+    import sqlite3
     import time as _time
 
+    from edgecount.tools.doctor import state_dir_problem
     from edgecount.tools.history import totals_since
 
     cfg = load_config(config_path(args))
     db = state_dir(cfg) / "uplink.db"
+    problem = state_dir_problem(db.parent)
+    if problem:
+        err.print(f"[red]cannot read the count history:[/] {problem} (runtime.state_dir)")
+        return EXIT_FAILED
     if not db.exists():
         err.print(f"[yellow]no counts yet ({db} does not exist)[/]")
         return EXIT_FAILED
@@ -39,7 +45,11 @@ def cmd_counts(args: argparse.Namespace) -> int:
     if since is not None:
         windows = {f"since {args.since}": since}
     names = [f"line:{ln.name}" for ln in cfg.lines] + [f"zone:{z.name}" for z in cfg.zones]
-    result = totals_since(db, windows, names)
+    try:
+        result = totals_since(db, windows, names)
+    except sqlite3.Error as exc:
+        err.print(f"[red]cannot read the count history:[/] {db}: {exc}")
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(result))
         return EXIT_OK

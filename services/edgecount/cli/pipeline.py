@@ -92,6 +92,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edgecount_core.groundtruth import parse_mot, true_line_counts
 
     try:
+        import trackeval  # noqa: F401  (evaluation only: not installed on the device)
+    except ImportError:
+        err.print("[red]edgecount eval needs the evaluation extra:[/] pip install 'edgecount[eval]' "
+                  "(trackeval and SciPy; never needed for counting)")
+        return EXIT_FAILED
+    try:
         lines = line_args(args)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")

@@ -89,7 +89,8 @@ def to_toml(data: dict[str, Any]) -> str:
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
     def table(prefix: str, d: dict[str, Any], out: list[str]) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)
+        # TOML has no null: a None is an unset optional key, left out so it keeps its default.
+        scalars = {k: v for k, v in d.items() if v is not None and not isinstance(v, dict)
                    and not (isinstance(v, list) and v and isinstance(v[0], dict))}
         if prefix and (scalars or not d):
             out.append(f"\n[{prefix}]")
@@ -101,7 +102,7 @@ def to_toml(data: dict[str, Any]) -> str:
             elif isinstance(v, list) and v and isinstance(v[0], dict):
                 for item in v:
                     out.append(f"\n[[{name}]]")
-                    out.extend(f"{kk} = {value(vv)}" for kk, vv in item.items())
+                    out.extend(f"{kk} = {value(vv)}" for kk, vv in item.items() if vv is not None)
 
     lines: list[str] = []
     table("", data, lines)

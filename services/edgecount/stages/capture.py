@@ -90,8 +90,7 @@ class Capture(Service):
         self._open()
 
     def _open(self) -> bool:
-        c = self.cfg.capture
-        cap = open_source(self.source, c.open_timeout_s, c.read_timeout_s)
+        cap = open_source(self.source, *self.cfg.capture_timeouts())
         if not cap.isOpened():
             cap.release()
             wait = self.backoff.next()

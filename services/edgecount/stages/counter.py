@@ -56,6 +56,8 @@ class Counter(Service):
         self.position = FramePosition(live=config.capture.realtime)
         self.last_ts = 0.0
         self.processed = 0
+        self.gaps = 0
+        self.gap_logged = 0
         self.restored = False
         self._restore()
         if not self.stream:
@@ -105,6 +107,13 @@ class Counter(Service):
         if self.position.seen(msg.seq):
             # Counted before a restart (or a resend): acknowledge it again, count nothing.
             self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height))
+            return
+        if self.position.skips_ahead(msg.seq):
+            # Every frame counts in replay: wait (unacknowledged) until capture re-announces the gap.
+            if msg.seq != self.gap_logged:
+                self.log.info("counter.waiting_for_frame", expected=self.position.seq + 1, got=msg.seq)
+                self.gap_logged = msg.seq
+            self.gaps += 1
             return
         t0 = time.perf_counter()
         out = self.tracker.update(msg.box_array(), msg.score_array(), msg.ts)
@@ -161,6 +170,7 @@ class Counter(Service):
     def stats(self) -> dict[str, StatValue]:
         s: dict[str, StatValue] = {"processed": self.processed, "last_seq": self.position.seq,
                                    "tracker_ms": round(self.track_ms, 3), "events": self.store.last_seq,
+                                   "out_of_order": self.gaps,
                                    "active_tracks": sum(1 for t in self.tracker.tracks if t.state == "confirmed")}
         for zc in self.engine.zone_counters:
             s[f"zone.{zc.zone.name}.occupancy"] = zc.occupancy

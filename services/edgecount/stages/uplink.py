@@ -127,21 +127,25 @@ class Uplink(Service):
                                          "in": r[6], "out": r[7]}))
         return out
 
+    def _advance_cursor(self, sink: Sink, cursor: int) -> int:
+        """Record what ``sink`` confirmed since ``cursor`` (and how many records that was); the new cursor."""
+        done = sink.confirmed()
+        if done <= cursor:
+            return cursor
+        with self.store.transaction():
+            n = self.store.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ? AND id <= ?",
+                                      (cursor, done)).fetchone()[0]
+            self.store.put_int(f"cursor.{sink.name}", done)
+            self.store.put_int(f"confirmed.{sink.name}", self.store.get_int(f"confirmed.{sink.name}") + int(n))
+        return done
+
     def _deliver(self) -> None:
         for sink in self.sinks:
-            cursor = self._cursor(sink)
-            done = sink.confirmed()
-            if done > cursor:
-                with self.store.transaction():
-                    self.store.put_int(f"cursor.{sink.name}", done)
-                cursor = done
+            cursor = self._advance_cursor(sink, self._cursor(sink))
             n = sink.wants()
             if n:
                 sink.offer(self._rows_after(sink.offered_upto(cursor), n))
-                done = sink.confirmed()
-                if done > cursor:
-                    with self.store.transaction():
-                        self.store.put_int(f"cursor.{sink.name}", done)
+                self._advance_cursor(sink, cursor)
 
     def _housekeeping(self) -> None:
         if not self.sinks:
@@ -201,10 +205,10 @@ class Uplink(Service):
             self._try_finish()
         backlog = self.backlog()
         if now >= self.next_health:
-            state, degraded = self._device_state()
+            # The whole device's state (a camera down makes it "degraded"); which service is, stays local.
+            state, _ = self._device_state()
             for s in self.sinks:
-                s.publish_health({"ts": round(time.time()), "state": state, "degraded": degraded,
-                                  "backlog": backlog})
+                s.publish_health({"ts": round(time.time()), "state": state, "backlog": backlog})
             self.next_health = now + 60.0
         connected = all(s.status().get("broker_connected", True) for s in self.sinks)
         self.state = "ok" if connected else "degraded"
@@ -238,6 +242,8 @@ class Uplink(Service):
             return
         stats = dict(msg.stats)
         stats["uplink_delivered_upto"] = self.follower.applied
+        for sink in self.sinks:  # every record is confirmed by every sink (MQTT: PUBACK) before this
+            stats[f"sink.{sink.name}.confirmed"] = self.store.get_int(f"confirmed.{sink.name}")
         self.pub.send(bus.EOS, EndOfStream(last_seq=msg.last_seq, stats=stats))
         self.pending_eos = None
 

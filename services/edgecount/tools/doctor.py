@@ -179,8 +179,27 @@ def _broker(cfg: Config) -> list[Check]:
                       "check uplink.mqtt.host/port, the network and the firewall; counts wait in the outbox")]
 
 
+def state_dir_problem(d: Path) -> str:
+    """Why the service user could not keep its state in ``d`` ("" when it can, or can create it)."""
+    probe = d
+    while not probe.exists():
+        if probe.parent == probe:
+            return ""
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user (uid {os.getuid()})"
+    return ""
+
+
 def _disk(cfg: Config) -> Check:
     d = state_dir(cfg)
+    problem = state_dir_problem(d)
+    if problem:
+        return Check("disk", "fail", f"state directory {d}: {problem}",
+                     "set runtime.state_dir to a directory the service user owns (the package uses "
+                     "/var/lib/edgecount)")
     probe = d if d.exists() else d.parent if d.parent.exists() else Path("/")
     usage = shutil.disk_usage(probe)
     ok = usage.free > 200 * 2**20

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
+from edgecount_core.assignment import linear_assignment
 from edgecount_core.counting import CountingEngine, foot_points
 from edgecount_core.geometry import Line
 from edgecount_core.groundtruth import GroundTruth
@@ -45,7 +45,7 @@ def mot_metrics(gt: GroundTruth, hyp: Mapping[int, F64], frames: int) -> dict[st
         ignored = g[~keep_g]
         if len(ignored) and len(t):
             iou = iou_matrix(ignored[:, 1:5], t[:, 1:5])
-            r, c = linear_sum_assignment(-iou)
+            r, c = linear_assignment(-iou)
             drop = {int(ci) for ri, ci in zip(r, c, strict=True) if iou[ri, ci] >= 0.5}
             t = t[[i for i in range(len(t)) if i not in drop]]
         g = g[keep_g]

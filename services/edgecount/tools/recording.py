@@ -36,7 +36,7 @@ import zmq
 from edgecount import stages
 from edgecount.runtime import bus, logs
 from edgecount.runtime.ring import RingReader, RingWriter
-from edgecount_core.messages import FrameReady, Marker, Message, MessageError, decode, encode
+from edgecount_core.messages import FrameReady, Health, Marker, Message, MessageError, decode, encode
 
 # Stills are redacted images meant for the operator, not pipeline data: they are never recorded.
 ALL_TOPICS = tuple(t for t in stages.data_topics() if t != bus.SNAPSHOT)
@@ -101,8 +101,14 @@ def read_messages(directory: Path) -> Iterator[dict[str, Any]]:
         yield from msgpack.Unpacker(f, raw=False)
 
 
-def replay_service(service: str, directory: Path, timeout_s: float = 300.0) -> list[tuple[str, Message]]:
-    """Feed a recording into ``service`` alone; returns what it published (topic, message), in order."""
+def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
+                   noise: Iterator[list[bytes]] | None = None,
+                   health: list[Health] | None = None) -> list[tuple[str, Message]]:
+    """Feed a recording into ``service`` alone; returns what it published (topic, message), in order.
+
+    ``noise`` (a fuzzer) gives raw multipart messages sent on the same upstream socket after every input;
+    ``health`` receives the service's heartbeats, the last one taken after everything was handled.
+    """
     if service not in stages.replayable():
         raise ValueError(f"replay-service supports {', '.join(stages.replayable())}; not {service!r}")
     links = stages.stage(service).data_inputs()
@@ -122,6 +128,7 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0) -> l
     proc = subprocess.Popen([sys.executable, "-m", "edgecount.stages", service, "--config",
                              str(runtime / "config.toml"), "--runtime-dir", str(runtime)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    beats = bus.Subscriber(ctx, runtime, [(service, (bus.HEALTH,))], logs.configure("replay-service", level="error"))
     outputs: list[tuple[str, Message]] = []
     try:
         _handshake(pub, listen, proc, outputs)
@@ -136,9 +143,14 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0) -> l
                 _wait_for(listen, outputs, lambda topic, msg: topic == "detections", proc, timeout_s)
                 continue
             pub.sock.send_multipart([m["topic"].encode(), raw])
+            if noise is not None:
+                pub.sock.send_multipart(next(noise))
             _drain(listen, outputs)
         _handshake(pub, listen, proc, outputs)  # everything before this marker was handled
+        if health is not None:
+            _collect_health(beats, health, proc)
     finally:
+        beats.close()
         proc.terminate()
         proc.wait(timeout=20)
         if ring is not None:
@@ -148,6 +160,19 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0) -> l
         ctx.term()
         shutil.rmtree(runtime, ignore_errors=True)
     return [(t, m) for t, m in outputs if t not in ("marker", "health")]
+
+
+def _collect_health(beats: bus.Subscriber, into: list[Health], proc: Any, wait_s: float = 5.0) -> None:
+    """Every heartbeat so far, and the next one (sent after the final marker was handled)."""
+    while (got := beats.recv(0)) is not None:
+        if isinstance(got[1], Health):
+            into.append(got[1])
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        got = beats.recv(100)
+        if got is not None and isinstance(got[1], Health):
+            into.append(got[1])
+            return
 
 
 def _with_runtime(cfg_text: str, runtime: Path) -> str:

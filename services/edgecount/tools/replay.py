@@ -69,6 +69,9 @@ class ReplayResult:
                                "processed_frames": self.processed_frames, "dropped_frames": self.dropped_frames,
                                "duration_s": round(self.duration_s, 3), "fps": round(self.fps, 2),
                                "lines": self.lines}
+        sinks = {k.split(".")[1]: {"confirmed": int(v)} for k, v in self.eos_stats.items()
+                 if k.startswith("sink.") and k.endswith(".confirmed")}
+        out["sinks"] = sinks  # per configured sink, the records it confirmed (MQTT: PUBACK) before the end
         if self.truncated:  # only then: a complete run's output stays what consumers already parse
             out.update(truncated=True, expected_frames=self.expected_frames)
         return out
