@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
