@@ -6,6 +6,8 @@ venv := ".venv"
 py := venv / "bin/python"
 # Where models and the PETS09 clip are mirrored; without it they are downloaded.
 export EDGECOUNT_ASSET_MIRROR := env_var_or_default("EDGECOUNT_ASSET_MIRROR", if path_exists("../shared/assets") == "true" { "../shared/assets" } else { "" })
+# The scarthgap layer snapshots the BitBake test parses offline.
+export EDGECOUNT_YOCTO_LAYERS := env_var_or_default("EDGECOUNT_YOCTO_LAYERS", if path_exists("../shared/yocto-layers") == "true" { "../shared/yocto-layers" } else { "" })
 export XDG_CACHE_HOME := env_var_or_default("XDG_CACHE_HOME", justfile_directory() / ".cache")
 
 # list the recipes
@@ -29,8 +31,7 @@ demo: setup
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
-# the real components the tests run against (Mosquitto, debootstrap, QEMU, e2fsprogs, an RTSP server),
-# installed when missing
+# install what the tests run against when missing: Mosquitto, debootstrap, QEMU, an RTSP server, BitBake's tools
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -42,6 +43,9 @@ test-deps:
     command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+    # BitBake's host tools (the image's dependency graph is resolved by a real BitBake)
+    for t in gawk chrpath diffstat cpio lz4 zstd file; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
+    locale -a 2>/dev/null | grep -qi '^en_US.utf8$' || need+=(locales)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
@@ -50,6 +54,11 @@ test-deps:
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    if ! locale -a 2>/dev/null | grep -qi '^en_US.utf8$'; then
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        echo "en_US.UTF-8 UTF-8" | $SUDO tee -a /etc/locale.gen >/dev/null
+        $SUDO locale-gen >/dev/null
     fi
 
 # lint and type-check (libs strictly, services too)

@@ -9,6 +9,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 CVE_PRODUCT = "edgecount"
 
 DEPENDS += "python3-setuptools-native python3-wheel-native"
+EDGECOUNT_EDGETPU_RUNTIME ??= "libedgetpu-std"
 
 # The layer lives inside the edgecount repository and builds the application from that
 # checkout (externalsrc), so the recipe has no download of its own.
@@ -16,7 +17,9 @@ SRC_URI = ""
 
 inherit externalsrc python_setuptools_build_meta systemd useradd
 
-EXTERNALSRC = "${LAYERDIR_edgecount}/../.."
+# The checkout holding this layer (yocto/meta-edgecount/recipes-apps/edgecount/ -> four levels up), as the
+# absolute path externalsrc requires.
+EXTERNALSRC = "${@os.path.abspath(os.path.join(d.getVar('FILE_DIRNAME'), '../../../..'))}"
 EXTERNALSRC_BUILD = "${WORKDIR}/build"
 
 do_install:append() {
@@ -41,7 +44,9 @@ FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d \
                 ${systemd_system_unitdir}/edgecount.service"
 CONFFILES:${PN} = "${sysconfdir}/edgecount/edgecount.toml"
 
-RDEPENDS:${PN} = "libedgetpu \
+# What the services import on the device (pyproject.toml's dependencies); evaluation (trackeval, SciPy)
+# is never imported by them and not installed.
+RDEPENDS:${PN} = "${EDGECOUNT_EDGETPU_RUNTIME} \
                   opencv \
                   python3-attrs \
                   python3-core \
@@ -52,9 +57,9 @@ RDEPENDS:${PN} = "libedgetpu \
                   python3-pydantic \
                   python3-pyzmq \
                   python3-rich \
-                  python3-scipy \
                   python3-sqlite3 \
                   python3-structlog \
-                  python3-tensorflow-lite"
+                  python3-tensorflow-lite \
+                  python3-tomlkit"
 
 BBCLASSEXTEND = ""
