@@ -43,6 +43,7 @@ test-deps:
     command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg-dev)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+    [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
     # BitBake's host tools (the image's dependency graph is resolved by a real BitBake)
     for t in gawk chrpath diffstat cpio lz4 zstd file; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
     locale -a 2>/dev/null | grep -qi '^en_US.utf8$' || need+=(locales)

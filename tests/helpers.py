@@ -167,15 +167,16 @@ class Broker:
 class MqttCapture:
     """A subscriber with a persistent session that records every message under edgecount/#."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, topic_filter: str = "edgecount/#") -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-capture-{port}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"test-capture-{port}-{topic_filter.split('/')[0]}",
                                   clean_session=False)
         self.client.reconnect_delay_set(0.2, 1)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("edgecount/#", qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, qos=1)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -15,9 +15,10 @@ from .helpers import ROOT, edgecount
 pytestmark = pytest.mark.slow
 
 
-def test_eval_reports_metrics_and_counts_against_ground_truth(pets09_gt: Path, yolox_model) -> None:
+def test_eval_reports_metrics_and_counts_against_ground_truth(pets09_gt: Path, yolox_model, tmp_path: Path) -> None:
+    png = tmp_path / "counts.png"
     res = edgecount("eval", "asset:pets09", str(pets09_gt), "--config", str(ROOT / "config" / "demo.toml"),
-                    "--json")
+                    "--json", "--png", str(png))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     m = report["metrics"]
@@ -30,6 +31,10 @@ def test_eval_reports_metrics_and_counts_against_ground_truth(pets09_gt: Path, y
     assert counts["relative_error"] <= 0.10
     # The pipeline kept up with the clip's native 10 fps with room to spare.
     assert report["fps"] > 10
+    import cv2
+
+    chart = cv2.imread(str(png))  # a real PNG of true vs counted per line
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart is not None and chart.shape[1] >= 600
 
 
 def test_true_counts_follow_the_convention(pets09_gt: Path) -> None:

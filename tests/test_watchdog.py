@@ -157,3 +157,69 @@ def test_restart_budget_exhaustion_stops_everything_with_failure(runtime_dir: Pa
     assert "watchdog.budget_exhausted" in log and "watchdog.giving_up" in log
     assert log.count("watchdog.restart_scheduled") == 2
     assert not segment_path(runtime_dir).exists()
+
+
+def test_prometheus_metrics_through_a_real_node_exporter(runtime_dir: Path, pets09_clip: Path, ssd_model) -> None:
+    """The watchdog's textfile, scraped by Debian's node_exporter: names, units and labels by convention."""
+    import re
+    import shutil
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .helpers import free_port
+
+    exe = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
+    if not Path(exe).exists():
+        pytest.fail("prometheus-node-exporter is not installed (`just test-deps` installs it)")
+    textfiles = runtime_dir / "textfile"
+    textfiles.mkdir()
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    cfg.write_text(cfg.read_text() + f'metrics_dir = "{textfiles}"\nmetrics_interval_s = 1\n')
+    port = free_port()
+    exporter = subprocess.Popen([exe, "--collector.disable-defaults", "--collector.textfile",
+                                 f"--collector.textfile.directory={textfiles}",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_appliance(cfg)
+    try:
+        def scrape() -> dict[str, object]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+
+        deadline = time.monotonic() + 120
+        families: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                families = scrape()
+            except OSError:
+                families = {}
+            frames = families.get("edgecount_frames_processed")
+            if frames is not None and frames.samples and frames.samples[0].value > 10:  # type: ignore[attr-defined]
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"node_exporter never showed processed frames: {sorted(families)}")
+        assert families["node_textfile_scrape_error"].samples[0].value == 0  # type: ignore[attr-defined]
+        ours = {n: f for n, f in families.items() if n.startswith("edgecount_")}
+        expected = {"edgecount_service_up", "edgecount_service_degraded", "edgecount_service_restarts",
+                    "edgecount_bus_bad_messages", "edgecount_frames_read", "edgecount_frames_processed",
+                    "edgecount_frames_skipped", "edgecount_frames_dropped", "edgecount_inference_latency_seconds",
+                    "edgecount_outbox_backlog_records", "edgecount_outbox_oldest_undelivered_age_seconds",
+                    "edgecount_records_delivered", "edgecount_events"}
+        assert expected <= set(ours), sorted(expected - set(ours))
+        for name, fam in ours.items():
+            assert re.fullmatch(r"edgecount_[a-z0-9_]+", name)
+            for sample in fam.samples:  # type: ignore[attr-defined]
+                assert set(sample.labels) <= {"service", "sink", "quantile"}, (name, sample.labels)
+                if fam.type == "counter":  # type: ignore[attr-defined]
+                    assert sample.name.endswith("_total") and sample.value >= 0, sample
+        up = {s.labels["service"]: s.value for s in ours["edgecount_service_up"].samples}  # type: ignore[attr-defined]
+        assert up == dict.fromkeys(("capture", "inference", "counter", "privacy", "uplink"), 1.0)
+        latency = {s.labels["quantile"]: s.value
+                   for s in ours["edgecount_inference_latency_seconds"].samples}  # type: ignore[attr-defined]
+        assert 0 < latency["0.5"] <= latency["0.95"] < 5, latency  # seconds, not milliseconds
+    finally:
+        stop_appliance(proc)
+        exporter.terminate()
+        exporter.wait(timeout=10)

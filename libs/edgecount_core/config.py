@@ -205,8 +205,10 @@ class MqttSection(_Section):
     keepalive_s: float = Field(30.0, ge=5)
     max_inflight: int = Field(10, ge=1, le=1000, description="records awaiting PUBACK at once")
     reconnect_max_s: float = Field(30.0, ge=1)
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (entities appear by themselves)")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix")
 
-    _prefix = field_validator("topic_prefix")(_topic_level)
+    _prefix = field_validator("topic_prefix", "discovery_prefix")(_topic_level)
 
 
 class WebhookSection(_Section):
@@ -262,6 +264,10 @@ class WatchdogSection(_Section):
     backoff_max_s: float = Field(30.0, gt=0)
     restart_budget: int = Field(10, ge=1, description="restarts allowed per service within restart_window_s")
     restart_window_s: float = Field(600.0, gt=0)
+    metrics_dir: str = Field(
+        "/var/lib/prometheus/node-exporter",
+        description="node_exporter's textfile directory: edgecount.prom is written there (empty = off)")
+    metrics_interval_s: float = Field(15.0, ge=1, description="how often the metrics file is rewritten")
 
     @model_validator(mode="after")
     def _timing(self) -> WatchdogSection:

@@ -252,8 +252,12 @@ class CountRecord:
     n_out: int
     log_seq: int = 0
     """Position in the privacy filter's durable record log."""
+    occupancy: int | None = None
+    """Zones only: how many people were inside at the end of the bucket (a count, like ``n_in``)."""
 
     def _validate(self) -> None:
+        if self.occupancy is not None and (self.kind != "zone" or self.occupancy < 0):
+            raise MessageError("record: occupancy is a non-negative count, for zones only")
         if self.kind not in ("line", "zone", "event"):
             raise MessageError(f"record: kind must be 'line', 'zone' or 'event', got {self.kind!r}")
         if self.n_in < 0 or self.n_out < 0:
@@ -383,6 +387,8 @@ def _field_checker(annotation: Any) -> Callable[[Any], bool]:
     ):
         if text == py:
             return _instance_check(allowed, exclude_bool=py in ("int", "float"))
+    if text == "int | None":
+        return lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))
     if text.startswith("dict"):
         return _instance_check((dict,), exclude_bool=False)
     if text.startswith("list"):
@@ -407,7 +413,8 @@ _ANNOTATIONS: dict[type[Any], dict[str, str]] = {
 def encode(msg: Message) -> bytes:
     """Serialise a message to msgpack bytes."""
     body: dict[str, Any] = {"type": msg.TYPE, "v": msg.VERSION}
-    body.update(attrs.asdict(msg, recurse=False))
+    # An optional field left unset is not sent: the wire format of older builds stays as it was.
+    body.update({k: v for k, v in attrs.asdict(msg, recurse=False).items() if v is not None})
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -446,7 +453,7 @@ def from_mapping(body: Any) -> Message:
         if isinstance(value, float) and not math.isfinite(value):
             raise MessageError(f"{kind}: field {name!r} is not a finite number")
         if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_INT \
-                and _ANNOTATIONS[cls][name] == "int":
+                and _ANNOTATIONS[cls][name] in ("int", "int | None"):
             raise MessageError(f"{kind}: field {name!r} = {value} out of range 0..2**63-1")
         kwargs[name] = value
     unknown = set(body) - set(checks) - {"type", "v"}

@@ -22,6 +22,10 @@ from edgecount_core.messages import CountRecord
 __all__ = ["BucketAggregator", "record_id"]
 
 
+def _occupancy(row: list[Any]) -> int | None:
+    return None if len(row) < 5 or row[4] is None else int(row[4])
+
+
 def record_id(device: str, kind: str, name: str, bucket_start: float) -> str:
     return f"{device}/{kind}/{name}/{int(bucket_start)}"
 
@@ -30,6 +34,7 @@ def record_id(device: str, kind: str, name: str, bucket_start: float) -> str:
 class _Bucket:
     n_in: int = 0
     n_out: int = 0
+    occupancy: int | None = None  # zones: people inside after the bucket's last event
 
 
 class BucketAggregator:
@@ -48,6 +53,8 @@ class BucketAggregator:
         self._open: dict[float, dict[tuple[str, str], _Bucket]] = {}
         self._first_open: float | None = None
         self._closed_until = -math.inf
+        self._occupancy: dict[str, int] = {}  # zone -> people inside, as last reported
+        self._carried: dict[str, int] = {}  # zone -> occupancy at the end of the last emitted bucket
 
     def _start(self, ts: float) -> float:
         return math.floor(ts / self.bucket_s) * self.bucket_s
@@ -57,11 +64,11 @@ class BucketAggregator:
             self._open[start] = {k: _Bucket() for k in self.names}
         return self._open[start]
 
-    def add(self, kind: str, name: str, direction: str, ts: float) -> bool:
-        """Count one crossing (``in``/``out``) or zone change (``enter``/``exit``).
-
-        Returns False for an event whose bucket was already emitted (too late).
-        """
+    def add(self, kind: str, name: str, direction: str, ts: float, occupancy: int | None = None) -> bool:
+        """Count one crossing (``in``/``out``) or zone change (``enter``/``exit``, with the zone's occupancy
+        after it). Returns False for an event whose bucket was already emitted (too late)."""
+        if occupancy is not None:
+            self._occupancy[name] = occupancy
         start = self._start(ts)
         if start < self._closed_until:
             return False
@@ -70,6 +77,8 @@ class BucketAggregator:
             b.n_in += 1
         else:
             b.n_out += 1
+        if occupancy is not None:
+            b.occupancy = occupancy
         return True
 
     def advance(self, watermark: float) -> list[CountRecord]:
@@ -96,8 +105,9 @@ class BucketAggregator:
     def to_state(self) -> dict[str, Any]:
         """The open buckets and the closing position as plain data (msgpack-able, no code)."""
         return {"v": self.STATE_VERSION, "bucket_s": self.bucket_s,
-                "open": [[s, [[k, n, b.n_in, b.n_out] for (k, n), b in sorted(bs.items())]]
+                "open": [[s, [[k, n, b.n_in, b.n_out, b.occupancy] for (k, n), b in sorted(bs.items())]]
                          for s, bs in sorted(self._open.items())],
+                "carried": dict(self._carried),
                 "first_open": self._first_open,
                 "closed_until": None if self._closed_until == -math.inf else self._closed_until}
 
@@ -111,7 +121,9 @@ class BucketAggregator:
                 raise ValueError("saved with another format or bucket length")
             opened: dict[float, dict[tuple[str, str], _Bucket]] = {}
             for start, rows in state["open"]:
-                opened[float(start)] = {(str(k), str(n)): _Bucket(int(i), int(o)) for k, n, i, o in rows}
+                opened[float(start)] = {(str(r[0]), str(r[1])): _Bucket(int(r[2]), int(r[3]), _occupancy(r))
+                                        for r in rows}
+            self._carried = {str(k): int(v) for k, v in (state.get("carried") or {}).items()}
             first = state["first_open"]
             closed = state["closed_until"]
             self._first_open = None if first is None else float(first)
@@ -124,8 +136,12 @@ class BucketAggregator:
         out: list[CountRecord] = []
         for s in sorted(starts):
             for (kind, name), b in sorted(self._open.pop(s).items()):
+                occupancy = None
+                if kind == "zone":  # a bucket nobody entered or left keeps the occupancy it started with
+                    occupancy = b.occupancy if b.occupancy is not None else self._carried.get(name, 0)
+                    self._carried[name] = occupancy
                 out.append(CountRecord(record_id=record_id(self.device, kind, name, s), kind=kind,
                                        name=name, bucket_start=s, bucket_s=self.bucket_s,
-                                       n_in=b.n_in, n_out=b.n_out))
+                                       n_in=b.n_in, n_out=b.n_out, occupancy=occupancy))
             self._closed_until = max(self._closed_until, s + self.bucket_s)
         return out

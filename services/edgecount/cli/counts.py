@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 from typing import Any
 
 from rich.table import Table
@@ -12,6 +14,7 @@ from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_RUNNING,
     EXIT_OK,
+    EXIT_USAGE,
     config_path,
     err,
     out,
@@ -45,6 +48,9 @@ def cmd_counts(args: argparse.Namespace) -> int:
     if since is not None:
         windows = {f"since {args.since}": since}
     names = [f"line:{ln.name}" for ln in cfg.lines] + [f"zone:{z.name}" for z in cfg.zones]
+    if args.chart:
+        return _chart(db, now - (_parse_since(args.since) if args.since else 86400.0), now,
+                      _parse_since(args.by), names, args.json)
     try:
         result = totals_since(db, windows, names)
     except sqlite3.Error as exc:
@@ -60,6 +66,40 @@ def cmd_counts(args: argparse.Namespace) -> int:
     for n in sorted({k for v in result.values() for k in v}):
         t.add_row(n, *(f"{result[lbl][n]['in']} / {result[lbl][n]['out']}" for lbl in result))
     out.print(t)
+    return EXIT_OK
+
+
+def _chart(db: Any, since: float, until: float, by_s: float, names: list[str], as_json: bool) -> int:
+    """In and out per line (entries and exits per zone) over time, drawn in the terminal by plotext."""
+    import sqlite3
+    import time as _time
+
+    import plotext as plt
+
+    from edgecount.tools.history import series
+
+    if by_s <= 0 or (until - since) / by_s > 2000:
+        err.print("[red]--by[/]: use a bin that gives at most 2000 points, e.g. --since 24h --by 15m")
+        return EXIT_USAGE
+    try:
+        data = series(db, since, until, by_s, names)
+    except sqlite3.Error as exc:
+        err.print(f"[red]cannot read the count history:[/] {db}: {exc}")
+        return EXIT_FAILED
+    if as_json:
+        print(json.dumps(data))
+        return EXIT_OK
+    labels = [_time.strftime("%d/%m/%Y %H:%M", _time.localtime(t)) for t in data["bins"]]
+    plt.clear_figure()
+    plt.date_form("d/m/Y H:M")
+    width, height = shutil.get_terminal_size((100, 30))
+    plt.plot_size(min(width, 160), max(12, min(height - 4, 30)))
+    for name, s in sorted(data["series"].items()):
+        plt.plot(labels, s["in"], label=f"{name} in", marker="braille")
+        plt.plot(labels, s["out"], label=f"{name} out", marker="braille")
+    plt.title(f"people per {by_s / 60:g} min")
+    chart = plt.build()
+    print(chart if sys.stdout.isatty() else plt.uncolorize(chart))  # no colour codes in a pipe or a file
     return EXIT_OK
 
 
@@ -113,8 +153,10 @@ def register(sub: Any) -> None:
     """Add this module's commands to the ``edgecount`` parser."""
     ct = sub.add_parser("counts", help="counts per line/zone: today and the last hour")
     ct.add_argument("--config", "-c")
-    ct.add_argument("--since", help="a duration instead: 30m, 2h, 1d")
-    ct.add_argument("--json", action="store_true")
+    ct.add_argument("--since", help="a duration instead: 30m, 2h, 1d (with --chart: default 24h)")
+    ct.add_argument("--chart", action="store_true", help="in/out per line over time, drawn in the terminal")
+    ct.add_argument("--by", default="15m", help="with --chart: the time per point (default 15m)")
+    ct.add_argument("--json", action="store_true", help="plain numbers (with --chart: the series)")
     ct.set_defaults(func=cmd_counts)
 
     evs = sub.add_parser("events", help="crossings and zone changes as they happen (on the device only)")

@@ -121,6 +121,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     counts = count_error(truth, res.lines)
     report = {"source": args.source, "frames": res.frames, "processed_frames": res.processed_frames,
               "fps": round(res.fps, 2), "model": cfg.inference.model, "metrics": metrics, "counts": counts}
+    if args.png:
+        from edgecount.tools.evaluate import plot_counts
+
+        plot_counts(counts, Path(args.png))
     if args.json:
         print(json.dumps(report))
         return EXIT_OK
@@ -210,6 +214,7 @@ def register(sub: Any) -> None:
     ev.add_argument("--config", "-c")
     ev.add_argument("--line", action="append", metavar="NAME:AX,AY,BX,BY")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--png", metavar="FILE", help="also write a chart of true vs counted per line")
     ev.set_defaults(func=cmd_eval)
 
     rec = sub.add_parser("record", help="record what flows on the bus of the running appliance")

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from edgecount.runtime import logs
 
 
@@ -29,6 +31,7 @@ from edgecount.runtime import logs
 def native_output_to_log(verbose: bool) -> Iterator[None]:
     """Route fd 2 (native libraries) into the log for the duration; Python's stderr stays the terminal."""
     sys.stderr.flush()
+    saved_logging = structlog.get_config()
     terminal_fd = os.dup(2)
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
@@ -65,7 +68,7 @@ def native_output_to_log(verbose: bool) -> Iterator[None]:
         reader.join(timeout=2)
         sys.stderr = old_stderr
         sys.unraisablehook = old_hook
-        logs.configure("cli", level="debug" if verbose else "warning")
+        structlog.configure(**saved_logging)  # whoever configured logging before gets it back as it was
 
 
 def report_unexpected(exc: BaseException, command: str) -> str:

@@ -30,6 +30,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.metrics import render, samples, write_textfile
 from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.sdnotify import SdNotify
 from edgecount_core.config import Config
@@ -71,6 +72,8 @@ class Watchdog:
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
         self.failed: str | None = None
         self._next_ping = 0.0
+        self._next_metrics = 0.0
+        self._metrics_warned = False
         self._status_sent = ""
         self.stopping = False
         self.started_wall = time.time()
@@ -182,6 +185,7 @@ class Watchdog:
         self._serve_control()
         self.check()
         self._systemd()
+        self._metrics()
         return last
 
     def _serve_control(self) -> None:
@@ -253,6 +257,20 @@ class Watchdog:
         if status != self._status_sent:
             self.notify.send(f"STATUS={status}")
             self._status_sent = status
+
+    def _metrics(self) -> None:
+        """Prometheus textfile for node_exporter's textfile collector (no port is opened on the device)."""
+        w = self.cfg.watchdog
+        now = time.monotonic()
+        if not w.metrics_dir or now < self._next_metrics:
+            return
+        self._next_metrics = now + w.metrics_interval_s
+        try:
+            write_textfile(Path(w.metrics_dir), render(samples(self.status())))
+        except OSError as exc:
+            if not self._metrics_warned:  # e.g. node_exporter not installed: say so once, carry on
+                self.log.warning("watchdog.metrics_not_written", dir=w.metrics_dir, reason=str(exc))
+                self._metrics_warned = True
 
     def all_up(self) -> bool:
         return all(c.state in ("ok", "degraded") for c in self.children.values())

@@ -158,7 +158,7 @@ class Privacy(Service):
             for r in records:
                 n = self.store.next_seq()
                 rec = CountRecord(record_id=r.record_id, kind=r.kind, name=r.name, bucket_start=r.bucket_start,
-                                  bucket_s=r.bucket_s, n_in=r.n_in, n_out=r.n_out, log_seq=n)
+                                  bucket_s=r.bucket_s, n_in=r.n_in, n_out=r.n_out, log_seq=n, occupancy=r.occupancy)
                 self.store.append(n, bus.RECORD, encode(rec))
                 out.append(rec)
             self.store.put(AGG_KEY, msgpack.packb(self.agg.to_state(), use_bin_type=True))
@@ -183,7 +183,7 @@ class Privacy(Service):
                     record_id=record_id(self.device, "event", msg.line, msg.event_seq), kind="event",
                     name=msg.line, bucket_start=coarse, bucket_s=res,
                     n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out")))
-        elif isinstance(msg, ZoneEvent) and not self.agg.add("zone", msg.zone, msg.kind, msg.ts):
+        elif isinstance(msg, ZoneEvent) and not self.agg.add("zone", msg.zone, msg.kind, msg.ts, msg.occupancy):
             self.late += 1
         self._publish(self._commit(events, applied=_event_seq(msg)))
 

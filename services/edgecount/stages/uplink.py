@@ -40,6 +40,14 @@ CREATE INDEX IF NOT EXISTS history_time ON history(bucket_start);
 HISTORY_DAYS = 31
 
 
+def _add_column(store: Store, table: str, column: str) -> None:
+    """Add a column a newer build needs to a store an older build created (idempotent)."""
+    name = column.split()[0]
+    have = {row[1] for row in store.db.execute(f"PRAGMA table_info({table})")}
+    if name not in have:
+        store.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
 class Uplink(Service):
     name = "uplink"
     MAX_SNAPSHOTS = 20  # undelivered stills kept while offline; older ones are dropped (counted)
@@ -48,6 +56,7 @@ class Uplink(Service):
         super().__init__(config, runtime_dir)
         self.store = Store(state_dir(config) / "uplink.db", synchronous="FULL")
         self.store.db.executescript(_OUTBOX)
+        _add_column(self.store, "outbox", "occupancy INTEGER")  # zones' occupancy (added in 0.2; older stores)
         self.stills_allowed = config.privacy.policy == "snapshots"
         if not self.stills_allowed:
             self._drop_queued_stills()
@@ -92,9 +101,10 @@ class Uplink(Service):
             return
         with self.store.transaction():
             self.store.db.execute(
-                "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time()))
+                "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
+                "occupancy) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time(),
+                 msg.occupancy))
             # What `edgecount counts` shows on the device, kept whether or not it was delivered.
             self.store.db.execute(
                 "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out) "
@@ -113,7 +123,7 @@ class Uplink(Service):
 
     def _rows_after(self, cursor: int, limit: int) -> list[OutRow]:
         rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob FROM outbox "
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob, occupancy FROM outbox "
             "WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
         out = []
         for r in rows:
@@ -122,9 +132,12 @@ class Uplink(Service):
                                           "kind": "snapshot", "bucket_start": r[4]}
                 out.append(OutRow(r[0], rec, bytes(r[8])))
             else:
-                out.append(OutRow(r[0], {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                                         "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
-                                         "in": r[6], "out": r[7]}))
+                record: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
+                                             "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
+                                             "in": r[6], "out": r[7]}
+                if r[9] is not None:
+                    record["occupancy"] = r[9]
+                out.append(OutRow(r[0], record))
         return out
 
     def _advance_cursor(self, sink: Sink, cursor: int) -> int:
@@ -252,9 +265,14 @@ class Uplink(Service):
                                    "recovered": self.follower.recovered, "lost": self.follower.lost,
                                    "dropped_records": self.store.get_int("dropped.records")}
         for sink in self.sinks:
+            s[f"delivered.{sink.name}"] = self.store.get_int(f"confirmed.{sink.name}")
             for k, v in sink.status().items():
                 if isinstance(v, int | float | str | bool):
                     s[k] = v
+        if self.sinks:
+            low = min(self._cursor(x) for x in self.sinks)
+            oldest = self.store.db.execute("SELECT MIN(created) FROM outbox WHERE id > ?", (low,)).fetchone()[0]
+            s["oldest_undelivered_s"] = round(max(0.0, time.time() - oldest), 1) if oldest is not None else 0.0
         return s
 
     def teardown(self) -> None:

@@ -25,6 +25,7 @@ import attrs
 
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.settings import state_dir
+from edgecount.stages.ha_discovery import discovery_configs, own_config_filter
 from edgecount_core.config import Config
 
 
@@ -161,11 +162,15 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: Any, site: str, device: str, log: Any) -> None:
+    def __init__(self, cfg: Any, site: str, device: str, log: Any,
+                 discovery: dict[str, dict[str, Any]] | None = None, discovery_filter: str = "") -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.cfg = cfg
+        # Home Assistant discovery: what to announce (retained), and where our earlier announcements live.
+        self.discovery = discovery or {}
+        self.discovery_filter = discovery_filter
         self.log = log
         self.base = f"{cfg.topic_prefix}/{site}/{device}"
         self.status_topic = f"{self.base}/status"
@@ -187,6 +192,7 @@ class MqttSink:
         self.client.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
         self.client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid))
         self.client.on_connect_fail = lambda c, u: self.events.put(("connect_fail", None))
+        self.client.on_message = lambda c, u, msg: self.events.put(("retained", (msg.topic, len(msg.payload))))
         self.connected = False
         self.inflight: dict[int, int] = {}  # mid -> row id
         self.order: list[int] = []  # row ids sent on this connection, in order
@@ -211,6 +217,7 @@ class MqttSink:
                 self.connected = True
                 self.last_error = ""
                 self.client.publish(self.status_topic, "online", qos=1, retain=True)
+                self._announce()
                 self.log.info("mqtt.connected", broker=f"{self.cfg.host}:{self.cfg.port}")
             elif kind in ("disconnect", "connect_fail"):
                 if self.connected or kind == "connect_fail":
@@ -222,6 +229,12 @@ class MqttSink:
                 self.inflight.clear()
                 self.order.clear()
                 self.acked.clear()
+            elif kind == "retained":
+                topic, size = value
+                if size and topic not in self.discovery:
+                    # An entity of a line or zone no longer configured: an empty retained config removes it.
+                    self.client.publish(topic, b"", qos=1, retain=True)
+                    self.log.info("mqtt.discovery_removed", topic=topic)
             elif kind == "puback":
                 row = self.inflight.pop(int(value), None)
                 if row is not None:
@@ -231,6 +244,13 @@ class MqttSink:
             row = self.order.pop(0)
             self.acked.discard(row)
             self._confirmed = max(self._confirmed, row)
+
+    def _announce(self) -> None:
+        if not self.discovery_filter:
+            return
+        for topic, payload in self.discovery.items():
+            self.client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
+        self.client.subscribe(self.discovery_filter, qos=1)  # the broker answers with what it retained
 
     def wants(self) -> int:
         self._drain_events()
@@ -370,7 +390,10 @@ class WebhookSink:
 #: ``uplink.sinks`` names and how each sink is built from the configuration.
 SINKS: dict[str, Callable[[Config, Any], Sink]] = {
     "jsonl": lambda cfg, log: JsonlSink(Path(cfg.uplink.jsonl_path or state_dir(cfg) / "uplink.jsonl")),
-    "mqtt": lambda cfg, log: MqttSink(cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log),
+    "mqtt": lambda cfg, log: MqttSink(
+        cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log,
+        discovery=discovery_configs(cfg) if cfg.uplink.mqtt.discovery else None,
+        discovery_filter=own_config_filter(cfg) if cfg.uplink.mqtt.discovery else ""),
     "webhook": lambda cfg, log: WebhookSink(cfg.uplink.webhook, log),
 }
 

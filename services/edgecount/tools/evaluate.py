@@ -10,6 +10,7 @@ and tracker boxes that match them (IoU >= 0.5) are removed before scoring.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,3 +108,28 @@ def track_offline(
         spent += time.perf_counter() - t0
         hyp[i + 1] = out.rows[:, :5]
     return hyp, engine.totals(), spent / max(1, len(detections)) * 1000.0
+
+
+def plot_counts(counts: Mapping[str, Any], path: Path, title: str = "") -> None:
+    """A PNG of true against counted ``in`` and ``out`` per line (evaluation only: needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a device or in CI
+    import matplotlib.pyplot as plt
+
+    lines = list(counts["lines"])
+    x = np.arange(len(lines))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(lines) + 2), 4.5), dpi=100)
+    width = 0.2
+    for k, (key, label, hatch) in enumerate((("true_in", "true in", ""), ("in", "counted in", "//"),
+                                             ("true_out", "true out", ""), ("out", "counted out", "//"))):
+        ax.bar(x + (k - 1.5) * width, [counts["lines"][n][key] for n in lines], width, label=label, hatch=hatch,
+               color="tab:blue" if "in" in key else "tab:orange", alpha=1.0 if key.startswith("true") else 0.6)
+    ax.set_xticks(x, lines, rotation=30, ha="right")
+    ax.set_ylabel("people")
+    ax.set_title(title or f"true vs counted: {counts['abs_error']} of {counts['true_total']} off "
+                          f"({counts['relative_error']:.1%})")
+    ax.legend(ncols=2, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)

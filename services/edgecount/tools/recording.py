@@ -269,7 +269,7 @@ def normalise(outputs: list[tuple[str, Message]]) -> list[dict[str, Any]]:
         elif isinstance(msg, Tracks):
             d.update(seq=msg.seq, rows=np.round(msg.row_array(), 1).tolist(), ended=sorted(msg.ended))
         else:
-            d.update({k: v for k, v in attrs.asdict(msg).items() if k != "event_id"})
+            d.update({k: v for k, v in attrs.asdict(msg).items() if k != "event_id" and v is not None})
             if isinstance(msg, Crossing | ZoneEvent):
                 d["ts"] = round(msg.ts, 3)
         rows.append(d)

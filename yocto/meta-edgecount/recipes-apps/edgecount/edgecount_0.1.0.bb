@@ -54,6 +54,7 @@ RDEPENDS:${PN} = "${EDGECOUNT_EDGETPU_RUNTIME} \
                   python3-numpy \
                   python3-opencv \
                   python3-paho-mqtt \
+                  python3-plotext \
                   python3-pydantic \
                   python3-pyzmq \
                   python3-rich \

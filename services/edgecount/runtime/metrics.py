@@ -1,0 +1,110 @@
+"""Prometheus metrics without a listener: node_exporter's textfile format, written atomically.
+
+The device opens no port. The watchdog, which already receives every service's heartbeat, renders
+their figures as Prometheus text and renames a complete file into node_exporter's textfile directory
+(Debian's ``prometheus-node-exporter`` reads ``/var/lib/prometheus/node-exporter/*.prom``). Labels are
+the service, the sink or a quantile: never a track, a person or anything per event.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+Sample = tuple[dict[str, str], float]
+
+# name -> (type, help)
+METRICS: dict[str, tuple[str, str]] = {
+    "edgecount_service_up": ("gauge", "1 while the service heartbeats (ok or degraded)"),
+    "edgecount_service_degraded": ("gauge", "1 while the service reports degraded (camera down, no Edge TPU, broker)"),
+    "edgecount_service_restarts_total": ("counter", "restarts of the service by the watchdog"),
+    "edgecount_bus_bad_messages_total": ("counter", "malformed or invalid bus messages the service dropped"),
+    "edgecount_frames_read_total": ("counter", "frames capture read from the camera"),
+    "edgecount_frames_processed_total": ("counter", "frames inference ran the detector on"),
+    "edgecount_frames_skipped_total": ("counter", "frames inference skipped to keep up (live: newest frame wins)"),
+    "edgecount_frames_dropped_total": ("counter", "frames overwritten in the ring before inference read them"),
+    "edgecount_inference_latency_seconds": ("gauge", "detector latency over the last frames, by quantile"),
+    "edgecount_events_total": ("counter", "crossings and zone changes the counter made durable"),
+    "edgecount_outbox_backlog_records": ("gauge", "records some sink has not confirmed yet"),
+    "edgecount_outbox_oldest_undelivered_age_seconds": ("gauge", "age of the oldest record not yet confirmed"),
+    "edgecount_outbox_dropped_records_total": ("counter", "records merged or dropped to bound the outbox"),
+    "edgecount_records_delivered_total": ("counter", "records a sink confirmed (file fsynced, MQTT PUBACK, 2xx)"),
+}
+
+_PER_SERVICE = {"bad_messages": "edgecount_bus_bad_messages_total"}
+_SERVICE_STATS = {  # (service, stat) -> metric, scale
+    ("capture", "frames_read"): ("edgecount_frames_read_total", 1.0),
+    ("inference", "processed"): ("edgecount_frames_processed_total", 1.0),
+    ("inference", "skipped"): ("edgecount_frames_skipped_total", 1.0),
+    ("inference", "overwritten"): ("edgecount_frames_dropped_total", 1.0),
+    ("counter", "events"): ("edgecount_events_total", 1.0),
+    ("uplink", "backlog"): ("edgecount_outbox_backlog_records", 1.0),
+    ("uplink", "oldest_undelivered_s"): ("edgecount_outbox_oldest_undelivered_age_seconds", 1.0),
+    ("uplink", "dropped_records"): ("edgecount_outbox_dropped_records_total", 1.0),
+}
+
+
+def samples(services: Iterable[Mapping[str, Any]]) -> dict[str, list[Sample]]:
+    """The metrics of the watchdog's status rows (``edgecount status --json``'s ``services``)."""
+    out: dict[str, list[Sample]] = {name: [] for name in METRICS}
+    for s in services:
+        name, stats = str(s["service"]), s.get("stats") or {}
+        label = {"service": name}
+        out["edgecount_service_up"].append((label, float(s.get("state") in ("ok", "degraded"))))
+        out["edgecount_service_degraded"].append((label, float(s.get("state") == "degraded")))
+        out["edgecount_service_restarts_total"].append((label, float(s.get("restarts", 0))))
+        for stat, metric in _PER_SERVICE.items():
+            if isinstance(stats.get(stat), int | float):
+                out[metric].append((label, float(stats[stat])))
+        for (svc, stat), (metric, scale) in _SERVICE_STATS.items():
+            if svc == name and isinstance(stats.get(stat), int | float) and not isinstance(stats[stat], bool):
+                out[metric].append(({}, float(stats[stat]) * scale))
+        if name == "inference":
+            for q, key in (("0.5", "latency_ms_p50"), ("0.95", "latency_ms_p95")):
+                if isinstance(stats.get(key), int | float) and int(stats.get("processed", 0)):
+                    out["edgecount_inference_latency_seconds"].append(({"quantile": q}, float(stats[key]) / 1000))
+        if name == "uplink":
+            for key, value in stats.items():
+                if key.startswith("delivered.") and isinstance(value, int | float):
+                    out["edgecount_records_delivered_total"].append(({"sink": key.split(".", 1)[1]}, float(value)))
+    return out
+
+
+def _label_text(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    esc = {k: v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for k, v in labels.items()}
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)  # shortest exact text
+
+
+def render(metrics: Mapping[str, list[Sample]]) -> str:
+    """Prometheus text exposition format (one HELP and TYPE per family, samples after)."""
+    lines = []
+    for name, (kind, text) in METRICS.items():
+        rows = metrics.get(name) or []
+        if not rows:
+            continue
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{_label_text(labels)} {_number(value)}" for labels, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(directory: Path, text: str, name: str = "edgecount.prom") -> Path:
+    """Replace ``directory/name`` atomically: node_exporter never reads half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # node_exporter runs as its own user
+        target = directory / name
+        os.replace(tmp, target)
+        return target
+    finally:
+        Path(tmp).unlink(missing_ok=True)

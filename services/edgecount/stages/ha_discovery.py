@@ -1,0 +1,79 @@
+"""Home Assistant MQTT discovery: the device's counts and health appear as entities by themselves.
+
+Retained ``<prefix>/sensor/<node>/<object>/config`` messages describe, per line, its ``in`` and ``out``
+counts, per zone its entries, exits and occupancy, and the device's health and backlog, all grouped
+under one device. Their state topics are the count and health topics the uplink already publishes (no
+second data path) and their availability is the retained ``status`` topic with its ``offline`` last
+will. Only counts and health are described: nothing per person, no snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from edgecount import __version__
+from edgecount_core.config import Config
+
+Payload = dict[str, Any]
+
+
+def node_id(site: str, device: str) -> str:
+    """The device's id in discovery topics (Home Assistant allows letters, digits, ``_`` and ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"edgecount_{site}_{device}")
+
+
+def discovery_configs(cfg: Config) -> dict[str, Payload]:
+    """Discovery topic -> config payload for every entity of this configuration."""
+    m, site, device = cfg.uplink.mqtt, cfg.device.site, cfg.device.id
+    base = f"{m.topic_prefix}/{site}/{device}"
+    node = node_id(site, device)
+    common: Payload = {
+        "availability_topic": f"{base}/status", "payload_available": "online", "payload_not_available": "offline",
+        "device": {"identifiers": [node], "name": f"edgecount {site}/{device}", "manufacturer": "edgecount",
+                   "model": "edgecount people counter", "sw_version": __version__, "suggested_area": site},
+        "origin": {"name": "edgecount", "sw_version": __version__,
+                   "support_url": "https://github.com/edgecount/edgecount"},
+    }
+    per_bucket = f"per {cfg.privacy.bucket_s:g} s"
+    entities: list[tuple[str, Payload]] = []
+    for ln in cfg.lines:
+        for direction, icon in (("in", "mdi:account-arrow-right"), ("out", "mdi:account-arrow-left")):
+            entities.append((f"line_{ln.name}_{direction}", {
+                "name": f"{ln.name} {direction} ({per_bucket})", "state_topic": f"{base}/counts/line/{ln.name}",
+                "value_template": f"{{{{ value_json['{direction}'] }}}}", "unit_of_measurement": "people",
+                "state_class": "measurement", "force_update": True, "icon": icon}))
+    for z in cfg.zones:
+        topic = f"{base}/counts/zone/{z.name}"
+        entities += [
+            (f"zone_{z.name}_entries", {"name": f"{z.name} entries ({per_bucket})", "state_topic": topic,
+                                        "value_template": "{{ value_json['in'] }}", "unit_of_measurement": "people",
+                                        "state_class": "measurement", "force_update": True,
+                                        "icon": "mdi:location-enter"}),
+            (f"zone_{z.name}_exits", {"name": f"{z.name} exits ({per_bucket})", "state_topic": topic,
+                                      "value_template": "{{ value_json['out'] }}", "unit_of_measurement": "people",
+                                      "state_class": "measurement", "force_update": True,
+                                      "icon": "mdi:location-exit"}),
+            (f"zone_{z.name}_occupancy", {"name": f"{z.name} occupancy", "state_topic": topic,
+                                          "value_template": "{{ value_json.occupancy }}",
+                                          "unit_of_measurement": "people", "state_class": "measurement",
+                                          "icon": "mdi:account-group"}),
+        ]
+    entities += [
+        ("health", {"name": "health", "state_topic": f"{base}/health", "value_template": "{{ value_json.state }}",
+                    "entity_category": "diagnostic", "icon": "mdi:heart-pulse"}),
+        ("backlog", {"name": "undelivered records", "state_topic": f"{base}/health",
+                     "value_template": "{{ value_json.backlog }}", "unit_of_measurement": "records",
+                     "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:tray-full"}),
+    ]
+    out: dict[str, Payload] = {}
+    for object_id, fields in entities:
+        oid = re.sub(r"[^A-Za-z0-9_-]", "_", object_id)
+        out[f"{m.discovery_prefix}/sensor/{node}/{oid}/config"] = {
+            **fields, "unique_id": f"{node}_{oid}", "object_id": f"{node}_{oid}", **common}
+    return out
+
+
+def own_config_filter(cfg: Config) -> str:
+    """The subscription that finds this device's retained discovery messages (to retire stale ones)."""
+    return f"{cfg.uplink.mqtt.discovery_prefix}/+/{node_id(cfg.device.site, cfg.device.id)}/+/config"
