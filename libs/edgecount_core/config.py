@@ -268,6 +268,9 @@ class WatchdogSection(_Section):
         "/var/lib/prometheus/node-exporter",
         description="node_exporter's textfile directory: edgecount.prom is written there (empty = off)")
     metrics_interval_s: float = Field(15.0, ge=1, description="how often the metrics file is rewritten")
+    fork_server: bool = Field(
+        True, description="start services from a fork server that imported their libraries once, so they "
+        "share that memory (false: each service is a fresh interpreter)")
 
     @model_validator(mode="after")
     def _timing(self) -> WatchdogSection:

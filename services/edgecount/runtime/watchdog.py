@@ -30,6 +30,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.forkserver import StageProcess
 from edgecount.runtime.metrics import render, samples, write_textfile
 from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.sdnotify import SdNotify
@@ -40,7 +41,7 @@ from edgecount_core.messages import Health
 @attrs.define
 class Supervised:
     name: str
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | StageProcess | None = None
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     health: Health | None = None
@@ -87,17 +88,22 @@ class Watchdog:
 
     # -- processes ----------------------------------------------------------------------
     def _spawn(self, child: Supervised) -> None:
-        argv = [sys.executable, "-m", "edgecount.stages", child.name, "--config", str(self.config_path),
-                "--runtime-dir", str(self.runtime_dir)]
-        stderr: Any = None
+        log_path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            if child.log_file is None:
-                child.log_file = (self.log_dir / f"{child.name}.log").open("ab")
-            stderr = child.log_file
-        env = dict(os.environ, EDGECOUNT_WATCHDOG_PID=str(os.getpid()))
-        child.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                                      env=env)
+            log_path = self.log_dir / f"{child.name}.log"
+        if self.cfg.watchdog.fork_server:
+            child.proc = StageProcess(child.name, self.config_path, self.runtime_dir, log_path)
+        else:
+            argv = [sys.executable, "-m", "edgecount.stages", child.name, "--config", str(self.config_path),
+                    "--runtime-dir", str(self.runtime_dir)]
+            stderr: Any = None
+            if log_path is not None:
+                if child.log_file is None:
+                    child.log_file = log_path.open("ab")
+                stderr = child.log_file
+            env = dict(os.environ, EDGECOUNT_WATCHDOG_PID=str(os.getpid()))
+            child.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env)
         child.started_at = time.monotonic()
         child.last_heartbeat = 0.0
         child.health = None

@@ -11,19 +11,34 @@ import signal
 import sys
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to stop us when the watchdog dies (even by SIGKILL), so no orphan
-    keeps publishing beside the services a restarted watchdog starts."""
-    expected = os.environ.get("EDGECOUNT_WATCHDOG_PID")
-    if not expected or not sys.platform.startswith("linux"):
+def die_with_supervisor(parent_pid: int) -> None:
+    """Ask the kernel to stop us when our parent (the watchdog, or its fork server) dies, even by SIGKILL,
+    so no orphan keeps publishing beside the services a restarted watchdog starts."""
+    if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if str(os.getppid()) != expected:
-        raise SystemExit(0)  # the watchdog died before the prctl took effect
+    if not _alive(parent_pid) or os.getppid() == 1:
+        raise SystemExit(0)  # the supervisor died before the prctl took effect
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _die_with_parent() -> None:
+    expected = os.environ.get("EDGECOUNT_WATCHDOG_PID")
+    if expected:
+        die_with_supervisor(int(expected))
 
 
 def main(argv: list[str] | None = None) -> int:
