@@ -62,8 +62,9 @@ class HealthWatcher:
         self.ctx.term()
 
 
-def write_run_config(path: Path, runtime_dir: Path, clip: Path, **extra: str) -> Path:
-    """A fast-reacting appliance configuration looping over the clip."""
+def write_run_config(path: Path, runtime_dir: Path, clip: Path | str, capture: str = "", **extra: str) -> Path:
+    """A fast-reacting appliance configuration looping over the clip (or reading a camera URL); ``capture``
+    adds lines to the [capture] section."""
     text = f"""
 [runtime]
 dir = "{runtime_dir}"
@@ -73,6 +74,7 @@ state_dir = "{runtime_dir / 'state'}"
 source = "{clip}"
 realtime = true
 loop = true
+{capture}
 
 [inference]
 model = "{extra.get('model', 'ssd_mobilenet_v1_coco_quant')}"
@@ -86,7 +88,7 @@ b = [0.5, 1.0]
 [watchdog]
 heartbeat_s = 0.2
 hang_timeout_s = {extra.get('hang', '3')}
-startup_grace_s = 20
+startup_grace_s = {extra.get('grace', '20')}
 backoff_initial_s = 0.2
 backoff_max_s = 1
 restart_budget = {extra.get('budget', '10')}

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from .helpers import ROOT, HealthWatcher, edgecount, free_port, start_appliance, stop_appliance
+from .helpers import ROOT, HealthWatcher, edgecount, free_port, start_appliance, stop_appliance, write_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -116,35 +116,9 @@ def test_camera_outage_is_degraded_not_a_reboot(runtime_dir: Path, pets09_clip: 
     camera = RtspCamera(mjpeg, free_port())
     camera.start()
     notify = NotifySocket(runtime_dir / "notify.sock")
-    cfg = runtime_dir / "c.toml"
-    cfg.write_text(f"""
-[runtime]
-dir = "{runtime_dir}"
-state_dir = "{runtime_dir / 'state'}"
-
-[capture]
-source = "{camera.url}"
-reconnect_initial_s = 0.5
-reconnect_max_s = 2.0
-open_timeout_s = 2.0
-read_timeout_s = 2.0
-
-[inference]
-model = "ssd_mobilenet_v1_coco_quant"
-threads = 1
-
-[[lines]]
-name = "v"
-a = [0.5, 0.2]
-b = [0.5, 1.0]
-
-[watchdog]
-heartbeat_s = 0.2
-hang_timeout_s = 5
-startup_grace_s = 30
-restart_budget = 3
-restart_window_s = 120
-""")
+    cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, camera.url, hang="5", budget="3", grace="30",
+                           capture="reconnect_initial_s = 0.5\nreconnect_max_s = 2.0\nopen_timeout_s = 2.0\n"
+                                   "read_timeout_s = 2.0")
     env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC=str(int(WATCHDOG_S * 1e6)))
     proc = start_appliance(cfg, env=env)
     watcher = HealthWatcher(runtime_dir)

@@ -63,6 +63,9 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         status = json.loads(res.stdout)
         assert status["running"] and {s["service"]: s["restarts"] for s in status["services"]}["counter"] == 1
+        # Memory per service and in all (PSS: shared pages split between the processes mapping them).
+        assert all(float(s_["pss_mb"]) > 0 for s_ in status["services"])
+        assert status["device"]["total_pss_mb"] > sum(float(s_["pss_mb"]) for s_ in status["services"])
 
         t = _term(["logs", "counter", "-n", "50"], cfg)
         t.expect("counter.state_restored")  # the restarted counter picked up its state
@@ -143,7 +146,7 @@ def _state_configs(tmp: Path, pets09_clip: Path) -> dict[str, tuple[Path, dict[s
 # (state, command, exit code, a phrase the technician must see)
 CASES = [
     ("no_edgetpu", ["doctor"], 1, "unavailable"),
-    ("no_edgetpu", ["bench", "models", "--frames", "3"], 0, "no Edge TPU on this device"),
+    ("no_edgetpu", ["bench", "models", "--frames", "3", "--tiles", "2x2"], 0, "no Edge TPU on this device"),
     ("no_edgetpu", ["status"], 3, "not running"),
     ("camera_absent", ["doctor"], 1, "does not deliver frames"),
     ("camera_absent", ["preview", "--out", "PREVIEW"], 1, "preview failed"),

@@ -20,39 +20,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from edgecount.runtime.memory import descendants, smaps_mb
+
 ROOT = Path(__file__).resolve().parents[2]
 WARMUP_S, WINDOW_S = 25.0, 20.0
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def smaps(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, value = line.split(":", 1)
-        if key in ("Rss", "Pss"):
-            out[key.lower()] = int(value.split()[0]) / 1024
-    return out
-
-
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def descendants(root: int) -> list[int]:
-    parent = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    out, frontier = [], [root]
-    while frontier:
-        nxt = [p for p, pp in parent.items() if pp in frontier]
-        out += nxt
-        frontier = nxt
-    return out
 
 
 def status(cfg: Path) -> dict[str, Any]:
@@ -95,7 +72,7 @@ def measure(name: str, base: Path, fork_server: bool) -> list[dict[str, Any]]:
                        if s["service"] == "inference"), 0) - frames_before
         rows = []
         for k, p in pids.items():
-            mem = smaps(p)
+            mem = smaps_mb(p)
             rows.append({"config": name, "process": k, "pss_mb": round(mem["pss"], 1), "rss_mb": round(mem["rss"], 1),
                          "cpu_pct": round(100 * (cpu_s(p) - before[k]) / elapsed, 1)})
         rows.append({"config": name, "process": "TOTAL", "pss_mb": round(sum(r["pss_mb"] for r in rows), 1),

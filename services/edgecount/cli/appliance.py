@@ -89,13 +89,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     disk = _shutil.disk_usage(sd if sd.exists() else Path("/"))
     device = {"disk_free_gib": round(disk.free / 2**30, 2), "cpu_temp_c": cpu_temperature(),
               "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"],
-              "state": st.get("state", "ok"), "degraded": st.get("degraded", [])}
+              "state": st.get("state", "ok"), "degraded": st.get("degraded", []),
+              "watchdog_pss_mb": st.get("pss_mb"), "total_pss_mb": st.get("total_pss_mb")}
     if args.json:
         print(json.dumps({"running": True, "device": device, "services": st["services"]}))
         return EXIT_OK
     t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
-    for col in ("service", "state", "pid", "uptime", "restarts", "details"):
-        t.add_column(col)
+    for col in ("service", "state", "pid", "uptime", "restarts", "PSS MB", "details"):
+        t.add_column(col, justify="right" if col == "PSS MB" else "left")
     colour = {"ok": "green", "degraded": "yellow", "starting": "cyan"}
     for s_ in st["services"]:
         x = s_["stats"]
@@ -119,10 +120,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "" if broker is None else f", broker {'connected' if broker else 'DISCONNECTED'}")
         state = s_["state"]
         t.add_row(s_["service"], f"[{colour.get(state, 'red')}]{state}[/]", str(s_["pid"] or "-"),
-                  _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), d)
+                  _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), f"{s_.get('pss_mb') or '-'}", d)
     out.print(t)
     temp = device["cpu_temp_c"]
-    out.print(f"disk free {device['disk_free_gib']} GiB, CPU temperature "
+    out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB, disk free {device['disk_free_gib']} GiB, "
+              "CPU temperature "
               f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
     return EXIT_OK
 

@@ -36,16 +36,24 @@ def _replay_with_progress(cfg: Any, args: argparse.Namespace, label: str, **kwar
                          unit="frames")
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from edgecount.detection.runtime import DetectorError
-    from edgecount.tools.replay import ReplayError
-
+def _lines_and_config(args: argparse.Namespace) -> tuple[list[Any], Any] | int:
+    """The --line options and the configuration, or the exit status of a usage error."""
     try:
         lines = line_args(args)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
-    cfg = load_config(args.config)
+    return lines, load_config(args.config)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edgecount.detection.runtime import DetectorError
+    from edgecount.tools.replay import ReplayError
+
+    got = _lines_and_config(args)
+    if isinstance(got, int):
+        return got
+    lines, cfg = got
     if not lines and not cfg.lines:
         err.print("[red]no counting lines:[/] pass --line NAME:AX,AY,BX,BY or configure [[lines]]")
         return EXIT_USAGE
@@ -97,12 +105,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         err.print("[red]edgecount eval needs the evaluation extra:[/] pip install 'edgecount[eval]' "
                   "(trackeval and SciPy; never needed for counting)")
         return EXIT_FAILED
-    try:
-        lines = line_args(args)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/]")
-        return EXIT_USAGE
-    cfg = load_config(args.config)
+    got = _lines_and_config(args)
+    if isinstance(got, int):
+        return got
+    lines, cfg = got
     try:
         gt = parse_mot(Path(args.gt).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -31,6 +31,7 @@ import zmq
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.forkserver import StageProcess
+from edgecount.runtime.memory import pss_mb, total_pss_mb
 from edgecount.runtime.metrics import render, samples, write_textfile
 from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.sdnotify import SdNotify
@@ -218,6 +219,7 @@ class Watchdog:
         if cmd == "status":
             state, degraded = self.device_state()
             return {"ok": True, "services": self.status(), "pid": os.getpid(), "state": state,
+                    "pss_mb": pss_mb(os.getpid()), "total_pss_mb": total_pss_mb(os.getpid()),
                     "degraded": degraded,
                     "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
                     "runtime_dir": str(self.runtime_dir)}
@@ -327,9 +329,9 @@ class Watchdog:
         now = time.monotonic()
         out = []
         for c in self.children.values():
+            pid = c.proc.pid if c.proc is not None and c.proc.poll() is None else None
             out.append({
-                "service": c.name, "state": c.state,
-                "pid": c.proc.pid if c.proc is not None and c.proc.poll() is None else None,
+                "service": c.name, "state": c.state, "pid": pid, "pss_mb": pss_mb(pid) if pid else None,
                 "uptime_s": round(now - c.started_at, 1) if c.started_at else 0.0,
                 "restarts": c.total_restarts, "last_exit": c.last_exit,
                 "stats": dict(c.health.stats) if c.health else {},

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecount.detection.detector import TFLiteDetector
+from edgecount.detection.detector import Detector, TFLiteDetector
 from edgecount.detection.runtime import probe_edgetpu
 from edgecount.detection.tiling import TiledDetector, parse_tiles
 from edgecount.runtime.assets import AssetStore
@@ -59,9 +59,12 @@ def _measure(files: Any, device: str, frames: list[np.ndarray], tiles: str) -> d
     before = _rss_mb()
     dets: list[Any] = []
     for threads in sorted({1, os.cpu_count() or 1}):
-        det = TFLiteDetector(files, threads=threads, device=device, min_score=0.05)
-        runner = TiledDetector(det, cols, rows) if (cols, rows) != (1, 1) else None
-        run = runner.detect if runner else (lambda f, d=det: d.detect(f)[0])
+        model = TFLiteDetector(files, threads=threads, device=device, min_score=0.05)
+        det: Detector = TiledDetector(model, cols, rows) if (cols, rows) != (1, 1) else model
+
+        def run(frame: np.ndarray, d: Detector = det) -> Any:
+            return d.detect(frame)[0]
+
         run(frames[0])  # warm-up
         lat = []
         c0, w0 = time.process_time(), time.perf_counter()

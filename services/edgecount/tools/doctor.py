@@ -79,7 +79,23 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
                         {True: "synchronised (NTP)", False: "NOT synchronised", None: "sync state unknown"}[sync],
                         "" if sync else "enable NTP (timedatectl set-ntp true): count buckets use the clock"))
     checks.append(_disk(cfg))
+    if appliance and appliance.get("total_pss_mb"):
+        checks.append(_memory(appliance))
     return checks
+
+
+def _memory(appliance: dict[str, Any]) -> Check:
+    """The running appliance's memory (PSS of every process) against the RAM of the board."""
+    total = float(appliance["total_pss_mb"])
+    per = ", ".join(f"{s['service']} {s.get('pss_mb')}" for s in appliance["services"] if s.get("pss_mb"))
+    try:
+        ram_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (ValueError, OSError):
+        ram_mb = 0.0
+    ok = not ram_mb or total < ram_mb * 0.4
+    return Check("memory", "pass" if ok else "warn",
+                 f"{total:.0f} MB PSS in all (of {ram_mb:.0f} MB RAM): {per}",
+                 "" if ok else "use the int8 SSD model, fewer ring_slots, or a board with more RAM")
 
 
 def _camera(cfg: Config, store: AssetStore, appliance: dict[str, Any] | None) -> Check:
