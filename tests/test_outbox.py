@@ -64,13 +64,19 @@ def _crossing(n: int) -> Crossing:
                     track_id=n, seq=n, event_seq=n)
 
 
+def _published_log(path: Path, n: int) -> Store:
+    """A publisher's durable log holding crossings 1..n."""
+    store = Store(path)
+    with store.transaction():
+        for k in range(1, n + 1):
+            store.append(k, b"crossing", encode(_crossing(k)))
+    return store
+
+
 def test_follower_recovers_gaps_and_ignores_duplicates(tmp_path: Path, runtime_dir: Path) -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     log = structlog.get_logger()
-    store = Store(tmp_path / "pub.db")
-    with store.transaction():
-        for n in range(1, 11):
-            store.append(n, b"crossing", encode(_crossing(n)))
+    store = _published_log(tmp_path / "pub.db", 10)
     server = SyncServer(ctx, runtime_dir, "pub", store, log)
     applied: list[int] = []
 
@@ -128,10 +134,7 @@ def test_sync_and_control_sockets_answer_garbage_with_errors(tmp_path: Path, run
 
     ctx: zmq.Context[Any] = zmq.Context()
     log = structlog.get_logger()
-    store = Store(tmp_path / "pub.db")
-    with store.transaction():
-        for n in range(1, 6):
-            store.append(n, b"crossing", encode(_crossing(n)))
+    store = _published_log(tmp_path / "pub.db", 5)
     server = SyncServer(ctx, runtime_dir, "pub", store, log)
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(f"ipc://{runtime_dir}/pub.sync.sock")
