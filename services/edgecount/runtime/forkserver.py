@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,13 @@ def context() -> Any:
     return _context
 
 
+# The stages are started by name, across the process boundary, as `python -m edgecount.stages` is:
+# the runtime never imports them.
+STAGE_ENTRY = "edgecount.stages.__main__"
+
+
 def _run(name: str, config: str, runtime_dir: str, log_path: str | None, watchdog_pid: int) -> None:
-    """The forked stage: its own log file on stdout/stderr, default signals, then the stage's loop."""
+    """The forked stage: its own log file on stdout/stderr, stdin from /dev/null, then the stage's loop."""
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         sys.stdout.flush()
@@ -48,15 +54,9 @@ def _run(name: str, config: str, runtime_dir: str, log_path: str | None, watchdo
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
     os.environ["EDGECOUNT_WATCHDOG_PID"] = str(watchdog_pid)
-    from edgecount.stages import stage
-    from edgecount.stages.__main__ import die_with_supervisor
-    from edgecount.stages.base import main_for
-
-    die_with_supervisor(watchdog_pid)
-    sys.exit(main_for(stage(name).load(), ["--config", config, "--runtime-dir", runtime_dir]))
+    entry = import_module(STAGE_ENTRY)
+    sys.exit(entry.run_forked(name, config, runtime_dir, watchdog_pid))
 
 
 class StageProcess:

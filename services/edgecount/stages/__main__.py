@@ -41,6 +41,18 @@ def _die_with_parent() -> None:
         die_with_supervisor(int(expected))
 
 
+def run_forked(name: str, config: str, runtime_dir: str, watchdog_pid: int) -> int:
+    """A stage forked by the watchdog's fork server (runtime.forkserver): default signals, die with the
+    supervisor, then the stage's loop."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    die_with_supervisor(watchdog_pid)
+    from edgecount.stages import stage
+    from edgecount.stages.base import main_for
+
+    return main_for(stage(name).load(), ["--config", config, "--runtime-dir", runtime_dir])
+
+
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     from edgecount.stages import NAMES, stage
