@@ -84,7 +84,7 @@ def test_kas_files_pin_every_layer_to_the_snapshot_commits() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kas_name", ["edgecount-qemux86-64.yml", "edgecount-rpi4-coral.yml"])
-def test_bitbake_resolves_the_image(kas_name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_bitbake_resolves_the_image(kas_name: str) -> None:
     """`bitbake -g edgecount-image` parses every layer and resolves the whole dependency graph, offline."""
     import shutil as _shutil
 
@@ -93,11 +93,17 @@ def test_bitbake_resolves_the_image(kas_name: str, tmp_path_factory: pytest.Temp
     missing = [t for t in ("gawk", "chrpath", "diffstat", "cpio", "lz4", "zstd", "file") if not _shutil.which(t)]
     if missing:
         pytest.fail(f"BitBake host tools missing: {missing} (`just test-deps` installs them)")
-    work = tmp_path_factory.mktemp("bitbake")
-    rc, out = parse(ROOT / "yocto" / "kas" / kas_name, _layer_snapshots(), work)
-    found = errors(out)
-    assert rc == 0 and not found, "\n".join(found or out.splitlines()[-40:])
-    graph = (work / "build" / "task-depends.dot").read_text()
+    import tempfile
+
+    # Not under pytest's private (0700) temporary tree: the unprivileged build user must reach it.
+    work = Path(tempfile.mkdtemp(prefix="ec-bitbake-"))
+    try:
+        rc, out = parse(ROOT / "yocto" / "kas" / kas_name, _layer_snapshots(), work)
+        found = errors(out)
+        assert rc == 0 and not found, "\n".join(found or out.splitlines()[-40:])
+        graph = (work / "build" / "task-depends.dot").read_text()
+    finally:
+        _shutil.rmtree(work, ignore_errors=True)
     for recipe in ("edgecount", "python3-structlog", "python3-tensorflow-lite", "libedgetpu-std"):
         assert f'"{recipe}.do_' in graph, f"{recipe} is not in the image's dependency graph"
     assert '"python3-scipy.do_' not in graph  # the device does not need SciPy (issue 16)

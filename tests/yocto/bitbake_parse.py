@@ -102,11 +102,11 @@ def parse(kas_file: Path, snapshots: Path, work: Path, timeout_s: float = 1800) 
         for p in [work, *work.rglob("*")]:
             if not p.is_symlink():
                 os.chown(p, *ids)
-        # The checkout's layer is read in place: the build user must be able to reach it.
-        for p in [ROOT, *ROOT.parents]:
-            if p == Path("/"):
-                break
-            p.chmod(p.stat().st_mode | 0o005)
+        # The checkout's layer is read in place, and the build directory lies wherever the caller put it:
+        # the build user must be able to reach both.
+        for p in [ROOT, *ROOT.parents, *work.resolve().parents]:
+            if p != Path("/"):
+                p.chmod(p.stat().st_mode | 0o005)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "en_US.UTF-8", "LC_ALL": "en_US.UTF-8",
            "HOME": str(work), "BBPATH": str(build)}
     poky = work / "poky"
