@@ -168,7 +168,7 @@ def bench_handoff() -> dict[str, float]:
 
 def bench_replay_vs_invoke(threads: int) -> dict[str, float]:
     cfg = load_config(ROOT / "config" / "demo.toml", overrides={"inference": {"threads": threads}})
-    store = AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
+    store = AssetStore.for_config(cfg)
     clip = store.fetch_clip("pets09")
     model = store.fetch_model(cfg.inference.model)
     det = TFLiteDetector(model, threads=cfg.inference.threads, min_score=cfg.inference.min_score)

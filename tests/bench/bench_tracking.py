@@ -71,7 +71,7 @@ def main() -> int:
         return 2
     cfg = load_config(ROOT / "config" / "demo.toml")
     lines = cfg.geometry_lines()
-    store = AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
+    store = AssetStore.for_config(cfg)
     clip = store.fetch_clip("pets09")
     gt = parse_mot(store.fetch_clip("pets09_gt").read_text())
     truth = true_line_counts(gt, lines, 768, 576)

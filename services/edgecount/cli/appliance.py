@@ -16,13 +16,12 @@ from edgecount.cli.common import (
     EXIT_NOT_RUNNING,
     EXIT_OK,
     EXIT_USAGE,
-    asset_store,
     config_path,
     err,
     out,
 )
 from edgecount.runtime import logs
-from edgecount.runtime.assets import AssetError
+from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config, runtime_dir, state_dir
 from edgecount_core.config import ConfigError
 
@@ -44,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(config_path(args))
     logger = logs.configure("watchdog")
-    store = asset_store(cfg)
+    store = AssetStore.for_config(cfg)
     from edgecount.detection.models import DetectorError, resolve_model, startup_model
     from edgecount.runtime.assets import resolve_source
     from edgecount.stages.uplink_sinks import check_secrets

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgecount.runtime.assets import AssetStore
-from edgecount_core.config import Config, LineSection, parse_line_arg
+from edgecount_core.config import LineSection, parse_line_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -27,10 +26,6 @@ err = Console(stderr=True, soft_wrap=True, highlight=False, width=None if sys.st
 
 DEFAULT_CONFIG = Path("/etc/edgecount/edgecount.toml")
 T = TypeVar("T")
-
-
-def asset_store(cfg: Config) -> AssetStore:
-    return AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
 
 
 def config_path(args: argparse.Namespace) -> str | None:

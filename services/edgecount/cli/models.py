@@ -11,19 +11,18 @@ from rich.table import Table
 from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    asset_store,
     config_path,
     err,
     out,
     with_progress,
 )
-from edgecount.runtime.assets import AssetError
+from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    store = asset_store(cfg)
+    store = AssetStore.for_config(cfg)
     if args.models_cmd == "list":
         rows = [store.status("models", n) for n in store.manifest.get("models", {})]
         rows += [store.status("clips", n) for n in store.manifest.get("clips", {})]
@@ -62,7 +61,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     from edgecount.tools.bench_models import bench_models
 
     cfg = load_config(config_path(args))
-    store = asset_store(cfg)
+    store = AssetStore.for_config(cfg)
     person_decoders = ("ssd_postprocess", "yolox", "yolov5", "yolov8")
     names = args.names or [n for n, e in store.manifest.get("models", {}).items()
                            if e.get("sha256") and e.get("decoder") in person_decoders]

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from edgecount_core.config import Config
+
 ProgressFn = Callable[[int, int | None], None]
 
 
@@ -108,6 +110,11 @@ class AssetStore:
         self.allow_download = allow_download and os.environ.get("EDGECOUNT_OFFLINE") != "1"
         self.manifest = manifest if manifest is not None else load_manifest()
         self.progress = progress
+
+    @classmethod
+    def for_config(cls, cfg: Config) -> AssetStore:
+        """The store the configuration's ``[assets]`` section describes."""
+        return cls(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
 
     # -- lookup -------------------------------------------------------------------------
     def entry(self, kind: str, name: str) -> dict[str, Any]:

@@ -80,8 +80,7 @@ class Capture(Service):
         self._last_frame_wall = 0.0
 
     def setup(self) -> None:
-        store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
-                           self.cfg.assets.allow_download)
+        store = AssetStore.for_config(self.cfg)
         self.source = resolve_source(self.cfg.capture.source, store)
         self.is_file = os.path.isfile(self.source)
         if not self.is_file and self.cfg.capture.source.startswith(("/", ".")) and "://" not in self.source \

@@ -50,8 +50,7 @@ class Inference(Service):
 
     def setup(self) -> None:
         inf = self.cfg.inference
-        self.store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
-                                self.cfg.assets.allow_download)
+        self.store = AssetStore.for_config(self.cfg)
         if inf.device == "cpu":
             self.detector = self._build(inf.model, "cpu")
             return

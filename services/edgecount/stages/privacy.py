@@ -104,8 +104,7 @@ class Privacy(Service):
         from edgecount.runtime.assets import AssetStore
         from edgecount.runtime.ring import RingReader
 
-        store = AssetStore(self.cfg.assets.mirror or None, self.cfg.assets.cache or None,
-                           self.cfg.assets.allow_download)
+        store = AssetStore.for_config(self.cfg)
         self.face_detectors = [FaceDetector(store.fetch_model(n))
                                for n in ("face_detection_short_range", "face_detection_full_range")]
         self.reader = RingReader(self.runtime_dir)

@@ -68,7 +68,7 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
         checks.append(Check("config", "pass", f"{config_path or 'defaults'} is valid"))
     except ConfigError as exc:
         return [Check("config", "fail", str(exc), "edit the file; `edgecount config check FILE` explains each key")]
-    store = AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
+    store = AssetStore.for_config(cfg)
     checks.append(_camera(cfg, store, appliance))
     checks.extend(_models(cfg, store))
     checks.append(_edgetpu(cfg))

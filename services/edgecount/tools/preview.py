@@ -88,7 +88,7 @@ def from_appliance(cfg: Config, runtime_dir: Path, timeout_s: float = 5.0) -> tu
 
 
 def from_camera(cfg: Config) -> tuple[Any, Any, Any]:
-    store = AssetStore(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
+    store = AssetStore.for_config(cfg)
     cap = cv2.VideoCapture(resolve_source(cfg.capture.source, store))
     ok, frame = cap.read()
     cap.release()

@@ -126,7 +126,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
            timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
            keep_dir: bool = False, collect_tracks: bool = False,
            runtime_dir: Path | None = None) -> ReplayResult:
-    store = AssetStore(base.assets.mirror or None, base.assets.cache or None, base.assets.allow_download)
+    store = AssetStore.for_config(base)
     local = resolve_source(source, store)
     if not Path(local).is_file():
         raise ReplayError(f"{source}: no such video file")
