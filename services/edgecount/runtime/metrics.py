@@ -8,11 +8,11 @@ the service, the sink or a quantile: never a track, a person or anything per eve
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from edgecount.runtime.files import replace_text
 
 Sample = tuple[dict[str, str], float]
 
@@ -98,13 +98,6 @@ def render(metrics: Mapping[str, list[Sample]]) -> str:
 
 def write_textfile(directory: Path, text: str, name: str = "edgecount.prom") -> Path:
     """Replace ``directory/name`` atomically: node_exporter never reads half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # node_exporter runs as its own user
-        target = directory / name
-        os.replace(tmp, target)
-        return target
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    target = directory / name
+    replace_text(target, text, 0o644, fsync=False)  # readable by node_exporter's user; rewritten every few s
+    return target

@@ -8,14 +8,13 @@ then swaps it in with an atomic rename.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from edgecount.runtime.files import replace_text
 from edgecount_core.config import ConfigError, LineSection, parse_config
 
 
@@ -53,13 +52,4 @@ def write_validated(path: Path, text: str) -> None:
         parse_config(tomllib.loads(text), source=str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: the edited file would not be valid TOML ({exc}); nothing was written") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    replace_text(path, text, path.stat().st_mode & 0o777)
