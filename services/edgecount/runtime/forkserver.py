@@ -54,7 +54,6 @@ def _run(name: str, config: str, runtime_dir: str, log_path: str | None, watchdo
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.environ["EDGECOUNT_WATCHDOG_PID"] = str(watchdog_pid)
     entry = import_module(STAGE_ENTRY)
     sys.exit(entry.run_forked(name, config, runtime_dir, watchdog_pid))
 

@@ -35,15 +35,15 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 _PER_SERVICE = {"bad_messages": "edgecount_bus_bad_messages_total"}
-_SERVICE_STATS = {  # (service, stat) -> metric, scale
-    ("capture", "frames_read"): ("edgecount_frames_read_total", 1.0),
-    ("inference", "processed"): ("edgecount_frames_processed_total", 1.0),
-    ("inference", "skipped"): ("edgecount_frames_skipped_total", 1.0),
-    ("inference", "overwritten"): ("edgecount_frames_dropped_total", 1.0),
-    ("counter", "events"): ("edgecount_events_total", 1.0),
-    ("uplink", "backlog"): ("edgecount_outbox_backlog_records", 1.0),
-    ("uplink", "oldest_undelivered_s"): ("edgecount_outbox_oldest_undelivered_age_seconds", 1.0),
-    ("uplink", "dropped_records"): ("edgecount_outbox_dropped_records_total", 1.0),
+_SERVICE_STATS = {  # (service, stat) -> metric
+    ("capture", "frames_read"): "edgecount_frames_read_total",
+    ("inference", "processed"): "edgecount_frames_processed_total",
+    ("inference", "skipped"): "edgecount_frames_skipped_total",
+    ("inference", "overwritten"): "edgecount_frames_dropped_total",
+    ("counter", "events"): "edgecount_events_total",
+    ("uplink", "backlog"): "edgecount_outbox_backlog_records",
+    ("uplink", "oldest_undelivered_s"): "edgecount_outbox_oldest_undelivered_age_seconds",
+    ("uplink", "dropped_records"): "edgecount_outbox_dropped_records_total",
 }
 
 
@@ -59,9 +59,9 @@ def samples(services: Iterable[Mapping[str, Any]]) -> dict[str, list[Sample]]:
         for stat, metric in _PER_SERVICE.items():
             if isinstance(stats.get(stat), int | float):
                 out[metric].append((label, float(stats[stat])))
-        for (svc, stat), (metric, scale) in _SERVICE_STATS.items():
+        for (svc, stat), metric in _SERVICE_STATS.items():
             if svc == name and isinstance(stats.get(stat), int | float) and not isinstance(stats[stat], bool):
-                out[metric].append(({}, float(stats[stat]) * scale))
+                out[metric].append(({}, float(stats[stat])))
         if name == "inference":
             for q, key in (("0.5", "latency_ms_p50"), ("0.95", "latency_ms_p95")):
                 if isinstance(stats.get(key), int | float) and int(stats.get("processed", 0)):

@@ -56,6 +56,14 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def with_private_runtime(data: dict[str, Any], runtime: Path) -> dict[str, Any]:
+    """A configuration mapping that keeps sockets, state and the local sink's file inside ``runtime``,
+    so a replay never resumes from, or writes into, an earlier run's or the appliance's own."""
+    data["runtime"] = {"dir": str(runtime), "state_dir": str(runtime / "state")}
+    data.setdefault("uplink", {})["jsonl_path"] = str(runtime / "state" / "uplink.jsonl")
+    return data
+
+
 def runtime_dir(cfg: Config) -> Path:
     if cfg.runtime.dir:
         return Path(cfg.runtime.dir)

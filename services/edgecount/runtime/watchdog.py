@@ -216,6 +216,9 @@ class Watchdog:
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
+        if cmd == "state":  # what the uplink's health needs each minute, without the per-process figures
+            state, degraded = self.device_state()
+            return {"ok": True, "state": state, "degraded": degraded}
         if cmd == "status":
             state, degraded = self.device_state()
             return {"ok": True, "services": self.status(), "pid": os.getpid(), "state": state,

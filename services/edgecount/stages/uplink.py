@@ -231,7 +231,7 @@ class Uplink(Service):
         """The whole device's state from the watchdog (a camera down is ``degraded`` with ``capture`` named):
         service names and states only. Without a watchdog (replay-service) it is this service's own."""
         try:
-            reply = ask(self.runtime_dir, {"cmd": "status"}, timeout_ms=300)
+            reply = ask(self.runtime_dir, {"cmd": "state"}, timeout_ms=300)
             degraded = [str(n) for n in reply.get("degraded", [])]
         except (NotRunning, OSError):
             degraded = []

@@ -178,12 +178,9 @@ def _collect_health(beats: bus.Subscriber, into: list[Health], proc: Any, wait_s
 def _with_runtime(cfg_text: str, runtime: Path) -> str:
     import tomllib
 
-    from edgecount.runtime.settings import to_toml
+    from edgecount.runtime.settings import to_toml, with_private_runtime
 
-    data = tomllib.loads(cfg_text)
-    data["runtime"] = {"dir": str(runtime), "state_dir": str(runtime / "state")}
-    data.setdefault("uplink", {})["jsonl_path"] = str(runtime / "state" / "uplink.jsonl")
-    return to_toml(data)
+    return to_toml(with_private_runtime(tomllib.loads(cfg_text), runtime))
 
 
 def _frame_through_ring(ring: RingWriter, directory: Path, raw: bytes) -> bytes | None:

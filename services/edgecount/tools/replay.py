@@ -25,7 +25,7 @@ from edgecount import stages
 from edgecount.detection.models import resolve_model
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
-from edgecount.runtime.settings import to_toml
+from edgecount.runtime.settings import to_toml, with_private_runtime
 from edgecount.runtime.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
 from edgecount_core.messages import EndOfStream, Tracks
@@ -83,8 +83,7 @@ def effective_config(base: Config, source: str, realtime: bool, lines: list[Line
     data["capture"].update(source=source, realtime=realtime, loop=False)
     if lines:
         data["lines"] = [ln.model_dump(mode="json") for ln in lines]
-    data["runtime"] = {"dir": str(runtime_dir), "state_dir": str(runtime_dir / "state")}
-    data["uplink"]["jsonl_path"] = str(runtime_dir / "state" / "uplink.jsonl")
+    with_private_runtime(data, runtime_dir)
     # The replay reads its result back from the local sink; other configured sinks deliver as usual.
     data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
     return parse_config(data, source="replay")
