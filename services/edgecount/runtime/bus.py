@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from edgecount_core.config import MAX_IPC_PATH
 from edgecount_core.messages import Message, MessageError, decode, encode
 
 # Topics, chosen so that none is a prefix of another (ZeroMQ filters by prefix).
@@ -34,7 +35,6 @@ EOS = b"eos"
 TAIL = b"tail"
 SNAPSHOT = b"snapshot"
 
-_MAX_IPC_PATH = 100
 
 
 class BusError(RuntimeError):
@@ -55,7 +55,7 @@ def ensure_runtime_dir(path: str | os.PathLike[str]) -> Path:
 
 def endpoint(runtime_dir: str | os.PathLike[str], service: str) -> str:
     path = Path(runtime_dir) / f"{service}.sock"
-    if len(str(path)) > _MAX_IPC_PATH:
+    if len(str(path)) > MAX_IPC_PATH:
         raise BusError(f"ipc path {path} is too long for a unix socket; use a shorter runtime.dir")
     return f"ipc://{path}"
 

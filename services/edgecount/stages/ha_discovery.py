@@ -18,9 +18,14 @@ from edgecount_core.config import Config
 Payload = dict[str, Any]
 
 
+def _safe_id(text: str) -> str:
+    """An id for a discovery topic level: Home Assistant allows letters, digits, ``_`` and ``-``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
 def node_id(site: str, device: str) -> str:
-    """The device's id in discovery topics (Home Assistant allows letters, digits, ``_`` and ``-``)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"edgecount_{site}_{device}")
+    """The device's id in discovery topics."""
+    return _safe_id(f"edgecount_{site}_{device}")
 
 
 def discovery_configs(cfg: Config) -> dict[str, Payload]:
@@ -68,7 +73,7 @@ def discovery_configs(cfg: Config) -> dict[str, Payload]:
     ]
     out: dict[str, Payload] = {}
     for object_id, fields in entities:
-        oid = re.sub(r"[^A-Za-z0-9_-]", "_", object_id)
+        oid = _safe_id(object_id)
         out[f"{m.discovery_prefix}/sensor/{node}/{oid}/config"] = {
             **fields, "unique_id": f"{node}_{oid}", "object_id": f"{node}_{oid}", **common}
     return out
