@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Fixtures that start real processes (a broker, a package build): any test using one is slow.
-SLOW_FIXTURES = frozenset({"broker", "baseline", "built_deb"})
+SLOW_FIXTURES = frozenset({"broker", "baseline", "built_deb", "yolox_int8_model"})
 # What only the slow lane may start: the whole pipeline, a broker, an image build.
 _SLOW_COMMANDS = ("run", "replay", "eval")
 _SLOW_PROGRAMS = ("mosquitto", "qemu-system", "debootstrap", "build-deb.sh", "stress-ng")
@@ -120,6 +120,13 @@ def ssd_model(store: AssetStore):
 def yolox_model(store: AssetStore):
     _fetch(store, "models", "yolox_nano")
     return store.fetch_model("yolox_nano")
+
+
+@pytest.fixture(scope="session")
+def yolox_int8_model(store: AssetStore):
+    """The int8 YOLOX: taken from the cache, else built here by the quantizer (about 20 s) and sha256-checked."""
+    _fetch(store, "models", "yolox_nano_int8")
+    return store.fetch_model("yolox_nano_int8")
 
 
 @pytest.fixture(scope="session")

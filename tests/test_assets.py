@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecount.runtime.assets import AssetError, AssetStore, load_manifest
+from edgecount.runtime.assets import AssetError, AssetStore, load_manifest, manifest_path
 
 
 def _manifest(sha: str, mirror: list[str]) -> dict:
@@ -81,7 +81,15 @@ def test_shipped_manifest_is_complete() -> None:
     for name, e in man["models"].items():
         for key in ("file", "sha256", "decoder", "licence", "resize"):
             assert key in e, f"models.{name} lacks {key}"
-        assert ("url" in e) != ("pip" in e), f"models.{name} needs exactly one source: url, or pip for a wheel"
+        sources = [k for k in ("url", "pip", "build") if k in e]
+        # An accelerator model each user compiles on site has no source to fetch from (and no hash).
+        compiled_on_site = not e["sha256"] and "cpu_model" in e
+        assert len(sources) == (0 if compiled_on_site and "url" not in e else 1), (
+            f"models.{name} needs exactly one source: url, pip for a wheel, or build")
+        if e.get("build"):
+            # Built here from another entry, with a recipe shipped beside the manifest.
+            assert e["build"] == "quantize" and man["models"][e["source_model"]]["sha256"]
+            assert (manifest_path().parent / e["recipe"]).is_file()
         # A package registry is reached through pip (its configured index), never by a hard-coded host.
         assert "pythonhosted" not in e.get("url", "") and "pypi.org" not in e.get("url", "")
         if e["sha256"]:

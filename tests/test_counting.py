@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from hypothesis import assume, given, settings
@@ -11,6 +12,8 @@ from edgecount_core.counting import CountingEngine, LineCounter, TrackPoint
 from edgecount_core.geometry import Line, PixelLine
 
 W, H = 768, 576
+# A person 100 px tall: a band of 0.06 of their height is 6 px.
+PERSON_H = 100.0
 
 
 def _line(ax: float, ay: float, bx: float, by: float) -> PixelLine:
@@ -20,7 +23,7 @@ def _line(ax: float, ay: float, bx: float, by: float) -> PixelLine:
 def _walk(counter: LineCounter, pts: list[tuple[float, float]], tid: int = 1) -> list[str]:
     out = []
     for i, p in enumerate(pts):
-        ev = counter.update(tid, p, ts=i * 0.1, seq=i)
+        ev = counter.update(tid, p, ts=i * 0.1, seq=i, height=PERSON_H)
         if ev is not None:
             out.append(ev.direction)
     return out
@@ -44,7 +47,7 @@ segments = st.tuples(*(st.floats(0.05, 0.95) for _ in range(4))).filter(
 def test_k_alternating_crossings_count_exactly(seg, k: int, start_left: bool, t: float, depth: float) -> None:
     line = _line(*seg)
     assume(line.reachable_depth() > depth + 1)
-    counter = LineCounter(line, band_px=6.0)
+    counter = LineCounter(line, band=0.06)
     side = -1 if start_left else 1
     pts = [_offset_point(line, t, side * depth)]
     for _ in range(k):
@@ -65,7 +68,7 @@ def test_k_alternating_crossings_count_exactly(seg, k: int, start_left: bool, t:
 def test_jitter_inside_the_band_never_counts(seg, jitter: list[float], t: float, start: float) -> None:
     line = _line(*seg)
     assume(line.reachable_depth() > 40)
-    counter = LineCounter(line, band_px=6.0)
+    counter = LineCounter(line, band=0.06)
     pts = [_offset_point(line, t, start)] + [_offset_point(line, t, j) for j in jitter]
     assert _walk(counter, pts) == []
 
@@ -85,14 +88,14 @@ def test_lines_at_the_frame_edge_still_count(offset_px: float, edge: str, t: flo
         x = offset_px / W if edge == "left" else 1 - offset_px / W
         line, border = _line(x, 0.0, x, 1.0), (0.0 if edge == "left" else float(W), t * H)
         inner = (W / 2, t * H)
-    counter = LineCounter(line, band_px=6.0)
+    counter = LineCounter(line, band=0.06)
     got = _walk(counter, [inner, border, inner])
     assert sorted(got) == ["in", "out"]
 
 
 def test_crossing_beyond_the_segment_ends_does_not_count() -> None:
     line = _line(0.4, 0.4, 0.6, 0.4)  # short horizontal segment
-    counter = LineCounter(line, band_px=4.0)
+    counter = LineCounter(line, band=0.04)
     x = 0.9 * W  # far to the right of B
     assert _walk(counter, [(x, 0.3 * H), (x, 0.5 * H)]) == []
     # A->B points right; walking down the screen goes from its left to its right: "in".
@@ -110,12 +113,12 @@ def test_in_is_left_to_right_looking_from_a_to_b() -> None:
 def test_hidden_track_keeps_its_side_until_ended() -> None:
     eng = CountingEngine([Line("v", (0.5, 0.0), (0.5, 1.0))])
     right, left = (0.8 * W, H / 2), (0.2 * W, H / 2)
-    eng.update(W, H, [TrackPoint(7, right)], ts=0.0, seq=1)
+    eng.update(W, H, [TrackPoint(7, right, PERSON_H)], ts=0.0, seq=1)
     eng.update(W, H, [], ts=0.1, seq=2)  # hidden, not ended
-    crossings, _ = eng.update(W, H, [TrackPoint(7, left)], ts=0.2, seq=3)
+    crossings, _ = eng.update(W, H, [TrackPoint(7, left, PERSON_H)], ts=0.2, seq=3)
     assert [c.direction for c in crossings] == ["in"]
     eng.update(W, H, [], ts=0.3, seq=4, ended=[7])
-    crossings, _ = eng.update(W, H, [TrackPoint(7, right)], ts=0.4, seq=5)
+    crossings, _ = eng.update(W, H, [TrackPoint(7, right, PERSON_H)], ts=0.4, seq=5)
     assert crossings == []  # a new life of the id starts without a side
 
 
@@ -124,9 +127,84 @@ def test_zone_occupancy_entries_exits_and_dwell() -> None:
 
     eng = CountingEngine([], [Polygon("z", ((0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)))])
     outside, inside = (0.1 * W, 0.1 * H), (0.5 * W, 0.5 * H)
-    eng.update(W, H, [TrackPoint(1, outside)], ts=0.0, seq=1)
-    _, ch = eng.update(W, H, [TrackPoint(1, inside)], ts=1.0, seq=2)
+    eng.update(W, H, [TrackPoint(1, outside, PERSON_H)], ts=0.0, seq=1)
+    _, ch = eng.update(W, H, [TrackPoint(1, inside, PERSON_H)], ts=1.0, seq=2)
     assert [c.kind for c in ch] == ["enter"] and eng.zone_counters[0].occupancy == 1
-    _, ch = eng.update(W, H, [TrackPoint(1, outside)], ts=4.0, seq=3)
+    _, ch = eng.update(W, H, [TrackPoint(1, outside, PERSON_H)], ts=4.0, seq=3)
     assert [c.kind for c in ch] == ["exit"] and ch[0].dwell_s == 3.0
     assert eng.zone_counters[0].occupancy == 0
+
+
+# -- scale and rate invariance -------------------------------------------------------------------
+
+def _chord(t0: float, t1: float) -> Line:
+    """A line across the whole frame between two points of its border (perimeter fractions t0, t1)."""
+    def border(t: float) -> tuple[float, float]:
+        t = t % 4.0
+        side, f = int(t), t - int(t)
+        return [(f, 0.0), (1.0, f), (1.0 - f, 1.0), (0.0, 1.0 - f)][side]
+    return Line("c", border(t0), border(t1))
+
+
+def _trajectory(waypoints: list[tuple[float, float]], speed: float, height: float, pause: int) -> list[
+        tuple[float, float]]:
+    """Foot points at 10 fps: straight walks between waypoints (pixels), ``pause`` frames still at each."""
+    pts: list[tuple[float, float]] = []
+    for (ax, ay), (bx, by) in itertools.pairwise(waypoints):
+        pts += [(ax, ay)] * pause
+        steps = max(1, math.ceil(math.hypot(bx - ax, by - ay) / (speed * height * 0.1)))
+        pts += [(ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps) for k in range(steps)]
+    pts += [waypoints[-1]] * pause
+    return pts
+
+
+def _count(line: Line, pts: list[tuple[float, float]], height: float, w: float, h: float,
+           step: int = 1) -> list[str]:
+    eng = CountingEngine([line])
+    got: list[str] = []
+    for seq, i in enumerate(range(0, len(pts), step), 1):
+        crossings, _ = eng.update(int(w), int(h), [TrackPoint(1, pts[i], height)], ts=i * 0.1, seq=seq)
+        got += [c.direction for c in crossings]
+    return got
+
+
+waypoint_lists = st.lists(st.tuples(st.floats(0.05, 0.95), st.floats(0.05, 0.95)), min_size=2, max_size=6)
+
+
+@settings(max_examples=300)
+@given(waypoint_lists, st.floats(0.0, 4.0), st.floats(0.0, 4.0), st.floats(30.0, 200.0),
+       st.sampled_from([0.25, 0.5, 2.0, 4.0]))
+def test_scaling_the_frame_and_the_trajectory_together_keeps_the_count(
+        waypoints, t0: float, t1: float, height: float, k: float) -> None:
+    """The same scene filmed at another resolution counts the same (the band follows the person's size).
+
+    Powers of two scale exactly in binary floating point, so no tolerance hides a real difference.
+    """
+    assume(abs(t1 - t0) > 0.2)
+    line = _chord(t0, t1)
+    assume(line.to_pixels(W, H).length > 50)
+    pts = _trajectory([(x * W, y * H) for x, y in waypoints], 1.0, height, pause=1)
+    base = _count(line, pts, height, W, H)
+    scaled = _count(line, [(x * k, y * k) for x, y in pts], height * k, W * k, H * k)
+    assert scaled == base
+
+
+@settings(max_examples=300)
+@given(waypoint_lists, st.floats(0.0, 4.0), st.floats(0.0, 4.0), st.floats(30.0, 200.0), st.floats(0.3, 2.0),
+       st.sampled_from([2, 3]))
+def test_dropping_frames_keeps_the_count(waypoints, t0: float, t1: float, height: float, speed: float,
+                                         step: int) -> None:
+    """Every second or third frame of a walk counts what every frame counts.
+
+    Walks are straight between waypoints (a person does not turn back within one frame) and pause at
+    each waypoint for ``step`` frames, so the sampled walk still reaches every waypoint; waypoints
+    inside the band are excluded, there the person's path itself decides nothing.
+    """
+    assume(abs(t1 - t0) > 0.2)
+    line = _chord(t0, t1)
+    px = line.to_pixels(W, H)
+    assume(px.length > 50)
+    wp = [(x * W, y * H) for x, y in waypoints]
+    assume(all(abs(px.signed_distance(p)) > 0.08 * height + 1.0 for p in wp))
+    pts = _trajectory(wp, speed, height, pause=step)
+    assert _count(line, pts, height, W, H, step=step) == _count(line, pts, height, W, H)

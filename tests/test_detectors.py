@@ -21,7 +21,8 @@ def _bgr(path: Path) -> np.ndarray:
     return bgr
 
 
-@pytest.mark.parametrize("model_fixture", ["ssd_model", "yolox_model"])
+# The int8 YOLOX was calibrated on these photos (activation ranges only; no weight was fitted to them).
+@pytest.mark.parametrize("model_fixture", ["ssd_model", "yolox_model", "yolox_int8_model"])
 def test_finds_the_person_in_grace_hopper(model_fixture: str, request, images_dir: Path) -> None:
     det = TFLiteDetector(request.getfixturevalue(model_fixture), threads=1, min_score=0.5)
     img = _bgr(images_dir / "grace_hopper.bmp")
@@ -34,7 +35,7 @@ def test_finds_the_person_in_grace_hopper(model_fixture: str, request, images_di
     assert set(out.classes.astype(int)) == {0}  # only people were kept
 
 
-@pytest.mark.parametrize("model_fixture", ["ssd_model", "yolox_model"])
+@pytest.mark.parametrize("model_fixture", ["ssd_model", "yolox_model", "yolox_int8_model"])
 def test_people_on_every_coco_photo_and_both_models_agree(model_fixture: str, request,
                                                           images_dir: Path) -> None:
     det = TFLiteDetector(request.getfixturevalue(model_fixture), threads=1, min_score=0.4)

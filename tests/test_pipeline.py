@@ -9,9 +9,8 @@ import cv2
 import pytest
 
 from edgecount.detection.detector import TFLiteDetector
-from edgecount_core.counting import CountingEngine, foot_points
+from edgecount_core.config import parse_config
 from edgecount_core.geometry import Line
-from edgecount_core.tracker import Tracker
 
 from .helpers import edgecount
 
@@ -22,13 +21,12 @@ pytestmark = pytest.mark.slow
 
 def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
     det = TFLiteDetector(model, threads=2, min_score=0.1)
-    tracker = Tracker()
     lines = []
     for spec in LINES:
         name, coords = spec.split(":")
         ax, ay, bx, by = (float(v) for v in coords.split(","))
         lines.append(Line(name, (ax, ay), (bx, by)))
-    engine = CountingEngine(lines)
+    camera = parse_config({}).camera_counter(lines)  # the settings the replay runs with
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
     i = 0
@@ -38,14 +36,12 @@ def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
             break
         d, _ = det.detect(bgr)
         ts = 1000.0 + i / fps
-        out = tracker.update(d.boxes, d.scores, ts)
-        pts = foot_points(out.rows)
-        engine.update(bgr.shape[1], bgr.shape[0], pts, ts, i + 1, ended=out.ended)
+        camera.step(d.boxes, d.scores, ts, i + 1, bgr.shape[1], bgr.shape[0])
         i += 1
-    return engine.totals()
+    return camera.engine.totals()
 
 
-def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, ssd_model) -> None:
+def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, yolox_model) -> None:
     args = ["replay", str(pets09_clip), "--json"]
     for ln in LINES:
         args += ["--line", ln]
@@ -58,7 +54,7 @@ def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, ssd_m
     assert report["frames"] == 795 and report["processed_frames"] == 795
     assert report["dropped_frames"] == 0
     assert report["fps"] > 0 and report["duration_s"] > 0
-    expected = _in_process_counts(pets09_clip, ssd_model)
+    expected = _in_process_counts(pets09_clip, yolox_model)  # the default configuration's model
     assert report["lines"] == expected
     assert sum(c["in"] + c["out"] for c in expected.values()) > 20  # people really were counted
 

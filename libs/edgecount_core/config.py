@@ -7,12 +7,15 @@ every bad key, what was found and what is expected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgecount_core.camera import CameraCounter
 from edgecount_core.geometry import Line, Polygon
+from edgecount_core.linking import LinkConfig
+from edgecount_core.tracker import TrackerConfig
 
 __all__ = ["Config", "ConfigError", "parse_config", "parse_line_arg"]
 
@@ -107,13 +110,17 @@ class CaptureSection(_Section):
 
 class InferenceSection(_Section):
     model: str = Field(
-        "ssd_mobilenet_v1_coco_quant",
+        "yolox_nano",
         description="model name from models/manifest.toml, or a .tflite path",
     )
     device: str = Field("cpu", description="'cpu', or an Edge TPU: 'usb', 'usb:N', 'pci', 'pci:N'")
     fallback_model: str = Field(
         "",
         description="CPU model to use when the Edge TPU is absent; empty = the CPU twin from the manifest",
+    )
+    tpu_fallback_model: str = Field(
+        "",
+        description="Edge TPU model to try when `model` cannot be loaded on a present Edge TPU (missing file)",
     )
     threads: int = Field(2, ge=1, le=64, description="CPU interpreter threads")
     min_score: float = Field(
@@ -142,7 +149,8 @@ class TrackerSection(_Section):
     high_score: float = Field(0.6, ge=0, le=1, description="detections at or above this go to the first association")
     low_score: float = Field(0.1, ge=0, le=1, description="weaker detections only keep existing tracks alive")
     new_track_score: float = Field(0.7, ge=0, le=1, description="score needed to start a track")
-    min_hits: int = Field(3, ge=1, le=30, description="matches before a track is confirmed (and may count)")
+    min_hits: int = Field(2, ge=1, le=30, description="matches before a track is confirmed (and may count)")
+    confirm_s: float = Field(0.2, ge=0, le=5, description="...and the time they must span (rate-independent)")
     max_lost_s: float = Field(1.5, gt=0, description="seconds a lost track may be re-found")
     match_iou: float = Field(0.3, gt=0, lt=1, description="least IoU for the first association")
     recovery_distance: float = Field(0.5, ge=0, description="lost-track recovery gate, in track heights")
@@ -156,7 +164,20 @@ class TrackerSection(_Section):
 
 
 class CountingSection(_Section):
-    band_px: float = Field(6.0, ge=0, description="hysteresis band around each line, in pixels")
+    band: float = Field(0.08, ge=0, le=1, description="hysteresis band around each line, as a fraction of the "
+                        "person's box height (so it holds at any resolution and distance)")
+    link_gap_s: float = Field(2.0, ge=0, le=10, description="a track that vanished at most this long ago is "
+                              "continued by a new one appearing where it was heading (0 = off)")
+    link_gate: float = Field(0.6, gt=0, le=5, description="how far from the predicted foot point a new track may "
+                             "appear and still be joined, in the person's heights")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "band_px" in data:
+            raise ValueError("counting.band_px was replaced by counting.band, a fraction of the person's height "
+                             "(pixels meant a different band at every resolution); fix: band = 0.08")
+        return data
 
 
 class LineSection(_Section):
@@ -334,6 +355,16 @@ class Config(_Section):
 
     def geometry_zones(self) -> list[Polygon]:
         return [Polygon(z.name, z.points) for z in self.zones]
+
+    def camera_counter(self, lines: Sequence[Line] | None = None) -> CameraCounter:
+        """The tracker, linker and counting engine these settings describe (``lines`` replace the configured)."""
+        t, c = self.tracker, self.counting
+        return CameraCounter(
+            self.geometry_lines() if lines is None else lines, self.geometry_zones(),
+            tracker=TrackerConfig(high_score=t.high_score, low_score=t.low_score, new_track_score=t.new_track_score,
+                                  min_hits=t.min_hits, confirm_s=t.confirm_s, max_lost_s=t.max_lost_s,
+                                  match_iou=t.match_iou, recovery_distance=t.recovery_distance),
+            link=LinkConfig(max_gap_s=c.link_gap_s, gate=c.link_gate), band=c.band)
 
 
 class ConfigError(ValueError):

@@ -1,10 +1,13 @@
 """Line-crossing and zone counters fed with confirmed tracks.
 
-A track's side of a line only changes once its foot point leaves a band of
-``band_px`` pixels around the line, so a person standing on the line and the
-jitter of their box never produce counts. A side change is counted only when
-the move from the last point on the old side to the first point on the new
-side meets the line within the segment A-B (with a small margin).
+A track's side of a line only changes once its foot point leaves a band
+around the line, so a person standing on the line and the jitter of their box
+never produce counts. The band is a fraction of the person's own box height,
+never a number of pixels: a camera at another resolution, or a person farther
+away, gets the same decision (and nothing depends on the frame rate: only
+positions are compared). A side change is counted only when the move from the
+last point on the old side to the first point on the new side meets the line
+within the segment A-B (with a small margin).
 """
 
 from __future__ import annotations
@@ -16,20 +19,26 @@ import attrs
 
 from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon, bottom_centre
 
-__all__ = ["CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter", "foot_points"]
+__all__ = ["DEFAULT_BAND", "CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter",
+           "foot_points"]
+
+
+DEFAULT_BAND = 0.08
+"""Half-width of the hysteresis band, in units of the person's box height."""
 
 
 @attrs.frozen
 class TrackPoint:
-    """A confirmed track's foot point at one moment."""
+    """A confirmed track's foot point at one moment, with its box height (the person's scale)."""
 
     track_id: int
     point: Point
+    height: float
 
 
 def foot_points(rows: Iterable[Sequence[Any]]) -> list[TrackPoint]:
     """Rows ``id, x1, y1, x2, y2, ...`` (tracker output or ground truth) as each track's foot point."""
-    return [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4])) for r in rows]
+    return [TrackPoint(int(r[0]), bottom_centre(r[1], r[2], r[3], r[4]), float(r[4] - r[2])) for r in rows]
 
 
 @attrs.frozen
@@ -69,25 +78,28 @@ class _SideState:
 class LineCounter:
     """Counts crossings of one line by many tracks."""
 
-    def __init__(self, line: PixelLine, band_px: float = 6.0, extent_margin: float = 0.05) -> None:
+    def __init__(self, line: PixelLine, band: float = DEFAULT_BAND, extent_margin: float = 0.05) -> None:
         self.line = line
-        depth = line.reachable_depth()
-        self.band = max(0.0, min(band_px, 0.45 * depth))
+        # A band wider than the frame lets a person reach on one side could never be left.
+        self.max_band_px = max(0.0, 0.45 * line.reachable_depth())
+        self.band = band
         self.extent_margin = extent_margin
         self.n_in = 0
         self.n_out = 0
         self._state: dict[int, _SideState] = {}
 
-    def _side(self, p: Point) -> int:
+    def _side(self, p: Point, height: float) -> int:
+        band = min(self.band * max(height, 0.0), self.max_band_px)
         d = self.line.signed_distance(p)
-        if d > self.band:
+        if d > band:
             return 1
-        if d < -self.band:
+        if d < -band:
             return -1
         return 0
 
-    def update(self, track_id: int, p: Point, ts: float, seq: int) -> CountEvent | None:
-        side = self._side(p)
+    def update(self, track_id: int, p: Point, ts: float, seq: int, height: float) -> CountEvent | None:
+        """Feed one foot point of ``track_id`` whose box is ``height`` pixels tall."""
+        side = self._side(p, height)
         state = self._state.get(track_id)
         if state is None:
             self._state[track_id] = _SideState(side=side, anchor=p)
@@ -123,9 +135,9 @@ class _ZoneState:
 class ZoneCounter:
     """Occupancy, entries, exits and dwell time of one polygon zone."""
 
-    def __init__(self, zone: PixelPolygon, band_px: float = 6.0) -> None:
+    def __init__(self, zone: PixelPolygon, band: float = DEFAULT_BAND) -> None:
         self.zone = zone
-        self.band = band_px
+        self.band = band
         self.entries = 0
         self.exits = 0
         self._state: dict[int, _ZoneState] = {}
@@ -134,18 +146,19 @@ class ZoneCounter:
     def occupancy(self) -> int:
         return sum(1 for s in self._state.values() if s.inside)
 
-    def update(self, track_id: int, p: Point, ts: float, seq: int) -> ZoneChange | None:
+    def update(self, track_id: int, p: Point, ts: float, seq: int, height: float) -> ZoneChange | None:
         depth = self.zone.signed_depth(p)
+        band = self.band * max(height, 0.0)
         state = self._state.get(track_id)
         if state is None:
-            if abs(depth) > self.band or depth > 0:
+            if abs(depth) > band or depth > 0:
                 self._state[track_id] = _ZoneState(inside=depth > 0, since=ts)
             return None
-        if not state.inside and depth > self.band:
+        if not state.inside and depth > band:
             state.inside, state.since = True, ts
             self.entries += 1
             return ZoneChange(self.zone.name, "enter", track_id, ts, seq, self.occupancy, 0.0)
-        if state.inside and depth < -self.band:
+        if state.inside and depth < -band:
             dwell = ts - state.since
             state.inside, state.since = False, ts
             self.exits += 1
@@ -172,19 +185,19 @@ class CountingEngine:
         self,
         lines: Sequence[Line],
         zones: Sequence[Polygon] = (),
-        band_px: float = 6.0,
+        band: float = DEFAULT_BAND,
     ) -> None:
         self.lines = list(lines)
         self.zones = list(zones)
-        self.band_px = band_px
+        self.band = band
         self._size: tuple[int, int] | None = None
         self.line_counters: list[LineCounter] = []
         self.zone_counters: list[ZoneCounter] = []
 
     def _bind(self, width: int, height: int) -> None:
         self._size = (width, height)
-        self.line_counters = [LineCounter(ln.to_pixels(width, height), self.band_px) for ln in self.lines]
-        self.zone_counters = [ZoneCounter(z.to_pixels(width, height), self.band_px) for z in self.zones]
+        self.line_counters = [LineCounter(ln.to_pixels(width, height), self.band) for ln in self.lines]
+        self.zone_counters = [ZoneCounter(z.to_pixels(width, height), self.band) for z in self.zones]
 
     def update(
         self,
@@ -212,11 +225,11 @@ class CountingEngine:
             lc.forget(gone)
         for t in tracks:
             for lc in self.line_counters:
-                ev = lc.update(t.track_id, t.point, ts, seq)
+                ev = lc.update(t.track_id, t.point, ts, seq, t.height)
                 if ev is not None:
                     crossings.append(ev)
             for zc in self.zone_counters:
-                ch = zc.update(t.track_id, t.point, ts, seq)
+                ch = zc.update(t.track_id, t.point, ts, seq, t.height)
                 if ch is not None:
                     changes.append(ch)
         return crossings, changes

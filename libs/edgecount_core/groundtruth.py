@@ -8,10 +8,10 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecount_core.counting import CountingEngine, foot_points
+from edgecount_core.counting import CountEvent, CountingEngine, foot_points
 from edgecount_core.geometry import Line
 
-__all__ = ["GroundTruth", "parse_mot", "true_line_counts"]
+__all__ = ["GroundTruth", "parse_mot", "true_line_counts", "true_line_events"]
 
 
 @attrs.frozen
@@ -49,14 +49,23 @@ def parse_mot(text: str) -> GroundTruth:
 
 def true_line_counts(
     gt: GroundTruth, lines: Sequence[Line], width: int, height: int, fps: float = 10.0,
-    band_px: float = 2.0, frames: Iterable[int] | None = None,
+    band: float = 0.02, frames: Iterable[int] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Count line crossings of the ground-truth trajectories, with the counter's convention.
 
     Every annotated box counts (also those MOTChallenge marks as not evaluated:
     a partly hidden person still crosses the line).
     """
-    engine = CountingEngine(lines, band_px=band_px)
+    return true_line_events(gt, lines, width, height, fps, band, frames)[0]
+
+
+def true_line_events(
+    gt: GroundTruth, lines: Sequence[Line], width: int, height: int, fps: float = 10.0,
+    band: float = 0.02, frames: Iterable[int] | None = None,
+) -> tuple[dict[str, dict[str, int]], list[CountEvent]]:
+    """:func:`true_line_counts` and each true crossing (``seq`` is the frame, ``track_id`` the person)."""
+    events: list[CountEvent] = []
+    engine = CountingEngine(lines, band=band)
     seen_last: dict[int, int] = {}
     frame_ids = sorted(set(gt.rows[:, 0].astype(int))) if frames is None else list(frames)
     all_ids = set(gt.rows[:, 1].astype(int))
@@ -67,5 +76,6 @@ def true_line_counts(
             seen_last[p.track_id] = f
         # An identity leaves for good after its last annotated frame.
         ended = [i for i in all_ids if seen_last.get(i) == f - 1 and i not in {p.track_id for p in pts}]
-        engine.update(width, height, pts, ts=f / fps, seq=f, ended=ended)
-    return engine.totals()
+        crossings, _ = engine.update(width, height, pts, ts=f / fps, seq=f, ended=ended)
+        events += crossings
+    return engine.totals(), events

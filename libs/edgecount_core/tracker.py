@@ -58,7 +58,14 @@ class TrackerConfig:
     match_iou: float = 0.3
     low_match_iou: float = 0.4
     tentative_match_iou: float = 0.3
-    min_hits: int = 3
+    tentative_gate: float = 0.15
+    tentative_gate_per_s: float = 1.0
+    """A new track's next detection may be this far (in its heights) plus this much per second away.
+
+    New tracks have no velocity yet, so overlap alone would lose every walker at a low frame rate."""
+    min_hits: int = 2
+    confirm_s: float = 0.2
+    """A track is confirmed once matched ``min_hits`` times over at least this long (a time, not a frame count)."""
     max_lost_s: float = 1.5
     recovery_distance: float = 0.5
     """Lost-track recovery gate: centre distance in units of the track's height."""
@@ -75,7 +82,7 @@ _H = np.eye(4, 8)
 class Track:
     """One tracked person: a constant-velocity Kalman filter on ``[cx, cy, w, h]``."""
 
-    __slots__ = ("cov", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
+    __slots__ = ("born", "cov", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
 
     def __init__(self, track_id: int, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
         self.track_id = track_id
@@ -87,6 +94,7 @@ class Track:
         self.hits = 1
         self.score = score
         self.last_seen = ts
+        self.born = ts
         self.last_box: F64 = box.astype(np.float64)
         self.state = "tentative"
 
@@ -117,7 +125,8 @@ class Track:
         self.score = score
         self.last_seen = ts
         self.last_box = box.astype(np.float64)
-        if (self.state == "tentative" and self.hits >= cfg.min_hits) or self.state == "lost":
+        confirmable = self.hits >= cfg.min_hits and ts - self.born >= cfg.confirm_s - 1e-6
+        if (self.state == "tentative" and confirmable) or self.state == "lost":
             self.state = "confirmed"
 
     @property
@@ -149,6 +158,17 @@ def _assign(cost: F64, max_cost: float) -> tuple[list[tuple[int, int]], set[int]
     )
 
 
+def _centre_distance(ref: F64, cand: F64) -> tuple[F64, F64]:
+    """Centre distances in units of each reference box's height, and the candidates' height ratios."""
+    hs = np.maximum(ref[:, 3] - ref[:, 1], 1.0)
+    dc = np.hypot(
+        ((ref[:, None, 0] + ref[:, None, 2]) - (cand[None, :, 0] + cand[None, :, 2])) / 2,
+        ((ref[:, None, 1] + ref[:, None, 3]) - (cand[None, :, 1] + cand[None, :, 3])) / 2,
+    ) / hs[:, None]
+    ratio = (cand[None, :, 3] - cand[None, :, 1]) / hs[:, None]
+    return dc, ratio
+
+
 class Tracker:
     """Associates per-frame detections into tracks. Not thread-safe; one per camera."""
 
@@ -157,6 +177,20 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_ts: float | None = None
+
+    def _match_new(self, tentative: list[Track], det: F64, sc: F64, idx: npt.NDArray[np.intp], ts: float,
+                   matched_ids: set[int]) -> tuple[list[Track], npt.NDArray[np.intp]]:
+        cfg = self.cfg
+        if not tentative or idx.size == 0:
+            return tentative, idx
+        dc, ratio = _centre_distance(np.stack([t.last_box for t in tentative]), det[idx])
+        gate = np.array([cfg.tentative_gate + cfg.tentative_gate_per_s * (ts - t.last_seen) for t in tentative])
+        cost = np.where((ratio > 0.7) & (ratio < 1.4) & (dc <= gate[:, None]), dc, 1e6)
+        pairs, un_t, un_d = _assign(cost, 1e5)
+        for ti, di in pairs:
+            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg)
+            matched_ids.add(tentative[ti].track_id)
+        return [tentative[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
     def update(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float) -> TrackerOutput:
         cfg = self.cfg
@@ -192,19 +226,13 @@ class Tracker:
         visible = [t for t in rest_pool if t.state == "confirmed"]
         still_lost = [t for t in rest_pool if t.state == "lost"]
         rest_visible, _ = match(visible, low, cfg.low_match_iou)
-        # 3. tentative tracks against what is left of the confident detections
-        rest_tentative, rest_high = match(tentative, rest_high, cfg.tentative_match_iou)
+        # 3. tentative tracks against what is left of the confident detections, by distance
+        rest_tentative, rest_high = self._match_new(tentative, det, sc, rest_high, ts, matched_ids)
         # 4. recover lost (or just-missed) tracks whose prediction drifted off the person
         orphans = still_lost + rest_visible
         if orphans and rest_high.size:
-            ref = np.stack([t.last_box for t in orphans])
             cand = det[rest_high]
-            hs = np.maximum(ref[:, 3] - ref[:, 1], 1.0)
-            dc = np.hypot(
-                ((ref[:, None, 0] + ref[:, None, 2]) - (cand[None, :, 0] + cand[None, :, 2])) / 2,
-                ((ref[:, None, 1] + ref[:, None, 3]) - (cand[None, :, 1] + cand[None, :, 3])) / 2,
-            ) / hs[:, None]
-            ratio = (cand[None, :, 3] - cand[None, :, 1]) / hs[:, None]
+            dc, ratio = _centre_distance(np.stack([t.last_box for t in orphans]), cand)
             cost = np.where((ratio > 0.6) & (ratio < 1.6), dc, 1e6)
             pairs, _un_t, un_d = _assign(cost, cfg.recovery_distance)
             for ti, di in pairs:

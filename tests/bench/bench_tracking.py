@@ -82,7 +82,7 @@ def main() -> int:
           f"{'ms/frame':>9}")
     for model in MODELS:
         dets = detections(store, model, clip)
-        ours_hyp, ours_counts, ours_ms = track_offline(dets, 10.0, lines, 768, 576, band_px=cfg.counting.band_px)
+        ours_hyp, ours_counts, ours_ms = track_offline(dets, 10.0, 768, 576, cfg.camera_counter())
         results = {"edgecount": (ours_hyp, ours_counts, ours_ms)}
         results["ByteTrack"] = run_peer(lambda: ByteTrackTracker(frame_rate=10.0), dets, lines)
         results["OC-SORT"] = run_peer(lambda: OCSORTTracker(frame_rate=10.0), dets, lines)

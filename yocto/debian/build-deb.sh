@@ -28,6 +28,7 @@ rm -rf "$pkg" && mkdir -p "$pkg/DEBIAN" "$pkg/opt/edgecount/lib" "$pkg/usr/bin" 
 # The wheel's data files (the model manifest) belong under /usr/share, where the code finds them
 # for Debian's /usr/bin/python3 (sys.prefix /usr); pip --target puts them beside the libraries instead.
 mv "$pkg/opt/edgecount/lib/share/edgecount/manifest.toml" "$pkg/usr/share/edgecount/manifest.toml"
+mv "$pkg/opt/edgecount/lib/share/edgecount/recipes" "$pkg/usr/share/edgecount/recipes"
 rm -rf "$pkg/opt/edgecount/lib/share"
 
 cat > "$pkg/usr/bin/edgecount" <<'SH'

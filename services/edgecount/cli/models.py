@@ -11,6 +11,7 @@ from rich.table import Table
 from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     config_path,
     err,
     out,
@@ -55,6 +56,45 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Build a ``build = "quantize"`` model from its float source and check it against the manifest."""
+    from pathlib import Path
+
+    from edgecount.runtime.quantize import QuantizeError
+
+    cfg = load_config(args.config)
+    store = AssetStore.for_config(cfg)
+    try:
+        entry = store.entry("models", args.name)
+    except AssetError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    if entry.get("build") != "quantize":
+        err.print(f"[red]{args.name} is not built by quantisation[/] (its manifest entry has no build = \"quantize\")")
+        return EXIT_USAGE
+    dest = Path(args.out) if args.out else store.cached(args.name, entry["file"])
+    try:
+        summary = store.quantize(entry, dest)  # the quantizer draws its own progress bar
+    except (QuantizeError, AssetError, OSError, ValueError) as exc:
+        err.print(f"[red]quantising {args.name} failed:[/] {exc}")
+        return EXIT_FAILED
+    summary["name"] = args.name
+    summary["manifest_sha256"] = entry.get("sha256", "")
+    summary["matches_manifest"] = summary["sha256"] == entry.get("sha256")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        out.print(f"{args.name}: {summary['bytes'] / 1e6:.2f} MB from {summary['calibration_views']} calibration "
+                  f"views of {summary['photos']} photos -> {summary['model']}")
+        out.print(f"sha256 {summary['sha256']}")
+        if summary["matches_manifest"]:
+            out.print("[green]identical to the model the manifest pins[/]")
+        else:
+            err.print("[yellow]differs from the manifest's sha256[/] (another quantizer version, recipe or photos); "
+                      "update models/manifest.toml if this build is the one to ship")
+    return EXIT_OK if summary["matches_manifest"] else EXIT_FAILED
 
 
 def cmd_bench_models(args: argparse.Namespace) -> int:
@@ -105,6 +145,13 @@ def register(sub: Any) -> None:
     mf.add_argument("--config", "-c")
     mf.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+    mq = msub.add_parser("quantize", help="build an int8 model from its float source (host step; needs "
+                                          "edgecount[quantize])")
+    mq.add_argument("name", nargs="?", default="yolox_nano_int8")
+    mq.add_argument("--out", help="write here instead of the model cache")
+    mq.add_argument("--config", "-c")
+    mq.add_argument("--json", action="store_true")
+    mq.set_defaults(func=cmd_quantize)
 
     bn = sub.add_parser("bench", help="measure on this device")
     bsub = bn.add_subparsers(dest="bench_cmd", required=True)

@@ -25,7 +25,10 @@ def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
         for name, entry in store.manifest.get("models", {}).items():
             if entry.get("file") == p.name:
                 labels = p.with_name(entry["labels"]) if entry.get("labels") else None
-                return ModelFiles(name, p, labels if labels and labels.exists() else None, entry)
+                if labels is not None and not labels.exists():
+                    # A compiled model copied alone: its labels come from the manifest like any asset's.
+                    labels = store.fetch_labels(name)
+                return ModelFiles(name, p, labels, entry)
         raise DetectorError(f"{p.name}: not in the model manifest, so its decoder is unknown")
     return store.fetch_model(name_or_path)
 

@@ -109,6 +109,8 @@ class AssetStore:
         self.cache = Path(cache).expanduser() if cache else default_cache()
         self.allow_download = allow_download and os.environ.get("EDGECOUNT_OFFLINE") != "1"
         self.manifest = manifest if manifest is not None else load_manifest()
+        # Files the manifest names by relative path (quantisation recipes) live beside it.
+        self.manifest_dir = manifest_path().parent
         self.progress = progress
 
     @classmethod
@@ -139,6 +141,13 @@ class AssetStore:
             )
         return ModelFiles(name=name, model=model, labels=labels, entry=entry)
 
+    def fetch_labels(self, name: str) -> Path | None:
+        """The label file of model ``name`` alone (for a model file brought onto the device by hand)."""
+        entry = self.entry("models", name)
+        if not entry.get("labels"):
+            return None
+        return self._obtain(name, entry["labels"], entry.get("labels_sha256"), entry, url_key="labels_url")
+
     def fetch_clip(self, name: str) -> Path:
         entry = self.entry("clips", name)
         return self._obtain(name, entry["file"], entry["sha256"], entry, url_key="url")
@@ -168,6 +177,9 @@ class AssetStore:
                 return dest
         elif url_key == "url" and entry.get("pip"):
             if self._from_pip(entry["pip"], entry.get("pip_sha256"), filename, sha, dest, tried):
+                return dest
+        elif url_key == "url" and entry.get("build") == "quantize":
+            if self._from_quantizer(entry, sha, dest, tried):
                 return dest
         elif entry.get(url_key):
             if self._from_url(entry, url_key, filename, sha, dest, tried):
@@ -297,6 +309,29 @@ class AssetStore:
                 tried.append(f"{debs[0].name}: has no {member}")
                 return False
             return self._install(extracted, sha, dest, f"{debs[0].name}:{member}", tried)
+
+    def quantize(self, entry: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Build a ``build = "quantize"`` model into ``out`` (no sha256 check: the caller compares)."""
+        from edgecount.runtime.quantize import QuantizeError, find_photos, quantize_model
+
+        source = self.fetch_model(str(entry["source_model"]))
+        if self.mirror is None:
+            raise QuantizeError("the calibration photos come from the asset mirror: set assets.mirror "
+                                "(or EDGECOUNT_ASSET_MIRROR)")
+        photos = find_photos(self.mirror / str(entry["calibration"]))
+        return quantize_model(source.model, self.manifest_dir / str(entry["recipe"]), photos, out)
+
+    def _from_quantizer(self, entry: dict[str, Any], sha: str | None, dest: Path, tried: list[str]) -> bool:
+        from edgecount.runtime.quantize import QuantizeError
+
+        with tempfile.TemporaryDirectory(prefix="ec-quantize-") as tmp:
+            built = Path(tmp) / dest.name
+            try:
+                self.quantize(entry, built)
+            except (QuantizeError, AssetError, OSError, ValueError) as exc:
+                tried.append(f"quantising {entry['source_model']} with {entry['recipe']}: {exc}")
+                return False
+            return self._install(built, sha, dest, f"quantised from {entry['source_model']}", tried)
 
     # -- status -------------------------------------------------------------------------
     def status(self, kind: str, name: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
-from edgecount_core.counting import CountingEngine, foot_points
 from edgecount_core.frames import FramePosition
 from edgecount_core.messages import (
     Crossing,
@@ -34,9 +33,8 @@ from edgecount_core.messages import (
     ZoneEvent,
     encode,
 )
-from edgecount_core.tracker import Tracker, TrackerConfig
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class Counter(Service):
@@ -44,13 +42,7 @@ class Counter(Service):
 
     def __init__(self, config: Config, runtime_dir: Path) -> None:
         super().__init__(config, runtime_dir)
-        t = config.tracker
-        self.tracker = Tracker(TrackerConfig(
-            high_score=t.high_score, low_score=t.low_score, new_track_score=t.new_track_score,
-            min_hits=t.min_hits, max_lost_s=t.max_lost_s, match_iou=t.match_iou,
-            recovery_distance=t.recovery_distance))
-        self.engine = CountingEngine(config.geometry_lines(), config.geometry_zones(),
-                                     band_px=config.counting.band_px)
+        self.camera = config.camera_counter()
         self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
         self.stream = (self.store.get("stream") or b"").decode()
         self.position = FramePosition(live=config.capture.realtime)
@@ -80,22 +72,22 @@ class Counter(Service):
                 self.log.warning("counter.state_discarded", reason=f"state format {state[0]}, this build uses "
                                  f"{STATE_VERSION}")
                 return
-            _, tracker, engine, lines, last_ring, last_seq, last_ts, processed = state
+            _, camera, lines, last_ring, last_seq, last_ts, processed = state
         except Exception as exc:
             self.log.error("counter.state_unreadable", reason=str(exc), hint="starting from a clean state")
             return
-        if lines != [(ln.name, ln.a, ln.b) for ln in self.engine.lines]:
+        if lines != [(ln.name, ln.a, ln.b) for ln in self.camera.engine.lines]:
             self.log.warning("counter.state_discarded", reason="the counting lines changed")
             return
-        self.tracker, self.engine, self.last_ts = tracker, engine, last_ts
+        self.camera, self.last_ts = camera, last_ts
         self.position.ring, self.position.seq = last_ring, last_seq
         self.processed = processed
         self.restored = True
         self.log.info("counter.state_restored", last_seq=last_seq, events=self.store.last_seq)
 
     def _state_blob(self) -> bytes:
-        lines = [(ln.name, ln.a, ln.b) for ln in self.engine.lines]
-        return pickle.dumps((STATE_VERSION, self.tracker, self.engine, lines, self.position.ring, self.position.seq,
+        lines = [(ln.name, ln.a, ln.b) for ln in self.camera.engine.lines]
+        return pickle.dumps((STATE_VERSION, self.camera, lines, self.position.ring, self.position.seq,
                              self.last_ts, self.processed), protocol=pickle.HIGHEST_PROTOCOL)
 
     def handle(self, topic: bytes, msg: Message) -> None:
@@ -116,22 +108,19 @@ class Counter(Service):
             self.gaps += 1
             return
         t0 = time.perf_counter()
-        out = self.tracker.update(msg.box_array(), msg.score_array(), msg.ts)
-        points = foot_points(out.rows)
-        crossings, zone_changes = self.engine.update(msg.width, msg.height, points, msg.ts, msg.seq,
-                                                     ended=out.ended)
+        out = self.camera.step(msg.box_array(), msg.score_array(), msg.ts, msg.seq, msg.width, msg.height)
         self.position.advance(msg.seq)
         self.last_ts = msg.ts
         self.processed += 1
         outgoing: list[tuple[bytes, Crossing | ZoneEvent]] = []
         with self.store.transaction():
-            for c in crossings:
+            for c in out.crossings:
                 n = self.store.next_seq()
                 ev = Crossing(event_id=f"{self.stream}:{n}", line=c.line, direction=c.direction, ts=c.ts,
                               track_id=c.track_id, seq=c.seq, event_seq=n)
                 self.store.append(n, bus.CROSSING, encode(ev))
                 outgoing.append((bus.CROSSING, ev))
-            for z in zone_changes:
+            for z in out.zone_changes:
                 n = self.store.next_seq()
                 zev = ZoneEvent(event_id=f"{self.stream}:{n}", zone=z.zone, kind=z.kind, ts=z.ts,
                                 track_id=z.track_id, occupancy=z.occupancy, event_seq=n, dwell_s=z.dwell_s)
@@ -162,7 +151,7 @@ class Counter(Service):
         stats = dict(msg.stats)
         stats["counter_processed"] = self.processed
         stats["counter_last_event_seq"] = self.store.last_seq
-        for name, c in self.engine.totals().items():
+        for name, c in self.camera.engine.totals().items():
             stats[f"line.{name}.in"] = c["in"]
             stats[f"line.{name}.out"] = c["out"]
         return EndOfStream(last_seq=msg.last_seq, stats=stats)
@@ -171,8 +160,10 @@ class Counter(Service):
         s: dict[str, StatValue] = {"processed": self.processed, "last_seq": self.position.seq,
                                    "tracker_ms": round(self.track_ms, 3), "events": self.store.last_seq,
                                    "out_of_order": self.gaps,
-                                   "active_tracks": sum(1 for t in self.tracker.tracks if t.state == "confirmed")}
-        for zc in self.engine.zone_counters:
+                                   "active_tracks": sum(1 for t in self.camera.tracker.tracks
+                                                        if t.state == "confirmed"),
+                                   "tracklets_joined": self.camera.linker.links}
+        for zc in self.camera.engine.zone_counters:
             s[f"zone.{zc.zone.name}.occupancy"] = zc.occupancy
         return s
 

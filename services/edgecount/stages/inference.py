@@ -62,7 +62,17 @@ class Inference(Service):
         try:
             self.detector = self._build(inf.model, inf.device)
         except (DetectorError, AssetError) as exc:
-            self._fall_back(str(exc))
+            if not inf.tpu_fallback_model:
+                self._fall_back(str(exc))
+                return
+            # The accelerator is there but this model is not (never compiled for it): its second choice.
+            self.log.error("inference.edgetpu_model_unusable", model=inf.model, reason=str(exc),
+                           instead=inf.tpu_fallback_model)
+            try:
+                self.detector = self._build(inf.tpu_fallback_model, inf.device)
+                self.state = "degraded"  # on the accelerator, but not with the model configured
+            except (DetectorError, AssetError) as exc2:
+                self._fall_back(f"{exc}; {inf.tpu_fallback_model}: {exc2}")
 
     def _build(self, model: str, device: str) -> Detector:
         inf = self.cfg.inference

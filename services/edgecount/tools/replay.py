@@ -54,6 +54,8 @@ class ReplayResult:
     source_fps: float = 0.0
     tracks: dict[int, Any] = attrs.field(factory=dict)
     """Frame number (1-based) -> rows ``id, x1, y1, x2, y2`` when asked to collect them."""
+    ended: dict[int, list[int]] = attrs.field(factory=dict)
+    """Frame number -> track ids the tracker gave up in it, when collecting tracks."""
 
     @property
     def truncated(self) -> bool:
@@ -112,12 +114,14 @@ def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dic
     return lines, zones
 
 
-def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any]) -> None:
+def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any], ended: dict[int, list[int]]) -> None:
     got = sub.recv(0)
     while got is not None:
         msg = got[1]
         if isinstance(msg, Tracks):
             into[msg.seq] = msg.row_array()[:, :5].astype("float64")
+            if msg.ended:
+                ended[msg.seq] = list(msg.ended)
         got = sub.recv(0)
 
 
@@ -158,6 +162,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
                       if collect_tracks else None)
         tracks: dict[int, Any] = {}
+        ended: dict[int, list[int]] = {}
         t0 = time.monotonic()
         eos: EndOfStream | None = None
         wd.start_all()
@@ -174,10 +179,10 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
                 if got is not None and isinstance(got[1], EndOfStream):
                     eos = got[1]
                 if tracks_sub is not None:
-                    _drain_tracks(tracks_sub, tracks)
+                    _drain_tracks(tracks_sub, tracks, ended)
             done_wall = time.time()
             if tracks_sub is not None:
-                _drain_tracks(tracks_sub, tracks)
+                _drain_tracks(tracks_sub, tracks, ended)
         finally:
             eos_sub.close()
             if tracks_sub is not None:
@@ -197,7 +202,8 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         return ReplayResult(source=source, frames=frames, processed_frames=processed,
                             dropped_frames=max(0, frames - processed), duration_s=duration,
                             fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
-                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks, width=width,
+                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks, ended=ended,
+                            width=width,
                             height=height, source_fps=source_fps)
     finally:
         if not keep_dir and not failed:
