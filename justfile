@@ -81,6 +81,7 @@ bench: setup
     {{venv}}/bin/pip install --quiet -e '.[dev,peers]'
     {{py}} tests/bench/bench_runtime.py
     {{py}} tests/bench/bench_tracking.py
+    {{py}} tests/bench/bench_sweep.py
     {{py}} tests/bench/bench_footprint.py
 
 # build the Debian (Mendel) package into build/

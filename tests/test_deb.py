@@ -21,7 +21,8 @@ def test_deb_builds_installs_its_files_and_runs(built_deb: Path, tmp_path: Path)
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     for f in ("lib/systemd/system/edgecount.service", "lib/systemd/system.conf.d/10-edgecount-watchdog.conf",
               "usr/lib/sysusers.d/edgecount.conf", "lib/udev/rules.d/99-edgecount-coral.rules",
-              "etc/edgecount/edgecount.toml", "usr/share/edgecount/manifest.toml", "usr/bin/edgecount"):
+              "etc/edgecount/edgecount.toml", "usr/share/edgecount/manifest.toml",
+              "usr/share/edgecount/recipes/yolox_nano_int8.json", "usr/bin/edgecount"):
         assert (root / f).is_file(), f
     control = tmp_path / "control"
     subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)

@@ -53,3 +53,31 @@ def test_eval_rejects_bad_ground_truth(tmp_path: Path) -> None:
     bad.write_text("1,2,three\n")
     res = edgecount("eval", "asset:pets09", str(bad), "--line", "v:0.5,0,0.5,1")
     assert res.returncode == 2 and "ground truth" in res.stderr
+
+
+def test_eval_sweep_reports_held_out_lines_on_the_clip_and_a_perturbed_copy(pets09_gt: Path, yolox_model) -> None:
+    res = edgecount("eval", "asset:pets09", str(pets09_gt), "--sweep", "--variants", "original,every_3rd",
+                    "--config", str(ROOT / "config" / "edgecount.toml"), "--json", timeout=1200)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    tune, held = report["lines"]["tune"], report["lines"]["held_out"]
+    assert len(tune) + len(held) >= 30 and not set(tune) & set(held)
+    assert set(report["variants"]) == {"original", "every_3rd"}
+    original, thinned = report["variants"]["original"], report["variants"]["every_3rd"]
+    assert original["processed_frames"] == 795 and thinned["processed_frames"] == 265
+    for v in (original, thinned):
+        h = v["held_out"]
+        assert h["lines"] == len(held) and h["true_total"] > 150
+        assert set(v["error_classes"]["with_linking"]) >= {"missed detection", "track break at the line",
+                                                           "counted twice (ID switch)", "jitter near the line"}
+        # The shipped CPU configuration's accuracy (README, "Counting accuracy"): a regression shows here.
+        assert h["relative_error"] <= 0.08, h
+    # A third of the frames, the same people: the true crossings do not change with the frame rate.
+    assert thinned["held_out"]["true_total"] == original["held_out"]["true_total"]
+    # The shipped configuration runs the clip faster than its 10 fps.
+    assert original["fps"] > 10
+
+
+def test_eval_sweep_rejects_unknown_variants(pets09_gt: Path) -> None:
+    res = edgecount("eval", "asset:pets09", str(pets09_gt), "--sweep", "--variants", "original,sepia")
+    assert res.returncode == 2 and "sepia" in res.stderr

@@ -164,11 +164,11 @@ class TrackerSection(_Section):
 
 
 class CountingSection(_Section):
-    band: float = Field(0.08, ge=0, le=1, description="hysteresis band around each line, as a fraction of the "
+    band: float = Field(0.1, ge=0, le=1, description="hysteresis band around each line, as a fraction of the "
                         "person's box height (so it holds at any resolution and distance)")
     link_gap_s: float = Field(2.0, ge=0, le=10, description="a track that vanished at most this long ago is "
                               "continued by a new one appearing where it was heading (0 = off)")
-    link_gate: float = Field(0.6, gt=0, le=5, description="how far from the predicted foot point a new track may "
+    link_gate: float = Field(0.8, gt=0, le=5, description="how far from the predicted foot point a new track may "
                              "appear and still be joined, in the person's heights")
 
     @model_validator(mode="before")
@@ -176,7 +176,7 @@ class CountingSection(_Section):
     def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict) and "band_px" in data:
             raise ValueError("counting.band_px was replaced by counting.band, a fraction of the person's height "
-                             "(pixels meant a different band at every resolution); fix: band = 0.08")
+                             "(pixels meant a different band at every resolution); fix: band = 0.1")
         return data
 
 

@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_BAND", "CountEvent", "CountingEngine", "LineCounter", "Track
            "foot_points"]
 
 
-DEFAULT_BAND = 0.08
+DEFAULT_BAND = 0.1
 """Half-width of the hysteresis band, in units of the person's box height."""
 
 

@@ -41,7 +41,7 @@ class LinkConfig:
 
     max_gap_s: float = 2.0
     """Longest time between the last sight of one tracklet and the first of the next; 0 turns linking off."""
-    gate: float = 0.6
+    gate: float = 0.8
     """Largest distance from the predicted foot point, in the person's heights, at a gap of zero..."""
     gate_per_s: float = 0.4
     """...growing by this much per second of gap (the person may have turned or stopped)."""

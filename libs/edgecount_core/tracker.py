@@ -51,7 +51,9 @@ def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
 class TrackerConfig:
     """Thresholds of the tracker; times in seconds."""
 
-    # Defaults tuned on PETS09-S2L1 with YOLOX-nano detections (see tests/bench/bench_tracking.py).
+    # Defaults for float YOLOX-nano scores, checked on the tuning half of the sweep lines over PETS09-S2L1
+    # and its perturbed copies (tests/bench/bench_sweep.py; README "Counting accuracy"). Models whose
+    # scores run lower (the int8 YOLOX, the SSD) set their own in their configuration.
     high_score: float = 0.6
     low_score: float = 0.1
     new_track_score: float = 0.7

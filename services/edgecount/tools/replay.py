@@ -22,7 +22,7 @@ import attrs
 import cv2
 
 from edgecount import stages
-from edgecount.detection.models import resolve_model
+from edgecount.detection.models import resolve_model, startup_model
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.settings import to_toml, with_private_runtime
@@ -56,6 +56,8 @@ class ReplayResult:
     """Frame number (1-based) -> rows ``id, x1, y1, x2, y2`` when asked to collect them."""
     ended: dict[int, list[int]] = attrs.field(factory=dict)
     """Frame number -> track ids the tracker gave up in it, when collecting tracks."""
+    track_size: tuple[int, int] = (0, 0)
+    """The frame size the tracks are in: smaller than the video's when capture scaled it to fit the ring."""
 
     @property
     def truncated(self) -> bool:
@@ -114,12 +116,14 @@ def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dic
     return lines, zones
 
 
-def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any], ended: dict[int, list[int]]) -> None:
+def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any], ended: dict[int, list[int]],
+                  size: list[int]) -> None:
     got = sub.recv(0)
     while got is not None:
         msg = got[1]
         if isinstance(msg, Tracks):
             into[msg.seq] = msg.row_array()[:, :5].astype("float64")
+            size[:] = [msg.width, msg.height]
             if msg.ended:
                 ended[msg.seq] = list(msg.ended)
         got = sub.recv(0)
@@ -140,9 +144,9 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     source_fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
     cap.release()
-    resolve_model(base.inference.model, store)  # fetch once, before the services race for it
-    if base.inference.device != "cpu" and base.inference.fallback_model:
-        resolve_model(base.inference.fallback_model, store)
+    # Fetch once, before the services race for it: the model the pipeline cannot start without (an
+    # accelerator's own model may be absent together with the accelerator, like on the device).
+    resolve_model(startup_model(base, store), store)
 
     # ipc paths must stay short (unix socket limit), so not under a deep tmp_path.
     if runtime_dir is None:
@@ -163,6 +167,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
                       if collect_tracks else None)
         tracks: dict[int, Any] = {}
         ended: dict[int, list[int]] = {}
+        track_size = [0, 0]
         t0 = time.monotonic()
         eos: EndOfStream | None = None
         wd.start_all()
@@ -179,10 +184,10 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
                 if got is not None and isinstance(got[1], EndOfStream):
                     eos = got[1]
                 if tracks_sub is not None:
-                    _drain_tracks(tracks_sub, tracks, ended)
+                    _drain_tracks(tracks_sub, tracks, ended, track_size)
             done_wall = time.time()
             if tracks_sub is not None:
-                _drain_tracks(tracks_sub, tracks, ended)
+                _drain_tracks(tracks_sub, tracks, ended, track_size)
         finally:
             eos_sub.close()
             if tracks_sub is not None:
@@ -203,7 +208,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
                             dropped_frames=max(0, frames - processed), duration_s=duration,
                             fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
                             zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks, ended=ended,
-                            width=width,
+                            track_size=(track_size[0], track_size[1]), width=width,
                             height=height, source_fps=source_fps)
     finally:
         if not keep_dir and not failed:

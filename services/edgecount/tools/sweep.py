@@ -209,15 +209,21 @@ def evaluate_variant(clip: Path, gt: GroundTruth, v: Variant, lines: Sequence[Li
         video, fps, _ = make_variant(clip, v, work)
     res = run(str(video))
     fps = fps or res.source_fps
+    tracks = res.tracks
+    tw, th = res.track_size
+    if tw and (tw, th) != (res.width, res.height):
+        # Capture scaled the frames to fit its ring: bring the tracks back to the video's pixels.
+        k = np.array([1.0, res.width / tw, res.height / th, res.width / tw, res.height / th])
+        tracks = {f: rows * k for f, rows in tracks.items()}
     full, kept = transform_truth(gt, v, _width(clip))
     truth, truth_events = true_line_events(full, lines, res.width, res.height, fps=fps * v.step)
     counts = count_error(truth, res.lines)
     frames = min(res.processed_frames, kept.frames()) if res.processed_frames else kept.frames()
-    metrics = mot_metrics(kept, res.tracks, frames)
+    metrics = mot_metrics(kept, tracks, frames)
     c = cfg.counting
     link = LinkConfig(max_gap_s=c.link_gap_s, gate=c.link_gate)
-    _, linked_frames = recount(res.tracks, res.ended, lines, res.width, res.height, fps, c.band, link)
-    unlinked, unlinked_frames = recount(res.tracks, res.ended, lines, res.width, res.height, fps, c.band,
+    _, linked_frames = recount(tracks, res.ended, lines, res.width, res.height, fps, c.band, link)
+    unlinked, unlinked_frames = recount(tracks, res.ended, lines, res.width, res.height, fps, c.band,
                                         LinkConfig(max_gap_s=0.0))
     tune, held = split_lines(lines)
     tn, hn = [ln.name for ln in tune], [ln.name for ln in held]
