@@ -25,7 +25,8 @@ def test_shipped_configs_are_valid(name: str) -> None:
 @pytest.mark.parametrize(
     ("data", "key", "words"),
     [
-        ({"inference": {"threads": 0}}, "inference.threads", "greater than or equal to 1"),
+        ({"inference": {"threads": 0}}, "inference.threads", "must be 1..64 or 'auto'"),
+        ({"inference": {"threads": "many"}}, "inference.threads", "auto"),
         ({"inference": {"device": "tpu"}}, "inference.device", "'usb'"),
         ({"capture": {"ring_slot": 4}}, "capture.ring_slot", "unknown key"),
         ({"lines": [{"name": "x", "a": [0.1, 0.1], "b": [1.5, 0.2]}]}, "lines[0]", "outside 0..1"),
@@ -148,3 +149,9 @@ b = [0.9, 0.5]
     with pytest.raises(ConfigError):
         set_line(f, LineSection.model_construct(name="bad", a=(0.1, 0.1), b=(0.1, 0.1)))
     assert f.read_text() == before  # nothing invalid is ever written
+
+
+def test_auto_threads_leave_one_core_for_the_rest_of_the_pipeline() -> None:
+    inf = parse_config({"inference": {"threads": "auto"}}).inference
+    assert [inf.thread_count(n) for n in (1, 2, 4, 8, 64)] == [1, 1, 3, 4, 4]
+    assert parse_config({"inference": {"threads": 3}}).inference.thread_count(2) == 3  # explicit wins

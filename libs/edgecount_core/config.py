@@ -122,7 +122,22 @@ class InferenceSection(_Section):
         "",
         description="Edge TPU model to try when `model` cannot be loaded on a present Edge TPU (missing file)",
     )
-    threads: int = Field(2, ge=1, le=64, description="CPU interpreter threads")
+    threads: int | Literal["auto"] = Field(
+        2, description="CPU interpreter threads, or 'auto': one fewer than the cores (decoding, tracking and the "
+                       "other services keep one), at least 1 and at most 4")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 64:
+            raise ValueError("must be 1..64 or 'auto'")
+        return v
+
+    def thread_count(self, cpu_count: int) -> int:
+        """The interpreter threads to use on a machine with ``cpu_count`` cores."""
+        if self.threads == "auto":
+            return max(1, min(4, cpu_count - 1))
+        return self.threads
     min_score: float = Field(
         0.1, ge=0.0, le=1.0,
         description="drop detections below this score (the tracker uses low ones too)",

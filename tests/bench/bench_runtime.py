@@ -166,12 +166,61 @@ def bench_handoff() -> dict[str, float]:
             "queue_over_ring_cpu_net": (queue_cpu - base_cpu) / max(ring_cpu - base_cpu, 1e-9)}
 
 
+def _echo(endpoint: str) -> None:
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    sock.connect(endpoint)
+    while True:
+        msg = sock.recv()
+        sock.send(msg)
+        if msg == b"end":
+            break
+
+
+def bench_floors() -> dict[str, float]:
+    """What no hand-off can beat: copying the frame's bytes once, and one ipc round trip of a few bytes."""
+    src = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(N):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t0)
+    runtime_dir = tempfile.mkdtemp(prefix="ecf-", dir="/tmp")
+    try:
+        ctx: zmq.Context[Any] = zmq.Context()
+        sock = ctx.socket(zmq.PAIR)
+        endpoint = f"ipc://{runtime_dir}/echo.sock"
+        sock.bind(endpoint)
+        p = mp.Process(target=_echo, args=(endpoint,))
+        p.start()
+        for _ in range(50):
+            sock.send(b"12345678")
+            sock.recv()
+        trips = []
+        for _ in range(N):
+            t0 = time.perf_counter()
+            sock.send(b"12345678")
+            sock.recv()
+            trips.append(time.perf_counter() - t0)
+        sock.send(b"end")
+        sock.recv()
+        p.join(10)
+        sock.close()
+        ctx.term()
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    return {"memcpy_us": float(np.median(times)) * 1e6, "ipc_round_trip_us": float(np.median(trips)) * 1e6,
+            "frame_bytes": src.nbytes}
+
+
 def bench_replay_vs_invoke(threads: int) -> dict[str, float]:
     cfg = load_config(ROOT / "config" / "demo.toml", overrides={"inference": {"threads": threads}})
     store = AssetStore.for_config(cfg)
     clip = store.fetch_clip("pets09")
     model = store.fetch_model(cfg.inference.model)
-    det = TFLiteDetector(model, threads=cfg.inference.threads, min_score=cfg.inference.min_score)
+    det = TFLiteDetector(model, threads=cfg.inference.thread_count(os.cpu_count() or 1),
+                         min_score=cfg.inference.min_score)
     cap = cv2.VideoCapture(str(clip))
     invoke_s = 0.0
     n = 0
@@ -188,7 +237,7 @@ def bench_replay_vs_invoke(threads: int) -> dict[str, float]:
     lines = [parse_line_arg(f"{ln.name}:{ln.a[0]},{ln.a[1]},{ln.b[0]},{ln.b[1]}") for ln in cfg.lines]
     res = replay(cfg, str(clip), lines=lines)
     return {"frames": n, "invoke_fps": invoke_fps, "replay_fps": res.fps,
-            "replay_over_invoke": res.fps / invoke_fps, "threads": cfg.inference.threads,
+            "replay_over_invoke": res.fps / invoke_fps, "threads": cfg.inference.thread_count(os.cpu_count() or 1),
             "replay_processed": res.processed_frames, "replay_dropped": res.dropped_frames}
 
 
@@ -204,6 +253,13 @@ def main() -> int:
     print(f"    minus the acknowledgement alone ({a['ack_baseline_us']:.0f} us wall, "
           f"{a['ack_baseline_cpu_us']:.0f} us CPU): ring {a['queue_over_ring_net']:.1f}x cheaper in wall time, "
           f"{a['queue_over_ring_cpu_net']:.1f}x in CPU", flush=True)
+    f = bench_floors()
+    floor = f["memcpy_us"] + f["ipc_round_trip_us"]
+    print(f"    floors on this machine: one {f['frame_bytes'] / 1e6:.2f} MB memcpy {f['memcpy_us']:.0f} us + one ipc "
+          f"round trip {f['ipc_round_trip_us']:.0f} us = {floor:.0f} us; ring+bus is "
+          f"{a['ring_us_per_frame'] / floor:.2f}x the floor, mp.Queue {a['queue_us_per_frame'] / floor:.1f}x",
+          flush=True)
+    a.update(f)
     results = {}
     for threads in (1, 2):
         b = bench_replay_vs_invoke(threads)

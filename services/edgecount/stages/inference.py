@@ -11,6 +11,7 @@ TPU with exponential backoff.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -77,8 +78,8 @@ class Inference(Service):
     def _build(self, model: str, device: str) -> Detector:
         inf = self.cfg.inference
         files = resolve_model(model, self.store)
-        det = TFLiteDetector(files, threads=inf.threads, device=device, min_score=inf.min_score,
-                             classes=inf.classes, resize=inf.resize)
+        det = TFLiteDetector(files, threads=inf.thread_count(os.cpu_count() or 1), device=device,
+                             min_score=inf.min_score, classes=inf.classes, resize=inf.resize)
         self.log.info("inference.model_loaded", model=files.name, backend=det.backend,
                       runtime=det.runtime, input=det.input_size, tiles=inf.tiles)
         if self.tiles != (1, 1):

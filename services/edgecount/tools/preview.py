@@ -8,6 +8,7 @@ for an unredacted image on the device itself. The JPEG carries no metadata.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,6 @@ def from_camera(cfg: Config) -> tuple[Any, Any, Any]:
     if not ok:
         raise RuntimeError(f"{cfg.capture.source} delivers no frame")
     det = TFLiteDetector(resolve_model(startup_model(cfg, store), store),
-                         threads=cfg.inference.threads, min_score=cfg.inference.min_score)
+                         threads=cfg.inference.thread_count(os.cpu_count() or 1), min_score=cfg.inference.min_score)
     d, _ = det.detect(np.asarray(frame, np.uint8))
     return frame, d.boxes, d.scores
