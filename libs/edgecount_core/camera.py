@@ -2,7 +2,8 @@
 
 Tracker, tracklet linker and counting engine are always chained in this
 order; the counter service, the offline evaluation and the benchmarks all
-call :meth:`CameraCounter.step` so the chain is written once.
+call :meth:`CameraCounter.step` (or :meth:`CameraCounter.count` on tracks
+recorded from the tracker) so the chain is written once.
 """
 
 from __future__ import annotations
@@ -55,7 +56,13 @@ class CameraCounter:
         self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float, seq: int, width: int, height: int
     ) -> Step:
         out = self.tracker.update(boxes, scores, ts)
-        points, finished, links = self.linker.update(foot_points(out.rows), ts, out.ended)
+        return self.count(out.rows, out.ended, ts, seq, width, height)
+
+    def count(
+        self, rows: npt.NDArray[np.float64], ended: Sequence[int], ts: float, seq: int, width: int, height: int
+    ) -> Step:
+        """Link and count one frame of tracker output (rows ``id, x1, y1, x2, y2, ...``), e.g. recorded tracks."""
+        points, finished, links = self.linker.update(foot_points(rows), ts, ended)
         crossings, changes = self.engine.update(width, height, points, ts, seq, ended=finished)
-        return Step(rows=out.rows, ended=out.ended, ids=[p.track_id for p in points], crossings=crossings,
+        return Step(rows=rows, ended=list(ended), ids=[p.track_id for p in points], crossings=crossings,
                     zone_changes=changes, links=links)

@@ -26,9 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecount.detection.detector import TFLiteDetector
-from edgecount.detection.models import resolve_model
-from edgecount.detection.tiling import TiledDetector, parse_tiles
+from edgecount.detection.models import resolve_model, startup_model
+from edgecount.detection.tiling import configured_detector
 from edgecount.runtime.assets import AssetStore
 from edgecount.runtime.settings import load_config
 from edgecount.tools.evaluate import count_error, mot_metrics, track_offline
@@ -40,13 +39,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("config/edgecount.toml", "config/edgetpu.toml")
 
 
-def cpu_config(cfg: Config) -> Config:
-    """The configuration with its CPU model (an Edge TPU configuration runs its fallback here)."""
-    inf = cfg.inference
-    if inf.device == "cpu":
+def cpu_config(cfg: Config, store: AssetStore) -> Config:
+    """The configuration with the model it runs without an accelerator (an Edge TPU one runs its fallback)."""
+    if cfg.inference.device == "cpu":
         return cfg
     data = cfg.model_dump(mode="json")
-    data["inference"].update(device="cpu", model=inf.fallback_model or inf.model)
+    data["inference"].update(device="cpu", model=startup_model(cfg, store))
     return Config.model_validate(data)
 
 
@@ -65,11 +63,14 @@ def detections(cfg: Config, store: AssetStore, video: Path) -> list[tuple[Any, A
     if path.exists():
         z = np.load(path)
         return [(z[f"b{i}"], z[f"s{i}"]) for i in range(int(z["n"]))]
-    det: Any = TFLiteDetector(files, threads=inf.threads, min_score=inf.min_score, classes=inf.classes,
-                              resize=inf.resize)
-    tiles = parse_tiles(inf.tiles)
-    if tiles != (1, 1):
-        det = TiledDetector(det, *tiles, overlap=inf.tile_overlap)
+    out = detect_clip(configured_detector(inf, files, "cpu"), video)
+    arrays = {f"b{i}": b for i, (b, _) in enumerate(out)} | {f"s{i}": s for i, (_, s) in enumerate(out)}
+    np.savez(path, n=len(out), **arrays)
+    return out
+
+
+def detect_clip(det: Any, video: Path) -> list[tuple[Any, Any]]:
+    """Every frame's detections (boxes, scores) of a video."""
     cap = cv2.VideoCapture(str(video))
     out = []
     while True:
@@ -78,25 +79,35 @@ def detections(cfg: Config, store: AssetStore, video: Path) -> list[tuple[Any, A
             break
         d, _ = det.detect(frame)
         out.append((d.boxes.astype(np.float64), d.scores.astype(np.float64)))
-    arrays = {f"b{i}": b for i, (b, _) in enumerate(out)} | {f"s{i}": s for i, (_, s) in enumerate(out)}
-    np.savez(path, n=len(out), **arrays)
+    cap.release()
     return out
 
 
-def run_peer(make: Any, dets: list[tuple[Any, Any]], lines: list[Any], w: int, h: int) -> dict[str, Any]:
+def run_peer(make: Any, dets: list[tuple[Any, Any]], lines: list[Any], w: int, h: int) -> tuple[
+        dict[int, Any], dict[str, Any], float]:
+    """A peer tracker with supervision's LineZone on our lines: its tracks, counts and ms per frame."""
     import supervision as sv
 
     tracker = make()
     zones = [sv.LineZone(start=sv.Point(ln.a[0] * w, ln.a[1] * h), end=sv.Point(ln.b[0] * w, ln.b[1] * h),
                          triggering_anchors=[sv.Position.BOTTOM_CENTER]) for ln in lines]
-    for boxes, scores in dets:
+    hyp: dict[int, Any] = {}
+    spent = 0.0
+    for i, (boxes, scores) in enumerate(dets):
         d = sv.Detections(xyxy=boxes.astype(np.float32).reshape(-1, 4), confidence=scores.astype(np.float32),
                           class_id=np.zeros(len(scores), dtype=int))
+        t0 = time.perf_counter()
         tracked = tracker.update(d)
         for z in zones:
             z.trigger(tracked)
-    # supervision's "in" for a line A->B is our "out" (checked on the vertical lines of the sweep).
-    return {ln.name: {"in": z.out_count, "out": z.in_count} for ln, z in zip(lines, zones, strict=True)}
+        spent += time.perf_counter() - t0
+        if tracked.tracker_id is not None and len(tracked):
+            keep = tracked.tracker_id >= 0
+            hyp[i + 1] = np.column_stack([tracked.tracker_id[keep], tracked.xyxy[keep]])
+    # supervision's "in" for a line A->B is our "out": a walk left to right across a line from top to bottom
+    # is supervision's in_count and our "out" (README, "Counting convention").
+    counts = {ln.name: {"in": z.out_count, "out": z.in_count} for ln, z in zip(lines, zones, strict=True)}
+    return hyp, counts, spent / max(1, len(dets)) * 1000.0
 
 
 def main() -> int:
@@ -118,8 +129,9 @@ def main() -> int:
     print(f"{'configuration':22} {'variant':11} {'tracker':14} {'held-out':>9} {'worst':>9} {'tune':>7} "
           f"{'IDF1':>6} {'no-link':>8}")
     for cfg_name in args.configs.split(","):
-        cfg = cpu_config(load_config(ROOT / cfg_name))
-        store = AssetStore.for_config(cfg)
+        base = load_config(ROOT / cfg_name)
+        store = AssetStore.for_config(base)
+        cfg = cpu_config(base, store)
         clip = store.fetch_clip("pets09")
         gt = parse_mot(store.fetch_clip("pets09_gt").read_text())
         for vname in args.variants.split(","):
@@ -144,7 +156,7 @@ def main() -> int:
             _, nolink, _ = track_offline(dets, fps, w, h, Config.model_validate(data).camera_counter(lines))
             if peer_tracker is not None:
                 results["OC-SORT+LineZone"] = (None, run_peer(lambda m=peer_tracker, r=fps: m(frame_rate=r), dets,
-                                                              lines, w, h))
+                                                              lines, w, h)[1])
             for tname, (thyp, tcounts) in results.items():
                 ce = count_error(truth, tcounts)
                 s_held, s_tune = summarise(ce, [ln.name for ln in held]), summarise(ce, [ln.name for ln in tune])

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
+from bench_sweep import detect_clip, run_peer  # a sibling script: tests/bench is on sys.path
 
 from edgecount.detection.detector import TFLiteDetector
 from edgecount.runtime.assets import AssetStore
@@ -28,39 +26,7 @@ MODELS = ("yolox_nano", "ssd_mobilenet_v1_coco_quant")
 
 
 def detections(store: AssetStore, model: str, clip: Path) -> list[tuple[Any, Any]]:
-    det = TFLiteDetector(store.fetch_model(model), threads=2, min_score=0.05)
-    cap = cv2.VideoCapture(str(clip))
-    out = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        d, _ = det.detect(frame)
-        out.append((d.boxes.astype(np.float64), d.scores.astype(np.float64)))
-    return out
-
-
-def run_peer(make: Any, dets: list[tuple[Any, Any]], lines: list[Any]) -> tuple[dict[int, Any], dict[str, Any], float]:
-    import supervision as sv
-
-    tracker = make()
-    zones = [sv.LineZone(start=sv.Point(ln.a[0] * 768, ln.a[1] * 576), end=sv.Point(ln.b[0] * 768, ln.b[1] * 576),
-                         triggering_anchors=[sv.Position.BOTTOM_CENTER]) for ln in lines]
-    hyp: dict[int, Any] = {}
-    spent = 0.0
-    for i, (boxes, scores) in enumerate(dets):
-        d = sv.Detections(xyxy=boxes.astype(np.float32).reshape(-1, 4), confidence=scores.astype(np.float32),
-                          class_id=np.zeros(len(scores), dtype=int))
-        t0 = time.perf_counter()
-        tracked = tracker.update(d)
-        for z in zones:
-            z.trigger(tracked)
-        spent += time.perf_counter() - t0
-        if tracked.tracker_id is not None and len(tracked):
-            keep = tracked.tracker_id >= 0
-            hyp[i + 1] = np.column_stack([tracked.tracker_id[keep], tracked.xyxy[keep]])
-    counts = {ln.name: {"in": z.in_count, "out": z.out_count} for ln, z in zip(lines, zones, strict=True)}
-    return hyp, counts, spent / len(dets) * 1000.0
+    return detect_clip(TFLiteDetector(store.fetch_model(model), threads=2, min_score=0.05), clip)
 
 
 def main() -> int:
@@ -84,8 +50,8 @@ def main() -> int:
         dets = detections(store, model, clip)
         ours_hyp, ours_counts, ours_ms = track_offline(dets, 10.0, 768, 576, cfg.camera_counter())
         results = {"edgecount": (ours_hyp, ours_counts, ours_ms)}
-        results["ByteTrack"] = run_peer(lambda: ByteTrackTracker(frame_rate=10.0), dets, lines)
-        results["OC-SORT"] = run_peer(lambda: OCSORTTracker(frame_rate=10.0), dets, lines)
+        results["ByteTrack"] = run_peer(lambda: ByteTrackTracker(frame_rate=10.0), dets, lines, 768, 576)
+        results["OC-SORT"] = run_peer(lambda: OCSORTTracker(frame_rate=10.0), dets, lines, 768, 576)
         for name, (hyp, counts, ms) in results.items():
             m = mot_metrics(gt, hyp, len(dets))
             ce = count_error(truth, counts)

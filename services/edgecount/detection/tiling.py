@@ -7,6 +7,7 @@ back to frame pixels and merged by NMS. It costs one inference per tile.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecount.detection.detector import TFLiteDetector
+from edgecount.runtime.assets import ModelFiles
+from edgecount_core.config import InferenceSection
 from edgecount_core.decoders import DecodedDetections, classwise_nms
 
 
@@ -69,3 +72,11 @@ class TiledDetector:
         # Every tile reads the frame, so the overwrite check comes after all of them.
         out = self._tiles(frame)
         return out if intact() else None
+
+
+def configured_detector(inf: InferenceSection, files: ModelFiles, device: str) -> TFLiteDetector | TiledDetector:
+    """The detector an ``[inference]`` section describes for these model files, tiled when it asks for tiles."""
+    det = TFLiteDetector(files, threads=inf.thread_count(os.cpu_count() or 1), device=device,
+                         min_score=inf.min_score, classes=inf.classes, resize=inf.resize)
+    tiles = parse_tiles(inf.tiles)
+    return TiledDetector(det, *tiles, overlap=inf.tile_overlap) if tiles != (1, 1) else det

@@ -11,16 +11,15 @@ TPU with exponential backoff.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edgecount.detection.detector import Detector, TFLiteDetector
+from edgecount.detection.detector import Detector
 from edgecount.detection.models import cpu_twin, resolve_model
 from edgecount.detection.runtime import DetectorError, probe_edgetpu
-from edgecount.detection.tiling import TiledDetector, parse_tiles
+from edgecount.detection.tiling import TiledDetector, configured_detector
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.backoff import Backoff
@@ -47,7 +46,6 @@ class Inference(Service):
         self.skipped = 0
         self.ring_errors = 0
         self.latencies: list[float] = []
-        self.tiles = parse_tiles(config.inference.tiles)
 
     def setup(self) -> None:
         inf = self.cfg.inference
@@ -78,12 +76,10 @@ class Inference(Service):
     def _build(self, model: str, device: str) -> Detector:
         inf = self.cfg.inference
         files = resolve_model(model, self.store)
-        det = TFLiteDetector(files, threads=inf.thread_count(os.cpu_count() or 1), device=device,
-                             min_score=inf.min_score, classes=inf.classes, resize=inf.resize)
+        det = configured_detector(inf, files, device)
+        interp = det.det if isinstance(det, TiledDetector) else det
         self.log.info("inference.model_loaded", model=files.name, backend=det.backend,
-                      runtime=det.runtime, input=det.input_size, tiles=inf.tiles)
-        if self.tiles != (1, 1):
-            return TiledDetector(det, *self.tiles, overlap=inf.tile_overlap)
+                      runtime=interp.runtime, input=interp.input_size, tiles=inf.tiles)
         return det
 
     def _fall_back(self, reason: str) -> None:

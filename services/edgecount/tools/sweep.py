@@ -22,11 +22,11 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from edgecount_core.camera import CameraCounter
 from edgecount_core.config import Config
-from edgecount_core.counting import CountingEngine, foot_points
 from edgecount_core.geometry import Line
 from edgecount_core.groundtruth import GroundTruth, true_line_events
-from edgecount_core.linking import LinkConfig, TrackletLinker
+from edgecount_core.linking import LinkConfig
 
 if TYPE_CHECKING:
     from edgecount.tools.evaluate import CountedFrame
@@ -173,16 +173,13 @@ def recount(tracks: Mapping[int, npt.NDArray[np.float64]], ended: Mapping[int, S
     """Count the pipeline's raw tracks again with these linking settings (the tracker's output is unchanged)."""
     from edgecount.tools.evaluate import CountedFrame
 
-    linker = TrackletLinker(link)
-    engine = CountingEngine(lines, band=band)
+    camera = CameraCounter(lines, link=link, band=band)
     counted: dict[int, CountedFrame] = {}
     for seq in sorted(set(tracks) | set(ended)):
-        ts = seq / fps
         rows = tracks.get(seq, np.zeros((0, 5)))
-        points, finished, _ = linker.update(foot_points(rows), ts, ended.get(seq, ()))
-        crossings, _ = engine.update(width, height, points, ts, seq, ended=finished)
-        counted[seq] = CountedFrame(boxes=rows[:, 1:5], ids=[p.track_id for p in points], events=crossings)
-    return engine.totals(), counted
+        step = camera.count(rows, ended.get(seq, ()), seq / fps, seq, width, height)
+        counted[seq] = CountedFrame(boxes=rows[:, 1:5], ids=step.ids, events=step.crossings)
+    return camera.engine.totals(), counted
 
 
 def summarise(errors: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
