@@ -15,17 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgecount_core.camera import CameraCounter
 from edgecount_core.geometry import Line, Polygon
 from edgecount_core.linking import LinkConfig
+from edgecount_core.messages import DEFAULT_CAMERA
 from edgecount_core.tracker import TrackerConfig
 
-__all__ = ["Config", "ConfigError", "parse_config", "parse_line_arg"]
+__all__ = ["DEFAULT_CAMERA", "Config", "ConfigError", "parse_config", "parse_line_arg"]
+
+MAX_CAMERA_NAME = 24
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Longest ipc socket file name under runtime.dir ("counter.sync.sock") and the unix socket path limit.
-_LONGEST_SOCKET = len("/counter.sync.sock")
+# Longest ipc socket file name under runtime.dir (a camera's capture socket) and the unix socket path limit.
+_LONGEST_SOCKET = len(f"/capture@{'x' * MAX_CAMERA_NAME}.sock")
 MAX_IPC_PATH = 100
 # The frame ring lives in /dev/shm (half the RAM by default): a generous cap that still fits small boards.
 MAX_RING_BYTES = 1 << 30
@@ -93,6 +96,9 @@ class CaptureSection(_Section):
     read_timeout_s: float | None = Field(
         None, gt=0, description="a stream that stalls this long counts as lost; empty = 5 s, at most half of "
         "watchdog.hang_timeout_s")
+    max_fps: float | None = Field(
+        None, gt=0, le=120, description="realtime: announce at most this many frames a second (the rest are read "
+        "and dropped, so a 25 fps camera costs the detector 10); empty = every frame")
 
     @model_validator(mode="after")
     def _limits(self) -> CaptureSection:
@@ -241,6 +247,10 @@ class MqttSection(_Section):
     keepalive_s: float = Field(30.0, ge=5)
     max_inflight: int = Field(10, ge=1, le=1000, description="records awaiting PUBACK at once")
     reconnect_max_s: float = Field(30.0, ge=1)
+    topic_layout: Literal["auto", "camera", "device"] = Field(
+        "auto", description="'camera': <prefix>/<site>/<device>/<camera>/counts/<kind>/<name>; 'device': the "
+        "single-camera layout <prefix>/<site>/<device>/counts/<kind>/<name>; 'auto': 'device' for a file without "
+        "[[cameras]], else 'camera'")
     discovery: bool = Field(False, description="publish Home Assistant MQTT discovery (entities appear by themselves)")
     discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix")
 
@@ -319,6 +329,30 @@ class WatchdogSection(_Section):
         return self
 
 
+class CameraSection(_Section):
+    """One camera: its source, its own lines and zones, and the capture settings it changes."""
+
+    name: str = Field(min_length=1, max_length=MAX_CAMERA_NAME, pattern=r"^[A-Za-z0-9_-]+$",
+                      description="the camera's name: in process names, messages, records and MQTT topics")
+    source: str = Field(min_length=1, description="video file, rtsp:// URL, /dev/videoN, or asset:NAME")
+    realtime: bool | None = Field(None, description="as capture.realtime, for this camera; empty = capture's")
+    loop: bool | None = Field(None, description="as capture.loop, for this camera; empty = capture's")
+    file_speed: float | None = Field(None, gt=0, le=16, description="as capture.file_speed; empty = capture's")
+    max_fps: float | None = Field(None, gt=0, le=120, description="as capture.max_fps; empty = capture's")
+    tiles: str | None = Field(None, pattern=r"^[1-4]x[1-4]$", description="as inference.tiles, for this camera")
+    lines: tuple[LineSection, ...] = ()
+    zones: tuple[ZoneSection, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CameraSection:
+        names = [ln.name for ln in self.lines] + [z.name for z in self.zones]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"camera {self.name!r}: line/zone names must be unique within a camera; repeated: "
+                             f"{dup}")
+        return self
+
+
 class Config(_Section):
     device: DeviceSection = DeviceSection()
     runtime: RuntimeSection = RuntimeSection()
@@ -332,6 +366,9 @@ class Config(_Section):
     privacy: PrivacySection = PrivacySection()
     uplink: UplinkSection = UplinkSection()
     watchdog: WatchdogSection = WatchdogSection()
+    cameras: tuple[CameraSection, ...] = Field(
+        (), description="several cameras, each [[cameras]] with name, source, lines and zones; empty = the one "
+        "camera of [capture] and the top-level lines and zones, named 'main'")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -339,6 +376,26 @@ class Config(_Section):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"line/zone names must be unique; repeated: {sorted(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _cameras(self) -> Config:
+        if not self.cameras:
+            return self
+        names = [c.name for c in self.cameras]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"cameras: names must be unique; repeated: {dup} (fix: rename one of them)")
+        if self.lines or self.zones:
+            raise ValueError("top-level [[lines]]/[[zones]] cannot be used together with [[cameras]]: a line "
+                             "belongs to one camera (fix: move them into that camera as [[cameras.lines]] / "
+                             "[[cameras.zones]])")
+        if self.capture.source != CaptureSection.model_fields["source"].default:
+            raise ValueError("capture.source is not used with [[cameras]]; each camera names its own (fix: remove "
+                             "capture.source, set cameras[N].source)")
+        if self.uplink.mqtt.topic_layout == "device" and len(self.cameras) > 1:
+            raise ValueError("uplink.mqtt.topic_layout = 'device' has no camera level, so the counts of "
+                             f"{len(self.cameras)} cameras would share topics (fix: 'camera' or 'auto')")
         return self
 
     @model_validator(mode="after")
@@ -364,6 +421,35 @@ class Config(_Section):
         c = self.capture
         return (c.open_timeout_s if c.open_timeout_s is not None else min(10.0, cap),
                 c.read_timeout_s if c.read_timeout_s is not None else min(5.0, cap))
+
+    # -- cameras --------------------------------------------------------------------------
+    def camera_names(self) -> tuple[str, ...]:
+        """Every camera, in configuration order: ``("main",)`` for a file without ``[[cameras]]``."""
+        return tuple(c.name for c in self.cameras) or (DEFAULT_CAMERA,)
+
+    def for_camera(self, name: str) -> Config:
+        """The single-camera view of one camera: its source, capture overrides, tiles, lines and zones.
+
+        Capture, counting and the CLI tools work on this view, so each sees the one-camera file it was written
+        for. ``KeyError`` for an unknown camera.
+        """
+        if not self.cameras:
+            if name != DEFAULT_CAMERA:
+                raise KeyError(f"no camera {name!r}; this configuration has one camera, {DEFAULT_CAMERA!r}")
+            return self
+        cam = {c.name: c for c in self.cameras}.get(name)
+        if cam is None:
+            raise KeyError(f"no camera {name!r}; cameras: {', '.join(self.camera_names())}")
+        overrides = {k: v for k, v in (("source", cam.source), ("realtime", cam.realtime), ("loop", cam.loop),
+                                       ("file_speed", cam.file_speed), ("max_fps", cam.max_fps)) if v is not None}
+        inference = self.inference if cam.tiles is None else self.inference.model_copy(update={"tiles": cam.tiles})
+        return self.model_copy(update={"capture": self.capture.model_copy(update=overrides), "inference": inference,
+                                       "lines": cam.lines, "zones": cam.zones, "cameras": ()})
+
+    def mqtt_per_camera(self) -> bool:
+        """Whether MQTT topics carry a camera level (``uplink.mqtt.topic_layout``, resolved)."""
+        layout = self.uplink.mqtt.topic_layout
+        return layout == "camera" or (layout == "auto" and bool(self.cameras))
 
     def geometry_lines(self) -> list[Line]:
         return [Line(ln.name, ln.a, ln.b) for ln in self.lines]

@@ -41,6 +41,11 @@ __all__ = [
 ]
 
 StatValue: TypeAlias = int | float | str | bool
+
+#: The camera of a single-camera device. Left off the wire (``encode``), so a single-camera device sends
+#: exactly the bytes it sent before cameras existed, and recordings made then decode as camera ``main``.
+DEFAULT_CAMERA = "main"
+_CAMERA_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 FloatArray: TypeAlias = npt.NDArray[np.float32]
 
 
@@ -98,6 +103,7 @@ class FrameReady:
     ring: int
     channels: int = 3
     resend: bool = False
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         _check_frame_size("frame", self.width, self.height)
@@ -123,6 +129,7 @@ class Detections:
     degraded: bool = False
     ring: int = 0
     """Generation of the capture ring the frame came from: with ``seq``, the frame's identity."""
+    camera: str = DEFAULT_CAMERA
 
     @classmethod
     def from_arrays(
@@ -139,6 +146,7 @@ class Detections:
         backend: str = "cpu",
         degraded: bool = False,
         ring: int = 0,
+        camera: str = DEFAULT_CAMERA,
     ) -> Detections:
         return cls(
             seq=seq,
@@ -152,6 +160,7 @@ class Detections:
             backend=backend,
             degraded=degraded,
             ring=ring,
+            camera=camera,
         )
 
     def box_array(self) -> FloatArray:
@@ -185,6 +194,7 @@ class Tracks:
     height: int
     rows: bytes = b""
     ended: list[int] = attrs.field(factory=list)
+    camera: str = DEFAULT_CAMERA
 
     def row_array(self) -> FloatArray:
         return _unpack_boxes(self.rows, 6)
@@ -211,6 +221,7 @@ class Crossing:
     seq: int
     event_seq: int
     """Position in the counter's durable event log (gap-free, survives restarts)."""
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         if self.direction not in ("in", "out"):
@@ -231,6 +242,7 @@ class ZoneEvent:
     occupancy: int
     event_seq: int
     dwell_s: float = 0.0
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         if self.kind not in ("enter", "exit"):
@@ -254,6 +266,7 @@ class CountRecord:
     """Position in the privacy filter's durable record log."""
     occupancy: int | None = None
     """Zones only: how many people were inside at the end of the bucket (a count, like ``n_in``)."""
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         if self.occupancy is not None and (self.kind != "zone" or self.occupancy < 0):
@@ -304,6 +317,7 @@ class Watermark:
     seq: int
     event_seq: int = 0
     """The counter's last event sequence number when the watermark was taken."""
+    camera: str = DEFAULT_CAMERA
 
 
 @attrs.frozen
@@ -316,6 +330,7 @@ class Snapshot:
     bucket_start: float
     jpeg: bytes
     log_seq: int = 0
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         if not self.jpeg.startswith(b"\xff\xd8"):
@@ -340,6 +355,7 @@ class EndOfStream:
     VERSION: ClassVar[int] = 1
     last_seq: int
     stats: dict[str, StatValue] = attrs.field(factory=dict)
+    camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
         _check_stats("eos", self.stats)
@@ -414,7 +430,8 @@ def encode(msg: Message) -> bytes:
     """Serialise a message to msgpack bytes."""
     body: dict[str, Any] = {"type": msg.TYPE, "v": msg.VERSION}
     # An optional field left unset is not sent: the wire format of older builds stays as it was.
-    body.update({k: v for k, v in attrs.asdict(msg, recurse=False).items() if v is not None})
+    body.update({k: v for k, v in attrs.asdict(msg, recurse=False).items()
+                 if v is not None and not (k == "camera" and v == DEFAULT_CAMERA)})
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -459,6 +476,9 @@ def from_mapping(body: Any) -> Message:
     unknown = set(body) - set(checks) - {"type", "v"}
     if unknown:
         raise MessageError(f"{kind}: unknown fields {sorted(unknown)}")
+    camera = kwargs.get("camera")
+    if camera is not None and not (0 < len(camera) <= 64 and set(camera) <= _CAMERA_CHARS):
+        raise MessageError(f"{kind}: camera {camera[:70]!r} is not a camera name (letters, digits, '_', '-')")
     msg = cls(**kwargs)
     validate = getattr(msg, "_validate", None)
     if validate is not None:

@@ -2,7 +2,7 @@
 
 Pure planning over the undelivered records: nothing here touches storage.
 When the outbox holds more than ``max_rows`` records, the oldest are merged
-into coarser buckets (an hour, then a day) per line or zone, which keeps
+into coarser buckets (an hour, then a day) per camera and line or zone, which keeps
 every count; only when even that is not enough, or records are older than
 ``max_age_s``, are the oldest dropped, and what they held is reported so the
 device can say exactly how much it lost.
@@ -14,6 +14,8 @@ import math
 from collections.abc import Sequence
 
 import attrs
+
+from edgecount_core.messages import DEFAULT_CAMERA
 
 __all__ = ["CompactionPlan", "PendingRecord", "plan_compaction"]
 
@@ -30,6 +32,7 @@ class PendingRecord:
     bucket_s: float
     n_in: int
     n_out: int
+    camera: str = DEFAULT_CAMERA
 
 
 @attrs.frozen
@@ -46,12 +49,12 @@ class CompactionPlan:
 
 
 def _merge(records: Sequence[PendingRecord], coarse_s: float) -> list[PendingRecord]:
-    groups: dict[tuple[str, str, float], list[PendingRecord]] = {}
+    groups: dict[tuple[str, str, str, float], list[PendingRecord]] = {}
     for r in records:
         start = math.floor(r.bucket_start / coarse_s) * coarse_s
-        groups.setdefault((r.kind, r.name, start), []).append(r)
+        groups.setdefault((r.camera, r.kind, r.name, start), []).append(r)
     merged = []
-    for (kind, name, start), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+    for (camera, kind, name, start), rs in sorted(groups.items(), key=lambda kv: (kv[0][3], *kv[0][:3])):
         if len(rs) == 1 and rs[0].bucket_s >= coarse_s:
             merged.append(rs[0])
             continue
@@ -59,7 +62,8 @@ def _merge(records: Sequence[PendingRecord], coarse_s: float) -> list[PendingRec
         prefix = rs[0].record_id.rsplit("/", 1)[0] if "/" in rs[0].record_id else rs[0].record_id
         merged.append(PendingRecord(
             row_id=-1, record_id=f"{prefix}/{int(start)}/{int(coarse_s)}s", kind=kind, name=name,
-            bucket_start=start, bucket_s=coarse_s, n_in=sum(r.n_in for r in rs), n_out=sum(r.n_out for r in rs)))
+            bucket_start=start, bucket_s=coarse_s, n_in=sum(r.n_in for r in rs), n_out=sum(r.n_out for r in rs),
+            camera=camera))
     return merged
 
 

@@ -6,7 +6,8 @@ bucket of ``bucket_s`` seconds, how many went in and out. A bucket is
 emitted once the stream's watermark has passed its end (plus a grace period),
 including buckets where nobody passed, so a consumer can tell "zero" from
 "device silent". Record ids are stable (device, kind, name, bucket start),
-so a consumer can de-duplicate resent records.
+so a consumer can de-duplicate resent records. A device with several cameras
+keeps one aggregator per camera, whose ``device`` ends in the camera's name.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from typing import Any
 
 import attrs
 
-from edgecount_core.messages import CountRecord
+from edgecount_core.messages import DEFAULT_CAMERA, CountRecord
 
-__all__ = ["BucketAggregator", "record_id"]
+__all__ = ["BucketAggregator", "record_id", "source_id"]
+
+
+def source_id(site: str, device: str, camera: str) -> str:
+    """What record ids start with: ``site/device``, plus ``/camera`` for any camera but ``main``."""
+    return f"{site}/{device}" if camera == DEFAULT_CAMERA else f"{site}/{device}/{camera}"
 
 
 def _occupancy(row: list[Any]) -> int | None:
@@ -45,8 +51,10 @@ class BucketAggregator:
         zones: Iterable[str] = (),
         bucket_s: float = 60.0,
         grace_s: float = 2.0,
+        camera: str = DEFAULT_CAMERA,
     ) -> None:
         self.device = device
+        self.camera = camera
         self.names = [("line", n) for n in lines] + [("zone", n) for n in zones]
         self.bucket_s = bucket_s
         self.grace_s = grace_s
@@ -142,6 +150,6 @@ class BucketAggregator:
                     self._carried[name] = occupancy
                 out.append(CountRecord(record_id=record_id(self.device, kind, name, s), kind=kind,
                                        name=name, bucket_start=s, bucket_s=self.bucket_s,
-                                       n_in=b.n_in, n_out=b.n_out, occupancy=occupancy))
+                                       n_in=b.n_in, n_out=b.n_out, occupancy=occupancy, camera=self.camera))
             self._closed_until = max(self._closed_until, s + self.bucket_s)
         return out

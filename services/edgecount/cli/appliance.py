@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     resolved = Path(path).resolve()
     log_dir = None if args.log_to_stderr else state_dir(cfg) / "logs"
-    wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.NAMES, log_dir=log_dir, logger=logger)
+    wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.processes(cfg), log_dir=log_dir, logger=logger)
     return wd.run()
 
 
@@ -173,7 +173,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     cfg = load_config(config_path(args))
     log_dir = state_dir(cfg) / "logs"
-    names = [args.service] if args.service else list(stages.NAMES)
+    names = [args.service] if args.service else list(stages.processes(cfg))
+    if args.service and args.service not in stages.processes(cfg):
+        err.print(f"[red]no process {args.service!r}[/]; this configuration runs {', '.join(stages.processes(cfg))}")
+        return EXIT_USAGE
     files = {n: log_dir / f"{n}.log" for n in names}
     if not any(f.exists() for f in files.values()):
         err.print(f"[yellow]no log files in {log_dir}[/]; under systemd the logs are in the journal: "
@@ -247,12 +250,12 @@ def register(sub: Any) -> None:
     dr.set_defaults(func=cmd_doctor)
 
     rs = sub.add_parser("restart", help="restart one service of the running appliance")
-    rs.add_argument("service", choices=stages.NAMES)
+    rs.add_argument("service", help=f"one of {', '.join(stages.NAMES)}; capture@CAMERA with [[cameras]]")
     rs.add_argument("--config", "-c")
     rs.set_defaults(func=cmd_restart)
 
     lg = sub.add_parser("logs", help="show (and follow) service logs")
-    lg.add_argument("service", nargs="?", choices=stages.NAMES)
+    lg.add_argument("service", nargs="?", help=f"one of {', '.join(stages.NAMES)}; capture@CAMERA with [[cameras]]")
     lg.add_argument("--json", action="store_true", help="the raw JSON lines (the default when piped)")
     lg.add_argument("--config", "-c")
     lg.add_argument("--follow", "-f", action="store_true")

@@ -32,8 +32,64 @@ def _replay_with_progress(cfg: Any, args: argparse.Namespace, label: str, **kwar
     """Run the pipeline over ``args.source``, with a progress bar on a terminal (not with --json)."""
     from edgecount.tools.replay import replay
 
-    return with_progress(label, args.json, lambda progress: replay(cfg, args.source, progress=progress, **kwargs),
+    source = args.source[0] if isinstance(args.source, list) else args.source
+    return with_progress(label, args.json, lambda progress: replay(cfg, source, progress=progress, **kwargs),
                          unit="frames")
+
+
+def camera_line_args(args: argparse.Namespace, cameras: list[str]) -> dict[str, list[Any]]:
+    """``--line CAM:NAME:AX,AY,BX,BY`` for one camera; ``--line NAME:...`` for every camera."""
+    from edgecount_core.config import parse_line_arg
+
+    out: dict[str, list[Any]] = {}
+    for text in args.line or []:
+        if text.count(":") == 2:
+            cam, _, rest = text.partition(":")
+            out.setdefault(cam, []).append(parse_line_arg(rest))
+        else:
+            for cam in cameras:
+                out.setdefault(cam, []).append(parse_line_arg(text))
+    return out
+
+
+def _replay_cameras(args: argparse.Namespace) -> int:
+    from edgecount.detection.runtime import DetectorError
+    from edgecount.tools.replay import ReplayError, camera_sources, replay_cameras
+
+    try:
+        sources = camera_sources(args.source)
+        lines = camera_line_args(args, list(sources))
+    except (ReplayError, ConfigError) as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    cfg = load_config(args.config)
+    logger = logs.configure("replay", level="warning" if not args.verbose else "info")
+    try:
+        res = with_progress("replay", args.json, lambda progress: replay_cameras(
+            cfg, sources, realtime=args.realtime, lines=lines, progress=progress, logger=logger,
+            runtime_dir=args.runtime_dir), unit="frames")
+    except (ReplayError, AssetError, DetectorError, ConfigError) as exc:
+        err.print(f"[red]replay failed:[/] {exc}")
+        return EXIT_FAILED
+    rc = EXIT_FAILED if any(r.truncated for r in res.cameras.values()) else EXIT_OK
+    if args.json:
+        print(json.dumps(res.to_json()))
+        return rc
+    t = Table(title=f"{len(res.cameras)} cameras: {res.processed_frames} frames, {res.fps:.1f} fps together")
+    for col in ("camera", "frames", "dropped", "line", "in", "out"):
+        t.add_column(col, justify="right" if col in ("frames", "dropped", "in", "out") else "left")
+    for cam, r in res.cameras.items():
+        first = True
+        for name, c in (r.lines or {"—": {"in": 0, "out": 0}}).items():
+            t.add_row(cam if first else "", f"{r.processed_frames}/{r.frames}" if first else "",
+                      str(r.dropped_frames) if first else "", name, str(c["in"]), str(c["out"]))
+            first = False
+    out.print(t)
+    if any(r.truncated for r in res.cameras.values()):
+        err.print("[red]a video ended early[/] (truncated or damaged file); its counts cover what was read")
+    if any(res.restarts.values()):
+        err.print(f"[yellow]services restarted during the replay:[/] {res.restarts}")
+    return rc
 
 
 def _lines_and_config(args: argparse.Namespace) -> tuple[list[Any], Any] | int:
@@ -50,6 +106,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from edgecount.detection.runtime import DetectorError
     from edgecount.tools.replay import ReplayError
 
+    if len(args.source) > 1 or "=" in args.source[0].split("/")[0]:
+        return _replay_cameras(args)
     got = _lines_and_config(args)
     if isinstance(got, int):
         return got
@@ -263,11 +321,13 @@ def cmd_replay_service(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add this module's commands to the ``edgecount`` parser."""
-    rp = sub.add_parser("replay", help="run the whole pipeline over a video file and print the counts")
-    rp.add_argument("source", help="video file, or asset:NAME from the manifest")
+    rp = sub.add_parser("replay", help="run the whole pipeline over video files and print the counts")
+    rp.add_argument("source", nargs="+", help="video file, or asset:NAME from the manifest; several files run as "
+                    "several cameras of one pipeline (cam1, cam2, ... or NAME=FILE)")
     rp.add_argument("--config", "-c")
-    rp.add_argument("--line", action="append", metavar="NAME:AX,AY,BX,BY",
-                    help="counting line in normalised coordinates (repeatable; replaces configured lines)")
+    rp.add_argument("--line", action="append", metavar="[CAM:]NAME:AX,AY,BX,BY",
+                    help="counting line in normalised coordinates (repeatable; replaces configured lines); "
+                    "with several files, CAM: gives it to one camera, without it every camera gets it")
     rp.add_argument("--realtime", action="store_true", help="pace at the source frame rate and drop frames when behind")
     rp.add_argument("--json", action="store_true")
     rp.add_argument("--verbose", "-v", action="store_true")

@@ -80,9 +80,10 @@ def reclaim_stale_segments(shm_dir: Path | None = None) -> list[Path]:
     return removed
 
 
-def segment_path(runtime_dir: str | os.PathLike[str]) -> Path:
-    """The shared-memory file that belongs to the appliance instance using ``runtime_dir``."""
-    key = hashlib.sha1(str(Path(runtime_dir).resolve()).encode()).hexdigest()[:12]
+def segment_path(runtime_dir: str | os.PathLike[str], camera: str = "main") -> Path:
+    """The shared-memory file of one camera of the appliance instance using ``runtime_dir``."""
+    ident = str(Path(runtime_dir).resolve()) + ("" if camera == "main" else f"@{camera}")
+    key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     base = SHM_DIR if SHM_DIR.is_dir() else Path(runtime_dir)
     return base / f"{PREFIX}{key}.ring"
 
@@ -130,10 +131,11 @@ class _Mapped:
 
 
 class RingWriter:
-    """Creates (replacing any stale one) and writes the frame ring. One per appliance."""
+    """Creates (replacing any stale one) and writes the frame ring. One per camera."""
 
-    def __init__(self, runtime_dir: str | os.PathLike[str], slots: int, max_w: int, max_h: int) -> None:
-        self.path = segment_path(runtime_dir)
+    def __init__(self, runtime_dir: str | os.PathLike[str], slots: int, max_w: int, max_h: int,
+                 camera: str = "main") -> None:
+        self.path = segment_path(runtime_dir, camera)
         slot_bytes = max_w * max_h * 3
         data_off, stride = _layout(slots, slot_bytes)
         size = data_off + stride * slots
@@ -219,8 +221,8 @@ class RingWriter:
 class RingReader:
     """Maps the ring read-only and hands out frame views with an overwrite check."""
 
-    def __init__(self, runtime_dir: str | os.PathLike[str]) -> None:
-        self.path = segment_path(runtime_dir)
+    def __init__(self, runtime_dir: str | os.PathLike[str], camera: str = "main") -> None:
+        self.path = segment_path(runtime_dir, camera)
         self._ring: _Mapped | None = None
         self.overwritten = 0
 

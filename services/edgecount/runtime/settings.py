@@ -96,11 +96,13 @@ def to_toml(data: dict[str, Any]) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    def table(prefix: str, d: dict[str, Any], out: list[str]) -> None:
+    def table(prefix: str, d: dict[str, Any], out: list[str], array_item: bool = False) -> None:
         # TOML has no null: a None is an unset optional key, left out so it keeps its default.
         scalars = {k: v for k, v in d.items() if v is not None and not isinstance(v, dict)
                    and not (isinstance(v, list) and v and isinstance(v[0], dict))}
-        if prefix and (scalars or not d):
+        if array_item:
+            out.append(f"\n[[{prefix}]]")
+        elif prefix and (scalars or not d):
             out.append(f"\n[{prefix}]")
         out.extend(f"{k} = {value(v)}" for k, v in scalars.items())
         for k, v in d.items():
@@ -108,9 +110,8 @@ def to_toml(data: dict[str, Any]) -> str:
             if isinstance(v, dict):
                 table(name, v, out)
             elif isinstance(v, list) and v and isinstance(v[0], dict):
-                for item in v:
-                    out.append(f"\n[[{name}]]")
-                    out.extend(f"{kk} = {value(vv)}" for kk, vv in item.items() if vv is not None)
+                for item in v:  # [[cameras]] holding its own [[cameras.lines]]
+                    table(name, item, out, array_item=True)
 
     lines: list[str] = []
     table("", data, lines)

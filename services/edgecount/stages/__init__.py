@@ -52,8 +52,9 @@ class Stage:
     publishes: tuple[bytes, ...]
 
     def subscriptions(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
-        """``(upstream, topics)`` for every link active under ``config``."""
-        return tuple((ln.upstream, ln.topics) for ln in self.links if ln.active(config))
+        """``(upstream process, topics)`` for every link active under ``config`` (one per camera's capture)."""
+        return tuple((up, ln.topics) for ln in self.links if ln.active(config)
+                     for up in (capture_processes(config) if ln.upstream == "capture" else (ln.upstream,)))
 
     def data_inputs(self) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
         """The always-on links without control topics: what a recording can feed this stage alone."""
@@ -105,6 +106,32 @@ def stage(name: str) -> Stage:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"no stage {name!r}; stages: {', '.join(NAMES)}") from None
+
+
+PER_CAMERA = "capture"
+
+
+def capture_process(config: Config, camera: str) -> str:
+    """The process that captures ``camera``: ``capture`` in a file without ``[[cameras]]``, else ``capture@NAME``."""
+    return f"{PER_CAMERA}@{camera}" if config.cameras else PER_CAMERA
+
+
+def capture_processes(config: Config) -> tuple[str, ...]:
+    return tuple(capture_process(config, cam) for cam in config.camera_names())
+
+
+def processes(config: Config) -> tuple[str, ...]:
+    """Every process the watchdog runs for ``config``: one capture per camera, then the shared stages."""
+    return (*capture_processes(config), *(s.name for s in STAGES if s.name != PER_CAMERA))
+
+
+def split_process(process: str) -> tuple[Stage, str | None]:
+    """``capture@door`` -> (the capture stage, ``"door"``); ``counter`` -> (the counter stage, ``None``)."""
+    name, at, camera = process.partition("@")
+    st = stage(name)
+    if at and (name != PER_CAMERA or not camera):
+        raise ValueError(f"no process {process!r}: only {PER_CAMERA} runs per camera, as {PER_CAMERA}@CAMERA")
+    return st, (camera or None)
 
 
 def replayable() -> tuple[str, ...]:

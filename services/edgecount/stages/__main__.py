@@ -47,23 +47,27 @@ def run_forked(name: str, config: str, runtime_dir: str, watchdog_pid: int) -> i
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     die_with_supervisor(watchdog_pid)
-    from edgecount.stages import stage
+    from edgecount.stages import split_process
     from edgecount.stages.base import main_for
 
-    return main_for(stage(name).load(), ["--config", config, "--runtime-dir", runtime_dir])
+    return main_for(split_process(name)[0].load(), ["--config", config, "--runtime-dir", runtime_dir], name)
 
 
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
-    from edgecount.stages import NAMES, stage
+    from edgecount.stages import NAMES, split_process
     from edgecount.stages.base import main_for
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in NAMES:
-        print(f"usage: python -m edgecount.stages {{{','.join(NAMES)}}} --config F --runtime-dir D",
+    try:
+        st, _ = split_process(args[0]) if args else (None, None)
+    except ValueError:
+        st = None
+    if st is None:
+        print(f"usage: python -m edgecount.stages {{{','.join(NAMES)}}}[@CAMERA] --config F --runtime-dir D",
               file=sys.stderr)
         return 2
-    return main_for(stage(args[0]).load(), args[1:])
+    return main_for(st.load(), args[1:], args[0])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 import zmq
 
 from edgecount.runtime import bus, logs
@@ -27,13 +28,15 @@ from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatVa
 
 class Service:
     name: ClassVar[str] = "service"
+    """The stage's name; an instance's process name (``self.process``) adds the camera for capture."""
 
-    def __init__(self, config: Config, runtime_dir: Path) -> None:
+    def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
+        self.process = process or self.name
         self.cfg = config
         self.runtime_dir = runtime_dir
-        self.log = logs.configure(self.name)
+        self.log = logs.configure(self.process)
         self.ctx: zmq.Context[Any] = zmq.Context()
-        self.pub = bus.Publisher(self.ctx, runtime_dir, self.name)
+        self.pub = bus.Publisher(self.ctx, runtime_dir, self.process)
         # One SUB socket per upstream: ZeroMQ applies a socket's topic filters to every publisher it
         # is connected to, so a shared socket would also receive other upstreams' markers and EOS.
         self.subs = [bus.Subscriber(self.ctx, runtime_dir, [src], self.log)
@@ -88,7 +91,7 @@ class Service:
             stats["cpu_s"] = round(time.process_time(), 3)
             if self.subs:
                 stats["bad_messages"] = sum(sub.bad for sub in self.subs)
-            self.pub.send(bus.HEALTH, Health(service=self.name, pid=os.getpid(), ts=time.time(),
+            self.pub.send(bus.HEALTH, Health(service=self.process, pid=os.getpid(), ts=time.time(),
                                             state=self.state, stats=stats))
             self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
 
@@ -105,7 +108,7 @@ class Service:
                 eos = self.on_eos(msg)
                 stats = dict(eos.stats)
                 stats[f"{self.name}_cpu_s"] = round(time.process_time(), 3)
-                self.forward_eos(EndOfStream(last_seq=eos.last_seq, stats=stats))
+                self.forward_eos(attrs.evolve(eos, stats=stats))
             else:
                 self.handle(topic, msg)
             if time.monotonic() > deadline:
@@ -147,11 +150,11 @@ class Service:
             self.log.info("service.stopped")
 
 
-def main_for(cls: type[Service], argv: Iterable[str] | None = None) -> int:
-    """Entry point of one service process: ``edgecount-svc NAME --config F --runtime-dir D``."""
+def main_for(cls: type[Service], argv: Iterable[str] | None = None, process: str = "") -> int:
+    """Entry point of one service process: ``python -m edgecount.stages PROCESS --config F --runtime-dir D``."""
     import argparse
 
-    p = argparse.ArgumentParser(prog=f"edgecount {cls.name}")
+    p = argparse.ArgumentParser(prog=f"edgecount {process or cls.name}")
     p.add_argument("--config", required=True)
     p.add_argument("--runtime-dir", required=True)
     args = p.parse_args(list(argv) if argv is not None else None)
@@ -160,7 +163,11 @@ def main_for(cls: type[Service], argv: Iterable[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{cls.name}: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    svc = cls(cfg, Path(args.runtime_dir))
+    try:
+        svc = cls(cfg, Path(args.runtime_dir), process)
+    except KeyError as exc:  # a camera the configuration no longer has
+        print(f"{process}: {exc.args[0]}", file=sys.stderr)
+        return 2
     try:
         svc.serve()
     except Exception:

@@ -22,15 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import cv2
 
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.ring import RingWriter
+from edgecount.stages import split_process
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
-from edgecount_core.messages import EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
+from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
 
 
 def open_source(source: str, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> cv2.VideoCapture:
@@ -44,12 +46,16 @@ def open_source(source: str, open_timeout_s: float = 10.0, read_timeout_s: float
 
 
 class Capture(Service):
+    """One camera's capture (process ``capture``, or ``capture@NAME`` with ``[[cameras]]``)."""
+
     name = "capture"
 
-    def __init__(self, config: Config, runtime_dir: Path) -> None:
-        super().__init__(config, runtime_dir)
-        c = config.capture
-        self.ring = RingWriter(runtime_dir, c.ring_slots, c.max_width, c.max_height)
+    def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
+        self.camera = split_process(process or self.name)[1] or DEFAULT_CAMERA
+        # This camera's one-camera view: its source, capture settings, lines.
+        super().__init__(config.for_camera(self.camera), runtime_dir, process)
+        c = self.cfg.capture
+        self.ring = RingWriter(runtime_dir, c.ring_slots, c.max_width, c.max_height, self.camera)
         self.realtime = c.realtime
         self.window = max(1, c.ring_slots - 2)
         self.cap: cv2.VideoCapture | None = None
@@ -78,6 +84,8 @@ class Capture(Service):
         self._warned_resize = False
         self._fps_ema = 0.0
         self._last_frame_wall = 0.0
+        self.next_publish_at = 0.0
+        self.capped = 0
 
     def setup(self) -> None:
         store = AssetStore.for_config(self.cfg)
@@ -145,7 +153,7 @@ class Capture(Service):
             ts = time.time()
         self.ring.commit(seq, ts)
         msg = FrameReady(seq=seq, slot=slot, ts=ts, width=view.shape[1], height=view.shape[0],
-                         ring=self.ring.generation)
+                         ring=self.ring.generation, camera=self.camera)
         del view
         self.pub.send(bus.FRAME, msg)
         self.published += 1
@@ -220,8 +228,23 @@ class Capture(Service):
                 return max(1, int((self.next_frame_at - now) * 1000))
             period = 1.0 / (self.fps * self.cfg.capture.file_speed)
             self.next_frame_at = max(self.next_frame_at + period, now - 0.5)
+        max_fps = self.cfg.capture.max_fps
+        if max_fps:
+            if now < self.next_publish_at:
+                self._skip_one()
+                return 0
+            self.next_publish_at = max(self.next_publish_at + 1.0 / max_fps, now - 0.5)
         self._read_one()
         return 0
+
+    def _skip_one(self) -> None:
+        """Above ``max_fps``: take the frame off the source without decoding it into the ring."""
+        assert self.cap is not None
+        if not self.cap.grab():
+            self._source_ended()
+            return
+        self.frames_read += 1
+        self.capped += 1
 
     def _tick_replay(self, now: float) -> int:
         if not self.synced:
@@ -240,8 +263,7 @@ class Capture(Service):
             # Something downstream restarted and lost frames: announce them again.
             for seq in sorted(self.in_flight):
                 m = self.in_flight[seq]
-                self.pub.send(bus.FRAME, FrameReady(seq=m.seq, slot=m.slot, ts=m.ts, width=m.width,
-                                                    height=m.height, ring=m.ring, resend=True))
+                self.pub.send(bus.FRAME, attrs.evolve(m, resend=True))
                 self.resends += 1
             self.last_progress = now
             self.log.warning("capture.resend", frames=len(self.in_flight), acked=self.acked)
@@ -251,13 +273,13 @@ class Capture(Service):
         return 20
 
     def _send_eos(self) -> None:
-        self.pub.send(bus.EOS, EndOfStream(last_seq=self.ring.seq, stats={
+        self.pub.send(bus.EOS, EndOfStream(last_seq=self.ring.seq, camera=self.camera, stats={
             "frames": self.frames_read, "truncated": self.truncated, "expected_frames": self.expected_frames,
             "resends": self.resends, "started_wall": self.stream_t0,
             "capture_cpu_s": round(time.process_time(), 3)}))
 
     def handle(self, topic: bytes, msg: Message) -> None:
-        if isinstance(msg, Tracks) and msg.seq > self.acked:
+        if isinstance(msg, Tracks) and msg.camera == self.camera and msg.seq > self.acked:
             self.acked = msg.seq
             self.last_progress = time.monotonic()
             for s in [s for s in self.in_flight if s <= msg.seq]:
@@ -275,6 +297,7 @@ class Capture(Service):
     def stats(self) -> dict[str, StatValue]:
         return {"frames_read": self.frames_read, "published": self.published, "fps_in": round(self._fps_ema, 2),
                 "reconnects": self.reconnects, "resends": self.resends, "ended": self.ended,
+                "camera": self.camera, "capped": self.capped,
                 "source_fps": self.fps, "in_flight": len(self.in_flight),
                 "source_down_s": round(time.monotonic() - self.down_since, 1) if self.down_since else 0.0,
                 "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0}

@@ -42,28 +42,34 @@ def discovery_configs(cfg: Config) -> dict[str, Payload]:
     }
     per_bucket = f"per {cfg.privacy.bucket_s:g} s"
     entities: list[tuple[str, Payload]] = []
-    for ln in cfg.lines:
-        for direction, icon in (("in", "mdi:account-arrow-right"), ("out", "mdi:account-arrow-left")):
-            entities.append((f"line_{ln.name}_{direction}", {
-                "name": f"{ln.name} {direction} ({per_bucket})", "state_topic": f"{base}/counts/line/{ln.name}",
-                "value_template": f"{{{{ value_json['{direction}'] }}}}", "unit_of_measurement": "people",
-                "state_class": "measurement", "force_update": True, "icon": icon}))
-    for z in cfg.zones:
-        topic = f"{base}/counts/zone/{z.name}"
-        entities += [
-            (f"zone_{z.name}_entries", {"name": f"{z.name} entries ({per_bucket})", "state_topic": topic,
-                                        "value_template": "{{ value_json['in'] }}", "unit_of_measurement": "people",
-                                        "state_class": "measurement", "force_update": True,
-                                        "icon": "mdi:location-enter"}),
-            (f"zone_{z.name}_exits", {"name": f"{z.name} exits ({per_bucket})", "state_topic": topic,
-                                      "value_template": "{{ value_json['out'] }}", "unit_of_measurement": "people",
-                                      "state_class": "measurement", "force_update": True,
-                                      "icon": "mdi:location-exit"}),
-            (f"zone_{z.name}_occupancy", {"name": f"{z.name} occupancy", "state_topic": topic,
-                                          "value_template": "{{ value_json.occupancy }}",
-                                          "unit_of_measurement": "people", "state_class": "measurement",
-                                          "icon": "mdi:account-group"}),
-        ]
+    for camera in cfg.camera_names():
+        view = cfg.for_camera(camera)
+        # With the camera level in topics, entity ids and names carry the camera too.
+        cbase = f"{base}/{camera}" if cfg.mqtt_per_camera() else base
+        oid, label = (f"{camera}_", f"{camera} ") if cfg.cameras else ("", "")
+        for ln in view.lines:
+            for direction, icon in (("in", "mdi:account-arrow-right"), ("out", "mdi:account-arrow-left")):
+                entities.append((f"{oid}line_{ln.name}_{direction}", {
+                    "name": f"{label}{ln.name} {direction} ({per_bucket})",
+                    "state_topic": f"{cbase}/counts/line/{ln.name}",
+                    "value_template": f"{{{{ value_json['{direction}'] }}}}", "unit_of_measurement": "people",
+                    "state_class": "measurement", "force_update": True, "icon": icon}))
+        for z in view.zones:
+            topic = f"{cbase}/counts/zone/{z.name}"
+            entities += [
+                (f"{oid}zone_{z.name}_entries", {
+                    "name": f"{label}{z.name} entries ({per_bucket})", "state_topic": topic,
+                    "value_template": "{{ value_json['in'] }}", "unit_of_measurement": "people",
+                    "state_class": "measurement", "force_update": True, "icon": "mdi:location-enter"}),
+                (f"{oid}zone_{z.name}_exits", {
+                    "name": f"{label}{z.name} exits ({per_bucket})", "state_topic": topic,
+                    "value_template": "{{ value_json['out'] }}", "unit_of_measurement": "people",
+                    "state_class": "measurement", "force_update": True, "icon": "mdi:location-exit"}),
+                (f"{oid}zone_{z.name}_occupancy", {
+                    "name": f"{label}{z.name} occupancy", "state_topic": topic,
+                    "value_template": "{{ value_json.occupancy }}", "unit_of_measurement": "people",
+                    "state_class": "measurement", "icon": "mdi:account-group"}),
+            ]
     entities += [
         ("health", {"name": "health", "state_topic": f"{base}/health", "value_template": "{{ value_json.state }}",
                     "entity_category": "diagnostic", "icon": "mdi:heart-pulse"}),

@@ -1,8 +1,11 @@
-"""Inference service: detects people in the frames capture announces.
+"""Inference service: detects people in the frames every camera's capture announces.
 
-Reads each frame straight from the shared-memory ring into the model's input
-tensor. In realtime mode only the newest announced frame is processed (older
-ones are counted as skipped); in replay mode every frame is, in order.
+One process owns the accelerator (or the CPU interpreter) for all cameras.
+Reads each frame straight from its camera's shared-memory ring into the
+model's input tensor. Per camera, in realtime mode only the newest announced
+frame waits (older ones are counted as skipped); in replay mode every frame
+does, in order. Cameras with a frame waiting take turns, one frame each, so
+no camera can starve another however fast it announces.
 
 With an Edge TPU configured but absent (or failing), the service switches to
 the CPU fallback model, reports ``degraded`` in its heartbeats and retries the
@@ -12,8 +15,10 @@ TPU with exponential backoff.
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
+import attrs
 import numpy as np
 
 from edgecount.detection.detector import Detector
@@ -30,21 +35,40 @@ from edgecount_core.frames import FramePosition
 from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
 
+@attrs.define
+class CameraFeed:
+    """One camera as inference sees it: its ring, its place in its stream, what waits, its figures."""
+
+    reader: RingReader
+    position: FramePosition
+    live: bool
+    waiting: deque[FrameReady] = attrs.field(factory=deque)
+    processed: int = 0
+    skipped: int = 0
+
+    def offer(self, frame: FrameReady) -> None:
+        if self.live and self.waiting:
+            self.skipped += len(self.waiting)  # the newest frame wins
+            self.waiting.clear()
+        self.waiting.append(frame)
+
+
 class Inference(Service):
     name = "inference"
 
-    def __init__(self, config: Config, runtime_dir: Path) -> None:
-        super().__init__(config, runtime_dir)
-        self.reader = RingReader(runtime_dir)
+    def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
+        super().__init__(config, runtime_dir, process)
+        self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam),
+                                      FramePosition(live=config.for_camera(cam).capture.realtime),
+                                      live=config.for_camera(cam).capture.realtime)
+                      for cam in config.camera_names()}
+        self.turns = deque(self.feeds)  # the camera whose turn is next comes first
         self.detector: Detector | None = None
         self.degraded_reason = ""
         self.retry_at = 0.0
         self.tpu_retry = Backoff(30.0, 600.0)
-        self.pending: FrameReady | None = None
-        self.position = FramePosition(live=config.capture.realtime)
-        self.processed = 0
-        self.skipped = 0
         self.ring_errors = 0
+        self.unknown_camera = 0
         self.latencies: list[float] = []
 
     def setup(self) -> None:
@@ -109,41 +133,43 @@ class Inference(Service):
                     self._fall_back(str(exc))
             else:
                 self.retry_at = time.monotonic() + self.tpu_retry.next()
-        if self.pending is not None:
-            frame, self.pending = self.pending, None
-            self._process(frame)
-            return 0
+        for _ in range(len(self.turns)):
+            cam = self.turns[0]
+            self.turns.rotate(-1)
+            feed = self.feeds[cam]
+            if feed.waiting:
+                self._process(feed, feed.waiting.popleft())
+                return 0
         return 100
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if not isinstance(msg, FrameReady):
             return
-        if self.cfg.capture.realtime:
-            if self.pending is not None:
-                self.skipped += 1
-            self.pending = msg
-        else:
-            self._process(msg)
+        feed = self.feeds.get(msg.camera)
+        if feed is None:
+            self.unknown_camera += 1  # a capture of a camera this configuration does not have
+            return
+        feed.offer(msg)
 
-    def _process(self, f: FrameReady) -> None:
-        previous = self.position.follow(f.ring)
+    def _process(self, feed: CameraFeed, f: FrameReady) -> None:
+        previous = feed.position.follow(f.ring)
         if previous is not None:
-            self.log.info("inference.capture_restarted", ring=f.ring, previous_last_seq=previous)
-        if self.position.seen(f.seq) and not f.resend:
+            self.log.info("inference.capture_restarted", camera=f.camera, ring=f.ring, previous_last_seq=previous)
+        if feed.position.seen(f.seq) and not f.resend:
             return
         assert self.detector is not None
         try:
-            view = self.reader.view(f.ring, f.slot, f.seq)
+            view = feed.reader.view(f.ring, f.slot, f.seq)
         except RingError as exc:
             self.ring_errors += 1
-            self.log.warning("inference.ring", reason=str(exc))
+            self.log.warning("inference.ring", camera=f.camera, reason=str(exc))
             return
         if view is None:
             return  # lapped by the writer before we got to it; counted by the reader
         t0 = time.perf_counter()
         try:
             # The frame is read, then the ring asked whether it was overwritten meanwhile (a torn input).
-            det = self.detector.detect_checked(view, lambda: self.reader.still_valid(f.slot, f.seq))
+            det = self.detector.detect_checked(view, lambda: feed.reader.still_valid(f.slot, f.seq))
             del view
             if det is None:
                 return
@@ -156,17 +182,23 @@ class Inference(Service):
         self.latencies.append(ms)
         if len(self.latencies) > 200:
             del self.latencies[:100]
-        self.position.advance(f.seq)
-        self.processed += 1
+        feed.position.advance(f.seq)
+        feed.processed += 1
         self.pub.send(bus.DETECTIONS, Detections.from_arrays(
             seq=f.seq, ts=f.ts, width=f.width, height=f.height, boxes=det.boxes, scores=det.scores,
             classes=det.classes, latency_ms=ms, backend=self.detector.backend,
-            degraded=bool(self.degraded_reason), ring=f.ring))
+            degraded=bool(self.degraded_reason), ring=f.ring, camera=f.camera))
 
     def stats(self) -> dict[str, StatValue]:
         lat = np.asarray(self.latencies[-100:]) if self.latencies else np.zeros(1)
-        return {"processed": self.processed, "skipped": self.skipped,
-                "overwritten": self.reader.overwritten, "ring_errors": self.ring_errors,
+        feeds = self.feeds.values()
+        per_camera: dict[str, StatValue] = {}
+        if len(self.feeds) > 1:
+            for cam, fd in self.feeds.items():
+                per_camera.update({f"camera.{cam}.processed": fd.processed, f"camera.{cam}.skipped": fd.skipped})
+        return {"processed": sum(fd.processed for fd in feeds), "skipped": sum(fd.skipped for fd in feeds),
+                **per_camera, "unknown_camera": self.unknown_camera,
+                "overwritten": sum(fd.reader.overwritten for fd in feeds), "ring_errors": self.ring_errors,
                 "latency_ms_p50": round(float(np.median(lat)), 2),
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
                 "backend": self.detector.backend if self.detector else "none",
@@ -174,11 +206,15 @@ class Inference(Service):
                 "degraded": bool(self.degraded_reason), "degraded_reason": self.degraded_reason[:200]}
 
     def on_eos(self, msg: EndOfStream) -> EndOfStream:
+        feed = self.feeds.get(msg.camera)
+        if feed is None:
+            return msg
         stats = dict(msg.stats)
-        stats.update({"inference_processed": self.processed, "inference_skipped": self.skipped,
-                      "inference_overwritten": self.reader.overwritten})
-        return EndOfStream(last_seq=msg.last_seq, stats=stats)
+        stats.update({"inference_processed": feed.processed, "inference_skipped": feed.skipped,
+                      "inference_overwritten": feed.reader.overwritten})
+        return attrs.evolve(msg, stats=stats)
 
     def teardown(self) -> None:
-        self.reader.close()
+        for feed in self.feeds.values():
+            feed.reader.close()
 

@@ -6,7 +6,7 @@ writes to its own durable log. Under the default policy ``counts`` a record
 is a count per line/zone per time bucket; policy ``events`` adds one record
 per crossing whose time is rounded down to ``event_resolution_s`` and which
 carries no track id. Frames, boxes, track ids and per-person timestamps stop
-here.
+here. Each camera has its own aggregator, closed by that camera's watermarks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import msgpack
 
 from edgecount.runtime import bus
@@ -28,6 +29,7 @@ from edgecount.stages.base import Service
 from edgecount_core.config import Config
 from edgecount_core.frames import StillPairing
 from edgecount_core.messages import (
+    DEFAULT_CAMERA,
     CountRecord,
     Crossing,
     EndOfStream,
@@ -38,18 +40,17 @@ from edgecount_core.messages import (
     ZoneEvent,
     encode,
 )
-from edgecount_core.privacy import BucketAggregator, record_id
+from edgecount_core.privacy import BucketAggregator, record_id, source_id
 
 
 class Privacy(Service):
     name = "privacy"
 
-    def __init__(self, config: Config, runtime_dir: Path) -> None:
-        super().__init__(config, runtime_dir)
-        self.device = f"{config.device.site}/{config.device.id}"
+    def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
+        super().__init__(config, runtime_dir, process)
         self.store = Store(state_dir(config) / "privacy.db", synchronous="FULL")
-        self.agg = self._aggregator(config.privacy.bucket_s)
-        closed = self._restore_state()
+        self.aggs = {cam: self._aggregator(cam, config.privacy.bucket_s) for cam in config.camera_names()}
+        closed = [r for cam in self.aggs for r in self._restore_state(cam)]
         applied = self.store.get_int("applied")
         self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -64,19 +65,26 @@ class Privacy(Service):
         self.pairing = StillPairing(max_wait_s=SNAPSHOT_WAIT_S)
         self.clock = time.monotonic  # replaced by tests that need time to pass
         self.face_detectors: list[Any] = []
-        self.reader: Any = None
+        self.readers: dict[str, Any] = {}
+        self.unknown_camera = 0
         if closed:
             self._commit(closed)  # buckets of another length, emitted as they were; fetched by the uplink
 
-    def _aggregator(self, bucket_s: float) -> BucketAggregator:
-        return BucketAggregator(device=self.device, lines=[ln.name for ln in self.cfg.lines],
-                                zones=[z.name for z in self.cfg.zones], bucket_s=bucket_s)
+    def _aggregator(self, camera: str, bucket_s: float) -> BucketAggregator:
+        view = self.cfg.for_camera(camera)
+        return BucketAggregator(device=self._source(camera), lines=[ln.name for ln in view.lines],
+                                zones=[z.name for z in view.zones], bucket_s=bucket_s, camera=camera)
 
-    def _restore_state(self) -> list[CountRecord]:
-        """Take over the open buckets saved by the last run. Lines or zones may have changed since (the
+    def _source(self, camera: str) -> str:
+        return source_id(self.cfg.device.site, self.cfg.device.id, camera)
+
+    def _restore_state(self, camera: str) -> list[CountRecord]:
+        """Take over a camera's open buckets saved by the last run. Lines or zones may have changed since (the
         open counts are kept, the new names used). A state that cannot be read is discarded with an error
         logged, never a failed start; buckets saved with another length are returned, closed, to emit."""
-        raw, legacy = self.store.get(AGG_KEY), self.store.get(LEGACY_AGG_KEY)
+        agg = self.aggs[camera]
+        raw = self.store.get(agg_key(camera))
+        legacy = self.store.get(LEGACY_AGG_KEY) if camera == DEFAULT_CAMERA else None
         try:
             if raw is not None:
                 state = msgpack.unpackb(raw, raw=False, strict_map_key=False)
@@ -85,15 +93,15 @@ class Privacy(Service):
             else:
                 return []
             saved_s = float(state["bucket_s"])
-            if saved_s == self.agg.bucket_s:
-                self.agg.restore(state)
+            if saved_s == agg.bucket_s:
+                agg.restore(state)
                 return []
-            old = self._aggregator(saved_s)
+            old = self._aggregator(camera, saved_s)
             old.restore(state)
-            self.log.warning("privacy.bucket_length_changed", was_s=saved_s, now_s=self.agg.bucket_s)
+            self.log.warning("privacy.bucket_length_changed", camera=camera, was_s=saved_s, now_s=agg.bucket_s)
             return old.flush()
         except Exception as exc:  # any damage to the saved state: start clean rather than never start
-            self.log.error("privacy.state_discarded", reason=f"{type(exc).__name__}: {exc}"[:300],
+            self.log.error("privacy.state_discarded", camera=camera, reason=f"{type(exc).__name__}: {exc}"[:300],
                            hint="the open (not yet emitted) buckets of the last run are lost")
             return []
 
@@ -107,7 +115,7 @@ class Privacy(Service):
         store = AssetStore.for_config(self.cfg)
         self.face_detectors = [FaceDetector(store.fetch_model(n))
                                for n in ("face_detection_short_range", "face_detection_full_range")]
-        self.reader = RingReader(self.runtime_dir)
+        self.readers = {cam: RingReader(self.runtime_dir, cam) for cam in self.aggs}
         self.log.warning("privacy.snapshots_enabled", interval_s=self.cfg.privacy.snapshot_interval_s)
 
     def _maybe_snapshot(self, msg: Message) -> None:
@@ -121,13 +129,15 @@ class Privacy(Service):
                              f"{self.pairing.max_wait_s:.0f} s")
             self.pairing.clear()
             self.pending_frame = None
-        if isinstance(msg, FrameReady) and not self.pairing.waiting(now) and now >= self.next_snapshot:
-            view = self.reader.view(msg.ring, msg.slot, msg.seq)
+        reader = self.readers.get(getattr(msg, "camera", DEFAULT_CAMERA))
+        if isinstance(msg, FrameReady) and reader is not None and not self.pairing.waiting(now) \
+                and now >= self.next_snapshot:
+            view = reader.view(msg.ring, msg.slot, msg.seq)
             if view is None:
                 return
             frame = view.copy()
             del view
-            if self.reader.still_valid(msg.slot, msg.seq):
+            if reader.still_valid(msg.slot, msg.seq):
                 self.pending_frame = frame
                 self.pairing.take(msg.ring, msg.seq, now)
         elif isinstance(msg, Detections) and self.pending_frame is not None and self.pairing.matches(msg.ring,
@@ -144,7 +154,8 @@ class Privacy(Service):
             start = math.floor(msg.ts / res) * res
             with self.store.transaction():
                 n = self.store.next_seq()
-                snap = Snapshot(snapshot_id=f"{self.device}/snapshot/{n}", bucket_start=start, jpeg=jpeg, log_seq=n)
+                snap = Snapshot(snapshot_id=f"{self._source(msg.camera)}/snapshot/{n}", bucket_start=start,
+                                jpeg=jpeg, log_seq=n, camera=msg.camera)
                 self.store.append(n, bus.SNAPSHOT, encode(snap))
             self.pub.send(bus.SNAPSHOT, snap)
             self.snapshots += 1
@@ -156,11 +167,11 @@ class Privacy(Service):
         with self.store.transaction():
             for r in records:
                 n = self.store.next_seq()
-                rec = CountRecord(record_id=r.record_id, kind=r.kind, name=r.name, bucket_start=r.bucket_start,
-                                  bucket_s=r.bucket_s, n_in=r.n_in, n_out=r.n_out, log_seq=n, occupancy=r.occupancy)
+                rec = attrs.evolve(r, log_seq=n)
                 self.store.append(n, bus.RECORD, encode(rec))
                 out.append(rec)
-            self.store.put(AGG_KEY, msgpack.packb(self.agg.to_state(), use_bin_type=True))
+            for cam, agg in self.aggs.items():
+                self.store.put(agg_key(cam), msgpack.packb(agg.to_state(), use_bin_type=True))
             if applied is not None:
                 self.store.put_int("applied", applied)
         return out
@@ -172,23 +183,26 @@ class Privacy(Service):
 
     def _apply(self, msg: Message) -> None:
         events: list[CountRecord] = []
-        if isinstance(msg, Crossing):
-            if not self.agg.add("line", msg.line, msg.direction, msg.ts):
+        agg = self.aggs.get(getattr(msg, "camera", DEFAULT_CAMERA))
+        if agg is None:
+            self.unknown_camera += 1  # logged by the counter under a configuration that had this camera
+        elif isinstance(msg, Crossing):
+            if not agg.add("line", msg.line, msg.direction, msg.ts):
                 self.late += 1
             if self.cfg.privacy.policy in ("events", "snapshots"):
                 res = self.cfg.privacy.event_resolution_s
                 coarse = math.floor(msg.ts / res) * res
                 events.append(CountRecord(
-                    record_id=record_id(self.device, "event", msg.line, msg.event_seq), kind="event",
+                    record_id=record_id(agg.device, "event", msg.line, msg.event_seq), kind="event",
                     name=msg.line, bucket_start=coarse, bucket_s=res,
-                    n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out")))
-        elif isinstance(msg, ZoneEvent) and not self.agg.add("zone", msg.zone, msg.kind, msg.ts, msg.occupancy):
+                    n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out"), camera=agg.camera))
+        elif isinstance(msg, ZoneEvent) and not agg.add("zone", msg.zone, msg.kind, msg.ts, msg.occupancy):
             self.late += 1
         self._publish(self._commit(events, applied=_event_seq(msg)))
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if topic in (bus.FRAME, bus.DETECTIONS):
-            if self.reader is not None:
+            if self.readers:
                 self._maybe_snapshot(msg)
             return
         if isinstance(msg, Crossing | ZoneEvent):
@@ -197,8 +211,11 @@ class Privacy(Service):
             self.follower.on_tail(msg.last_seq)
         elif isinstance(msg, Watermark):
             # Close buckets only once every event before this watermark has been applied.
+            agg = self.aggs.get(msg.camera)
+            if agg is None:
+                return
             if self.follower.caught_up(msg.event_seq):
-                closed = self.agg.advance(msg.ts)
+                closed = agg.advance(msg.ts)
                 if closed:
                     self._publish(self._commit(closed))
             else:
@@ -209,10 +226,12 @@ class Privacy(Service):
         if not self.follower.caught_up(needed):
             self.follower.on_tail(needed)
             return  # capture repeats the end-of-stream; forward it once caught up
-        self._publish(self._commit(self.agg.flush()))
+        agg = self.aggs.get(msg.camera)
+        if agg is not None:  # that camera's stream ended: its open buckets are complete
+            self._publish(self._commit(agg.flush()))
         stats = dict(msg.stats)
         stats["privacy_last_seq"] = self.store.last_seq
-        self.pub.send(bus.EOS, EndOfStream(last_seq=msg.last_seq, stats=stats))
+        self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))
 
     def tick(self) -> int:
         now = time.monotonic()
@@ -226,18 +245,25 @@ class Privacy(Service):
         return {"records": self.records, "late_events": self.late, "snapshots": self.snapshots,
                 "applied": self.follower.applied, "gaps": self.follower.gaps, "recovered": self.follower.recovered,
                 "duplicates": self.follower.duplicates, "log_pending": self.store.pending(),
+                "unknown_camera": self.unknown_camera,
                 # Entries the counter trimmed before we applied them: non-zero only if our state was lost.
                 "lost": self.follower.lost}
 
     def teardown(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
+        for reader in self.readers.values():
+            reader.close()
         self.follower.close()
         self.sync.close()
         self.store.close()
 
 
 AGG_KEY = "aggregator.msgpack"
+
+
+def agg_key(camera: str) -> str:
+    """Where a camera's open buckets are saved (``main``: where single-camera builds saved them)."""
+    return AGG_KEY if camera == DEFAULT_CAMERA else f"{AGG_KEY}@{camera}"
+
 SNAPSHOT_WAIT_S = 10.0  # how long a still waits for its frame's detections before it is given up
 LEGACY_AGG_KEY = "aggregator"  # pickled by builds up to 0.1.0
 

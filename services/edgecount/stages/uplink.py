@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import attrs
+
 from edgecount.runtime import bus
 from edgecount.runtime.control import NotRunning, ask
 from edgecount.runtime.durable_log import Follower
@@ -24,7 +26,7 @@ from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
 from edgecount.stages.uplink_sinks import OutRow, Sink, SinkError, build_sinks
 from edgecount_core.config import Config
-from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
+from edgecount_core.messages import DEFAULT_CAMERA, CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
 from edgecount_core.outbox import PendingRecord, plan_compaction
 
 _OUTBOX = """
@@ -52,11 +54,13 @@ class Uplink(Service):
     name = "uplink"
     MAX_SNAPSHOTS = 20  # undelivered stills kept while offline; older ones are dropped (counted)
 
-    def __init__(self, config: Config, runtime_dir: Path) -> None:
-        super().__init__(config, runtime_dir)
+    def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
+        super().__init__(config, runtime_dir, process)
         self.store = Store(state_dir(config) / "uplink.db", synchronous="FULL")
         self.store.db.executescript(_OUTBOX)
         _add_column(self.store, "outbox", "occupancy INTEGER")  # zones' occupancy (added in 0.2; older stores)
+        for table in ("outbox", "history"):  # several cameras (added in 0.3): older rows are camera 'main'
+            _add_column(self.store, table, f"camera TEXT NOT NULL DEFAULT '{DEFAULT_CAMERA}'")
         self.stills_allowed = config.privacy.policy == "snapshots"
         if not self.stills_allowed:
             self._drop_queued_stills()
@@ -64,7 +68,7 @@ class Uplink(Service):
                                  lambda m: int(getattr(m, "log_seq", 0)), self.log)
         self.watch(self.follower.sock, self.follower.handle)
         self.sinks: list[Sink] = []
-        self.pending_eos: EndOfStream | None = None
+        self.pending_eos: dict[str, EndOfStream] = {}  # per camera: each stream ends on its own
         self.next_housekeeping = 0.0
         self.next_health = 0.0
 
@@ -93,8 +97,8 @@ class Uplink(Service):
             with self.store.transaction():
                 self.store.db.execute(
                     "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                    "blob) VALUES(?, 'snapshot', 'snapshot', ?, 0, 0, 0, ?, ?)",
-                    (msg.snapshot_id, msg.bucket_start, time.time(), msg.jpeg))
+                    "blob, camera) VALUES(?, 'snapshot', 'snapshot', ?, 0, 0, 0, ?, ?, ?)",
+                    (msg.snapshot_id, msg.bucket_start, time.time(), msg.jpeg, msg.camera))
                 self.store.put_int("applied", msg.log_seq)
             return
         if not isinstance(msg, CountRecord):
@@ -102,14 +106,14 @@ class Uplink(Service):
         with self.store.transaction():
             self.store.db.execute(
                 "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                "occupancy) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "occupancy, camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time(),
-                 msg.occupancy))
+                 msg.occupancy, msg.camera))
             # What `edgecount counts` shows on the device, kept whether or not it was delivered.
             self.store.db.execute(
-                "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?)",
-                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out))
+                "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, camera) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, msg.camera))
             self.store.put_int("applied", msg.log_seq)
 
     def handle(self, topic: bytes, msg: Message) -> None:
@@ -123,18 +127,18 @@ class Uplink(Service):
 
     def _rows_after(self, cursor: int, limit: int) -> list[OutRow]:
         rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob, occupancy FROM outbox "
-            "WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob, occupancy, camera "
+            "FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
         out = []
         for r in rows:
             if r[2] == "snapshot":
                 rec: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                                          "kind": "snapshot", "bucket_start": r[4]}
+                                          "camera": r[10], "kind": "snapshot", "bucket_start": r[4]}
                 out.append(OutRow(r[0], rec, bytes(r[8])))
             else:
                 record: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                                             "kind": r[2], "name": r[3], "bucket_start": r[4], "bucket_s": r[5],
-                                             "in": r[6], "out": r[7]}
+                                             "camera": r[10], "kind": r[2], "name": r[3], "bucket_start": r[4],
+                                             "bucket_s": r[5], "in": r[6], "out": r[7]}
                 if r[9] is not None:
                     record["occupancy"] = r[9]
                 out.append(OutRow(r[0], record))
@@ -177,7 +181,7 @@ class Uplink(Service):
                 self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in drop])
                 self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + len(drop))
         rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out FROM outbox "
+            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, camera FROM outbox "
             "WHERE kind != 'snapshot' ORDER BY id").fetchall()
         if len(rows) <= ob.max_rows and not rows:
             return
@@ -189,9 +193,9 @@ class Uplink(Service):
         with self.store.transaction():
             self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in plan.delete])
             self.store.db.executemany(
-                "INSERT OR REPLACE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time())
+                "INSERT OR REPLACE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
+                "camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time(), r.camera)
                  for r in plan.insert])
             for key, add in (("dropped.records", plan.dropped_records), ("dropped.in", plan.dropped_in),
                              ("dropped.out", plan.dropped_out)):
@@ -214,8 +218,8 @@ class Uplink(Service):
             self.follower.ack()
             self._housekeeping()
             self.next_housekeeping = now + 5.0
-        if self.pending_eos is not None:
-            self._try_finish()
+        for cam in list(self.pending_eos):
+            self._try_finish(cam)
         backlog = self.backlog()
         if now >= self.next_health:
             # The whole device's state (a camera down makes it "degraded"); which service is, stays local.
@@ -240,12 +244,11 @@ class Uplink(Service):
         return ("degraded" if degraded else "ok"), degraded
 
     def forward_eos(self, msg: EndOfStream) -> None:
-        self.pending_eos = msg
-        self._try_finish()
+        self.pending_eos[msg.camera] = msg
+        self._try_finish(msg.camera)
 
-    def _try_finish(self) -> None:
-        msg = self.pending_eos
-        assert msg is not None
+    def _try_finish(self, camera: str) -> None:
+        msg = self.pending_eos[camera]
         needed = int(msg.stats.get("privacy_last_seq", 0))
         if not self.follower.caught_up(needed):
             self.follower.on_tail(needed)
@@ -257,8 +260,8 @@ class Uplink(Service):
         stats["uplink_delivered_upto"] = self.follower.applied
         for sink in self.sinks:  # every record is confirmed by every sink (MQTT: PUBACK) before this
             stats[f"sink.{sink.name}.confirmed"] = self.store.get_int(f"confirmed.{sink.name}")
-        self.pub.send(bus.EOS, EndOfStream(last_seq=msg.last_seq, stats=stats))
-        self.pending_eos = None
+        self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))
+        del self.pending_eos[camera]
 
     def stats(self) -> dict[str, StatValue]:
         s: dict[str, StatValue] = {"backlog": self.backlog(), "applied": self.follower.applied,

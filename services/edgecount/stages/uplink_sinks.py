@@ -163,7 +163,8 @@ class MqttSink:
     name = "mqtt"
 
     def __init__(self, cfg: Any, site: str, device: str, log: Any,
-                 discovery: dict[str, dict[str, Any]] | None = None, discovery_filter: str = "") -> None:
+                 discovery: dict[str, dict[str, Any]] | None = None, discovery_filter: str = "",
+                 per_camera: bool = False) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -173,6 +174,7 @@ class MqttSink:
         self.discovery_filter = discovery_filter
         self.log = log
         self.base = f"{cfg.topic_prefix}/{site}/{device}"
+        self.per_camera = per_camera  # topic layout 'camera': counts under <base>/<camera>/...
         self.status_topic = f"{self.base}/status"
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         client_id = cfg.client_id or f"edgecount-{site}-{device}"
@@ -262,10 +264,11 @@ class MqttSink:
         for r in rows:
             if r.row_id <= (self.order[-1] if self.order else self._confirmed):
                 continue
+            base = f"{self.base}/{r.record['camera']}" if self.per_camera else self.base
             if r.blob is not None:
-                topic, payload = f"{self.base}/snapshot", r.blob  # the JPEG itself
+                topic, payload = f"{base}/snapshot", r.blob  # the JPEG itself
             else:
-                topic = f"{self.base}/counts/{r.record['kind']}/{r.record['name']}"
+                topic = f"{base}/counts/{r.record['kind']}/{r.record['name']}"
                 payload = json.dumps(r.record, sort_keys=True).encode()
             info = self.client.publish(topic, payload, qos=1)
             if info.rc != 0:
@@ -393,7 +396,8 @@ SINKS: dict[str, Callable[[Config, Any], Sink]] = {
     "mqtt": lambda cfg, log: MqttSink(
         cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log,
         discovery=discovery_configs(cfg) if cfg.uplink.mqtt.discovery else None,
-        discovery_filter=own_config_filter(cfg) if cfg.uplink.mqtt.discovery else ""),
+        discovery_filter=own_config_filter(cfg) if cfg.uplink.mqtt.discovery else "",
+        per_camera=cfg.mqtt_per_camera()),
     "webhook": lambda cfg, log: WebhookSink(cfg.uplink.webhook, log),
 }
 

@@ -1,11 +1,12 @@
-"""``edgecount replay``: the full multi-process pipeline over one video file.
+"""``edgecount replay``: the full multi-process pipeline over one video file, or several at once.
 
 The controller prepares a private runtime directory and an effective
 configuration, fetches the assets once, starts the watchdog with every
-service, waits for the end-of-stream to come back from the uplink (every
-count flushed to the sink), then stops everything and sums what the uplink
-delivered. Nothing is read from inside the services: the counts reported are
-the ones that left the device.
+service, waits for each camera's end-of-stream to come back from the uplink
+(every count flushed to the sink), then stops everything and sums what the
+uplink delivered. Nothing is read from inside the services: the counts
+reported are the ones that left the device. Several files run as several
+cameras of one pipeline (:func:`replay_cameras`), each frame of each processed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.settings import to_toml, with_private_runtime
 from edgecount.runtime.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
-from edgecount_core.messages import EndOfStream, Tracks
+from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, Tracks
 
 ProgressFn = Callable[[int, int], None]
 
@@ -93,14 +94,19 @@ def effective_config(base: Config, source: str, realtime: bool, lines: list[Line
     return parse_config(data, source="replay")
 
 
-def sum_records(path: Path, cfg: Config) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    lines = {ln.name: {"in": 0, "out": 0} for ln in cfg.lines}
-    zones = {z.name: {"entries": 0, "exits": 0} for z in cfg.zones}
+Counts = tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]
+
+
+def sum_records(path: Path, cfg: Config, camera: str = DEFAULT_CAMERA) -> Counts:
+    """One camera's line and zone totals from what the jsonl sink received."""
+    view = cfg.for_camera(camera)
+    lines = {ln.name: {"in": 0, "out": 0} for ln in view.lines}
+    zones = {z.name: {"entries": 0, "exits": 0} for z in view.zones}
     seen: set[str] = set()
     if path.exists():
         for row in path.read_text(encoding="utf-8").splitlines():
             rec = json.loads(row)
-            if rec["kind"] == "snapshot":
+            if rec["kind"] == "snapshot" or rec.get("camera", DEFAULT_CAMERA) != camera:
                 continue
             if rec["id"] in seen:
                 continue  # a resent record: ids make delivery idempotent
@@ -129,25 +135,92 @@ def _drain_tracks(sub: bus.Subscriber, into: dict[int, Any], ended: dict[int, li
         got = sub.recv(0)
 
 
-def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
-           timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
-           keep_dir: bool = False, collect_tracks: bool = False,
-           runtime_dir: Path | None = None) -> ReplayResult:
-    store = AssetStore.for_config(base)
+@attrs.frozen
+class _Probe:
+    local: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+
+def _probe(source: str, store: AssetStore) -> _Probe:
     local = resolve_source(source, store)
     if not Path(local).is_file():
         raise ReplayError(f"{source}: no such video file")
     cap = cv2.VideoCapture(local)
     if not cap.isOpened():
         raise ReplayError(f"{local}: OpenCV cannot open this video")
-    expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    source_fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
-    cap.release()
-    # Fetch once, before the services race for it: the model the pipeline cannot start without (an
-    # accelerator's own model may be absent together with the accelerator, like on the device).
-    resolve_model(startup_model(base, store), store)
+    try:
+        return _Probe(local, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                      int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), float(cap.get(cv2.CAP_PROP_FPS) or 10.0))
+    finally:
+        cap.release()
 
+
+@attrs.define
+class _Run:
+    """What one pipeline run brought back: each camera's end-of-stream, as the uplink forwarded it."""
+
+    eos: dict[str, EndOfStream]
+    done_wall: float
+    restarts: dict[str, int]
+    jsonl: Path
+    tracks: dict[int, Any] = attrs.field(factory=dict)
+    ended: dict[int, list[int]] = attrs.field(factory=dict)
+    track_size: tuple[int, int] = (0, 0)
+
+    @property
+    def started_wall(self) -> float:
+        return min(float(e.stats.get("started_wall", self.done_wall)) for e in self.eos.values())
+
+
+def _run_pipeline(cfg: Config, runtime_dir: Path, expected: int, *, timeout_s: float, progress: ProgressFn | None,
+                  logger: Any, collect_tracks: bool) -> _Run:
+    """Start every process of ``cfg``, wait until every camera's end-of-stream came back from the uplink."""
+    cfg_path = runtime_dir / "effective.toml"
+    cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
+    wd = Watchdog(cfg, cfg_path, runtime_dir, services=stages.processes(cfg), log_dir=runtime_dir / "state" / "logs",
+                  logger=logger)
+    eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
+    # Tracks are internal data: only an evaluation on the device itself collects them.
+    tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
+                  if collect_tracks else None)
+    run = _Run(eos={}, done_wall=0.0, restarts={}, jsonl=(cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path))
+               or runtime_dir / "state" / "uplink.jsonl")
+    size = [0, 0]
+    cameras = set(cfg.camera_names())
+    t0 = time.monotonic()
+    wd.start_all()
+    try:
+        while set(run.eos) != cameras:
+            if time.monotonic() - t0 > timeout_s:
+                raise ReplayError(f"replay did not finish within {timeout_s:.0f}s")
+            health = wd.poll(50)
+            if wd.failed:
+                raise ReplayError(f"pipeline failed: {wd.failed}; logs in {runtime_dir / 'state' / 'logs'}")
+            if progress is not None and health is not None and health.service == "counter":
+                progress(int(health.stats.get("processed", 0)), expected)
+            got = eos_sub.recv(0)
+            if got is not None and isinstance(got[1], EndOfStream) and got[1].camera in cameras:
+                run.eos.setdefault(got[1].camera, got[1])
+            if tracks_sub is not None:
+                _drain_tracks(tracks_sub, run.tracks, run.ended, size)
+        run.done_wall = time.time()
+        if tracks_sub is not None:
+            _drain_tracks(tracks_sub, run.tracks, run.ended, size)
+    finally:
+        eos_sub.close()
+        if tracks_sub is not None:
+            tracks_sub.close()
+        run.restarts = {c.name: c.total_restarts for c in wd.children.values()}
+        wd.stop_all()
+    run.track_size = (size[0], size[1])
+    return run
+
+
+def _in_private_dir(runtime_dir: Path | None, keep_dir: bool, work: Callable[[Path], Any]) -> Any:
+    """Run ``work`` in a private runtime directory; keep it (without sockets) when the run failed."""
     # ipc paths must stay short (unix socket limit), so not under a deep tmp_path.
     if runtime_dir is None:
         runtime_dir = Path(tempfile.mkdtemp(prefix="ec-", dir="/tmp"))
@@ -156,60 +229,9 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         bus.ensure_runtime_dir(runtime_dir)
     failed = True
     try:
-        cfg = effective_config(base, local, realtime, lines, runtime_dir)
-        cfg_path = runtime_dir / "effective.toml"
-        cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
-        wd = Watchdog(cfg, cfg_path, runtime_dir, services=stages.NAMES, log_dir=runtime_dir / "state" / "logs",
-                      logger=logger)
-        eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
-        # Tracks are internal data: only an evaluation on the device itself collects them.
-        tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
-                      if collect_tracks else None)
-        tracks: dict[int, Any] = {}
-        ended: dict[int, list[int]] = {}
-        track_size = [0, 0]
-        t0 = time.monotonic()
-        eos: EndOfStream | None = None
-        wd.start_all()
-        try:
-            while eos is None:
-                if time.monotonic() - t0 > timeout_s:
-                    raise ReplayError(f"replay did not finish within {timeout_s:.0f}s")
-                health = wd.poll(50)
-                if wd.failed:
-                    raise ReplayError(f"pipeline failed: {wd.failed}; logs in {runtime_dir / 'state' / 'logs'}")
-                if progress is not None and health is not None and health.service == "counter":
-                    progress(int(health.stats.get("processed", 0)), expected)
-                got = eos_sub.recv(0)
-                if got is not None and isinstance(got[1], EndOfStream):
-                    eos = got[1]
-                if tracks_sub is not None:
-                    _drain_tracks(tracks_sub, tracks, ended, track_size)
-            done_wall = time.time()
-            if tracks_sub is not None:
-                _drain_tracks(tracks_sub, tracks, ended, track_size)
-        finally:
-            eos_sub.close()
-            if tracks_sub is not None:
-                tracks_sub.close()
-            restarts = {c.name: c.total_restarts for c in wd.children.values()}
-            wd.stop_all()
-        line_counts, zone_counts = sum_records((cfg.uplink.jsonl_path and Path(cfg.uplink.jsonl_path)) or
-                                               runtime_dir / "state" / "uplink.jsonl", cfg)
-        st = dict(eos.stats)
-        # From the first frame entering the pipeline to the last count leaving it.
-        duration = done_wall - float(st.get("started_wall", done_wall))
-        frames = int(st.get("frames", 0))
-        processed = int(st.get("counter_processed", 0))
-        if progress is not None:
-            progress(processed, expected or frames)
+        result = work(runtime_dir)
         failed = False
-        return ReplayResult(source=source, frames=frames, processed_frames=processed,
-                            dropped_frames=max(0, frames - processed), duration_s=duration,
-                            fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
-                            zones=zone_counts, eos_stats=st, restarts=restarts, tracks=tracks, ended=ended,
-                            track_size=(track_size[0], track_size[1]), width=width,
-                            height=height, source_fps=source_fps)
+        return result
     finally:
         if not keep_dir and not failed:
             shutil.rmtree(runtime_dir, ignore_errors=True)
@@ -218,3 +240,127 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
             for sock in runtime_dir.glob("*.sock"):
                 sock.unlink(missing_ok=True)
 
+
+def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
+           timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
+           keep_dir: bool = False, collect_tracks: bool = False,
+           runtime_dir: Path | None = None) -> ReplayResult:
+    store = AssetStore.for_config(base)
+    probe = _probe(source, store)
+    # Fetch once, before the services race for it: the model the pipeline cannot start without (an
+    # accelerator's own model may be absent together with the accelerator, like on the device).
+    resolve_model(startup_model(base, store), store)
+
+    def work(rdir: Path) -> ReplayResult:
+        cfg = effective_config(base, probe.local, realtime, lines, rdir)
+        run = _run_pipeline(cfg, rdir, probe.frames, timeout_s=timeout_s, progress=progress, logger=logger,
+                            collect_tracks=collect_tracks)
+        res = _camera_result(cfg, DEFAULT_CAMERA, source, probe, run)
+        if progress is not None:
+            progress(res.processed_frames, probe.frames or res.frames)
+        return attrs.evolve(res, tracks=run.tracks, ended=run.ended, track_size=run.track_size)
+
+    result: ReplayResult = _in_private_dir(runtime_dir, keep_dir, work)
+    return result
+
+
+def _camera_result(cfg: Config, camera: str, source: str, probe: _Probe, run: _Run) -> ReplayResult:
+    line_counts, zone_counts = sum_records(run.jsonl, cfg, camera)
+    st = dict(run.eos[camera].stats)
+    # From the first frame entering the pipeline to the last count leaving it.
+    duration = run.done_wall - run.started_wall
+    frames = int(st.get("frames", 0))
+    processed = int(st.get("counter_processed", 0))
+    return ReplayResult(source=source, frames=frames, processed_frames=processed,
+                        dropped_frames=max(0, frames - processed), duration_s=duration,
+                        fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
+                        zones=zone_counts, eos_stats=st, restarts=run.restarts, width=probe.width,
+                        height=probe.height, source_fps=probe.fps)
+
+
+@attrs.frozen
+class CamerasResult:
+    """Several files replayed together, one camera each."""
+
+    cameras: dict[str, ReplayResult]
+    duration_s: float
+    restarts: dict[str, int]
+
+    @property
+    def processed_frames(self) -> int:
+        return sum(r.processed_frames for r in self.cameras.values())
+
+    @property
+    def fps(self) -> float:
+        return self.processed_frames / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        cams: dict[str, dict[str, Any]] = {}
+        for name, r in self.cameras.items():
+            one = r.to_json()
+            cams[name] = {k: one[k] for k in ("source", "frames", "processed_frames", "dropped_frames", "lines",
+                                              "truncated", "expected_frames") if k in one}
+            if r.zones:
+                cams[name]["zones"] = r.zones
+        return {"cameras": cams, "duration_s": round(self.duration_s, 3), "fps": round(self.fps, 2)}
+
+
+def camera_sources(args: list[str]) -> dict[str, str]:
+    """``A.avi NAME=B.avi ...`` -> camera name -> source; unnamed ones are ``cam1``, ``cam2``... by position."""
+    out: dict[str, str] = {}
+    for i, arg in enumerate(args, 1):
+        name, eq, src = arg.partition("=")
+        if not eq or "/" in name or not name or not all(c.isalnum() or c in "_-" for c in name):
+            name, src = f"cam{i}", arg
+        if name in out:
+            raise ReplayError(f"camera {name!r} is given twice; name each source once (NAME=SOURCE)")
+        out[name] = src
+    return out
+
+
+def cameras_config(base: Config, sources: dict[str, str], realtime: bool, lines: dict[str, list[LineSection]],
+                   runtime_dir: Path) -> Config:
+    """``base`` with one ``[[cameras]]`` per source. A camera's lines are its ``--line``s if any, else those of
+    the camera of that name in ``base``, else ``base``'s top-level lines (the same view filmed twice)."""
+    data = base.model_dump(mode="json", exclude_unset=False)
+    known = {c["name"]: c for c in data.get("cameras", [])}
+    cams = []
+    for name, src in sources.items():
+        cam = dict(known.get(name) or {"lines": data.get("lines", []), "zones": data.get("zones", [])})
+        cam.update(name=name, source=src, realtime=realtime, loop=False)
+        if lines.get(name):
+            cam["lines"] = [ln.model_dump(mode="json") for ln in lines[name]]
+        cams.append(cam)
+    unknown = sorted(set(lines) - set(sources))
+    if unknown:
+        raise ReplayError(f"--line names camera {unknown[0]!r}, which is not replayed; cameras: "
+                          f"{', '.join(sources)}")
+    data.update(cameras=cams, lines=[], zones=[])
+    data["capture"].pop("source", None)
+    data["capture"].update(realtime=realtime, loop=False)
+    with_private_runtime(data, runtime_dir)
+    data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
+    return parse_config(data, source="replay")
+
+
+def replay_cameras(base: Config, sources: dict[str, str], *, realtime: bool = False,
+                   lines: dict[str, list[LineSection]] | None = None, timeout_s: float = 3600.0,
+                   progress: ProgressFn | None = None, logger: Any = None, keep_dir: bool = False,
+                   runtime_dir: Path | None = None) -> CamerasResult:
+    """Replay several files through one pipeline, one camera each (every frame of each, unless ``realtime``)."""
+    store = AssetStore.for_config(base)
+    probes = {name: _probe(src, store) for name, src in sources.items()}
+    resolve_model(startup_model(base, store), store)
+
+    def work(rdir: Path) -> CamerasResult:
+        cfg = cameras_config(base, {n: p.local for n, p in probes.items()}, realtime, lines or {}, rdir)
+        total = sum(p.frames for p in probes.values())
+        run = _run_pipeline(cfg, rdir, total, timeout_s=timeout_s, progress=progress, logger=logger,
+                            collect_tracks=False)
+        results = {n: _camera_result(cfg, n, sources[n], probes[n], run) for n in sources}
+        if progress is not None:
+            progress(sum(r.processed_frames for r in results.values()), total)
+        return CamerasResult(cameras=results, duration_s=run.done_wall - run.started_wall, restarts=run.restarts)
+
+    result: CamerasResult = _in_private_dir(runtime_dir, keep_dir, work)
+    return result
