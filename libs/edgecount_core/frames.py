@@ -1,10 +1,55 @@
-"""Where a pipeline stage is in the frame stream, and which frames are new to it."""
+"""Where a pipeline stage is in the frame stream, which frames are new to it, and whose frame is next."""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
 import attrs
 
-__all__ = ["FramePosition", "StillPairing"]
+__all__ = ["FramePosition", "StillPairing", "TakeTurns"]
+
+T = TypeVar("T")
+
+
+class TakeTurns(Generic[T]):
+    """Frames waiting per camera, handed out one camera at a time, in turn.
+
+    A live camera keeps only its newest frame (the older one is counted as skipped: a detector that falls
+    behind must not answer with stale pictures); a replayed camera keeps every frame, in order. :meth:`take`
+    serves the next camera in the rotation that has a frame, so a camera that announces ten times faster
+    than another still gets one frame per turn and none can starve the rest.
+    """
+
+    def __init__(self, cameras: Iterable[tuple[str, bool]]) -> None:
+        self.live = dict(cameras)
+        self.waiting: dict[str, deque[T]] = {cam: deque() for cam in self.live}
+        self.skipped = dict.fromkeys(self.live, 0)
+        self._order = deque(self.live)
+
+    def offer(self, camera: str, item: T) -> bool:
+        """Queue ``item`` for ``camera``; False for a camera this rotation does not have."""
+        queue = self.waiting.get(camera)
+        if queue is None:
+            return False
+        if self.live[camera] and queue:
+            self.skipped[camera] += len(queue)
+            queue.clear()
+        queue.append(item)
+        return True
+
+    def take(self) -> tuple[str, T] | None:
+        """The next camera in turn with a frame waiting, and that frame (its oldest, in replay)."""
+        for _ in range(len(self._order)):
+            cam = self._order[0]
+            self._order.rotate(-1)
+            if self.waiting[cam]:
+                return cam, self.waiting[cam].popleft()
+        return None
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self.waiting.values())
 
 
 @attrs.define

@@ -70,6 +70,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return wd.run()
 
 
+def cameras_view(cfg: Any, services: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per camera: its capture's state and rate, and what inference made of its frames. A camera whose capture
+    is down is ``degraded`` on its own; the other cameras keep their state."""
+    from edgecount.stages import capture_process
+
+    by_name = {s_["service"]: s_ for s_ in services}
+    inf = by_name.get("inference", {}).get("stats", {})
+    several = len(cfg.camera_names()) > 1
+    out: dict[str, dict[str, Any]] = {}
+    for cam in cfg.camera_names():
+        cap = by_name.get(capture_process(cfg, cam), {})
+        x = cap.get("stats", {})
+        out[cam] = {"process": capture_process(cfg, cam), "state": cap.get("state", "stopped"),
+                    "source": cfg.for_camera(cam).capture.source, "fps_in": x.get("fps_in", 0),
+                    "frames_read": x.get("frames_read", 0), "source_down_s": x.get("source_down_s", 0),
+                    "processed": inf.get(f"camera.{cam}.processed" if several else "processed", 0),
+                    "skipped": inf.get(f"camera.{cam}.skipped" if several else "skipped", 0)}
+    return out
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import shutil as _shutil
 
@@ -90,8 +110,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"],
               "state": st.get("state", "ok"), "degraded": st.get("degraded", []),
               "watchdog_pss_mb": st.get("pss_mb"), "total_pss_mb": st.get("total_pss_mb")}
+    cameras = cameras_view(cfg, st["services"])
     if args.json:
-        print(json.dumps({"running": True, "device": device, "services": st["services"]}))
+        print(json.dumps({"running": True, "device": device, "cameras": cameras, "services": st["services"]}))
         return EXIT_OK
     t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
     for col in ("service", "state", "pid", "uptime", "restarts", "PSS MB", "details"):
@@ -99,7 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     colour = {"ok": "green", "degraded": "yellow", "starting": "cyan"}
     for s_ in st["services"]:
         x = s_["stats"]
-        if s_["service"] == "capture":
+        if s_["service"].startswith("capture"):
             d = f"fps in {x.get('fps_in', 0)}, frames {x.get('frames_read', 0)}, reconnects {x.get('reconnects', 0)}"
             if float(x.get("source_down_s", 0) or 0) > 0:
                 d = (f"[yellow]CAMERA UNAVAILABLE for {x['source_down_s']} s[/], retry in {x.get('retry_in_s')} s, "
@@ -121,6 +142,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         t.add_row(s_["service"], f"[{colour.get(state, 'red')}]{state}[/]", str(s_["pid"] or "-"),
                   _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), f"{s_.get('pss_mb') or '-'}", d)
     out.print(t)
+    if cfg.cameras:
+        ct = Table(title="cameras")
+        for col in ("camera", "state", "fps in", "processed", "skipped"):
+            ct.add_column(col, justify="left" if col in ("camera", "state") else "right")
+        for name, c in cameras.items():
+            ct.add_row(name, f"[{colour.get(c['state'], 'red')}]{c['state']}[/]", str(c["fps_in"]),
+                       str(c["processed"]), str(c["skipped"]))
+        out.print(ct)
     temp = device["cpu_temp_c"]
     out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB, disk free {device['disk_free_gib']} GiB, "
               "CPU temperature "

@@ -29,7 +29,7 @@ def cmd_counts(args: argparse.Namespace) -> int:
     import time as _time
 
     from edgecount.tools.doctor import state_dir_problem
-    from edgecount.tools.history import totals_since
+    from edgecount.tools.history import totals_by_camera
 
     cfg = load_config(config_path(args))
     db = state_dir(cfg) / "uplink.db"
@@ -47,24 +47,33 @@ def cmd_counts(args: argparse.Namespace) -> int:
     windows = {"today": midnight, "last hour": now - 3600}
     if since is not None:
         windows = {f"since {args.since}": since}
-    names = [f"line:{ln.name}" for ln in cfg.lines] + [f"zone:{z.name}" for z in cfg.zones]
+    names = {cam: [f"line:{ln.name}" for ln in view.lines] + [f"zone:{z.name}" for z in view.zones]
+             for cam in cfg.camera_names() for view in (cfg.for_camera(cam),)}
     if args.chart:
+        flat = [n if cam == "main" else f"{cam}/{n}" for cam, ns in names.items() for n in ns]
         return _chart(db, now - (_parse_since(args.since) if args.since else 86400.0), now,
-                      _parse_since(args.by), names, args.json)
+                      _parse_since(args.by), flat, args.json)
     try:
-        result = totals_since(db, windows, names)
+        by_camera = totals_by_camera(db, windows, names)
     except sqlite3.Error as exc:
         err.print(f"[red]cannot read the count history:[/] {db}: {exc}")
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(result))
+        # A single-camera file keeps its output as it was; with [[cameras]] the counts group by camera.
+        print(json.dumps({"cameras": by_camera} if cfg.cameras else by_camera.get("main", {})))
         return EXIT_OK
     t = Table(title="counts (lines: in/out, zones: entries/exits)")
+    if cfg.cameras:
+        t.add_column("camera")
     t.add_column("line/zone")
-    for label in result:
+    labels = list(windows)
+    for label in labels:
         t.add_column(label, justify="right")
-    for n in sorted({k for v in result.values() for k in v}):
-        t.add_row(n, *(f"{result[lbl][n]['in']} / {result[lbl][n]['out']}" for lbl in result))
+    for cam, result in by_camera.items():
+        for n in sorted({k for v in result.values() for k in v}):
+            cells = [f"{result[lbl][n]['in']} / {result[lbl][n]['out']}" if n in result[lbl] else "0 / 0"
+                     for lbl in labels]
+            t.add_row(*([cam] if cfg.cameras else []), n, *cells)
     out.print(t)
     return EXIT_OK
 
@@ -140,6 +149,8 @@ def cmd_events(args: argparse.Namespace) -> int:
                 row = {"time": when, "zone": msg.zone, "kind": msg.kind, "occupancy": msg.occupancy}
             else:
                 continue
+            if cfg.cameras:
+                row = {"camera": msg.camera, **row}
             print(json.dumps(row) if args.json else "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     except KeyboardInterrupt:
         pass

@@ -24,8 +24,17 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     from edgecount.tools.preview import draw, from_appliance, from_camera
 
-    cfg = load_config(config_path(args))
-    got = from_appliance(cfg, runtime_dir(cfg))
+    full = load_config(config_path(args))
+    camera = args.camera or full.camera_names()[0]
+    if args.camera is None and len(full.camera_names()) > 1:
+        err.print(f"[red]several cameras[/] ({', '.join(full.camera_names())}): say which with --camera NAME")
+        return EXIT_USAGE
+    try:
+        cfg = full.for_camera(camera)
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}[/]")
+        return EXIT_USAGE
+    got = from_appliance(full, runtime_dir(full), camera)
     source = "running appliance"
     if got is None:
         source = "camera (appliance not running)"
@@ -55,11 +64,12 @@ def cmd_lines_set(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         line = parse_line_arg(f"{args.name}:{args.coords}")
-        set_line(Path(path), line)
+        set_line(Path(path), line, args.camera)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
-    out.print(f"line {line.name} set to A={line.a} B={line.b} in {path}")
+    where = f" of camera {args.camera}" if args.camera else ""
+    out.print(f"line {line.name}{where} set to A={line.a} B={line.b} in {path}")
     cfg = load_config(path)
     try:
         # Counts are durable before this; the counter and privacy filter re-read the lines.
@@ -80,12 +90,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         else:
             err.print(f"[red]invalid configuration[/]\n{exc}")
         return EXIT_FAILED
+    views = {cam: cfg.for_camera(cam) for cam in cfg.camera_names()}
     if args.json:
-        print(json.dumps({"ok": True, "lines": [ln.name for ln in cfg.lines],
-                          "zones": [z.name for z in cfg.zones]}))
+        report: dict[str, Any] = {"ok": True, "lines": [ln.name for ln in cfg.lines],
+                                  "zones": [z.name for z in cfg.zones]}
+        if cfg.cameras:
+            report["cameras"] = {cam: {"source": v.capture.source, "lines": [ln.name for ln in v.lines],
+                                       "zones": [z.name for z in v.zones]} for cam, v in views.items()}
+        print(json.dumps(report))
     else:
-        out.print(f"[green]ok[/] {args.file}: {len(cfg.lines)} lines, {len(cfg.zones)} zones, "
-                  f"model {cfg.inference.model} on {cfg.inference.device}")
+        per = ", ".join(f"{cam}: {len(v.lines)} lines, {len(v.zones)} zones" for cam, v in views.items())
+        out.print(f"[green]ok[/] {args.file}: {per}, model {cfg.inference.model} on {cfg.inference.device}")
     return EXIT_OK
 
 
@@ -96,6 +111,7 @@ def register(sub: Any) -> None:
     pv.add_argument("--unredacted", action="store_true",
                     help="do not pixelate people (stays on this device; never send such an image)")
     pv.add_argument("--config", "-c")
+    pv.add_argument("--camera", help="which camera, with [[cameras]] (default: the only one)")
     pv.set_defaults(func=cmd_preview)
 
     ln = sub.add_parser("lines", help="counting lines")
@@ -104,6 +120,7 @@ def register(sub: Any) -> None:
     lset.add_argument("name")
     lset.add_argument("coords", metavar="AX,AY,BX,BY")
     lset.add_argument("--config", "-c")
+    lset.add_argument("--camera", help="the camera whose line it is, with [[cameras]]")
     lset.set_defaults(func=cmd_lines_set)
 
     c = sub.add_parser("config", help="configuration tools")

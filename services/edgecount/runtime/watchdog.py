@@ -118,12 +118,13 @@ class Watchdog:
 
     def cleanup_stale(self) -> None:
         """Remove what killed processes left behind: every frame ring no live capture holds (also those of
-        earlier runs in other runtime directories, e.g. a killed replay), and this instance's sockets."""
+        earlier runs in other runtime directories, e.g. a killed replay), this instance's sockets, and the replay
+        time origins of its last run (kept only across restarts of one capture within a run)."""
         for seg in reclaim_stale_segments():
             self.log.warning("watchdog.removed_stale_segment", path=str(seg))
         for name in self.children:
-            Path(self.runtime_dir, f"{name}.sock").unlink(missing_ok=True)
-            Path(self.runtime_dir, f"{name}.sync.sock").unlink(missing_ok=True)
+            for suffix in (".sock", ".sync.sock", ".epoch"):
+                Path(self.runtime_dir, f"{name}{suffix}").unlink(missing_ok=True)
 
     def _schedule_restart(self, child: Supervised, why: str) -> None:
         now = time.monotonic()

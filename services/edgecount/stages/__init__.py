@@ -75,15 +75,17 @@ _HOP = (bus.MARKER, bus.EOS)
 
 STAGES: tuple[Stage, ...] = (
     Stage("capture", "edgecount.stages.capture:Capture",
-          "reads a file / RTSP / V4L2 source, decodes each frame straight into a shared-memory ring slot",
+          "one per camera (`capture@NAME` with `[[cameras]]`): reads a file / RTSP / V4L2 source, decodes each "
+          "frame straight into that camera's shared-memory ring",
           (Link("counter", (bus.TRACKS,), when="replay"), Link("uplink", _HOP, when="replay")),
           (bus.FRAME,)),
     Stage("inference", "edgecount.stages.inference:Inference",
-          "reads the slot into the model input (no full-frame copy), runs TFLite on CPU or Edge TPU",
+          "owns the CPU interpreter or Edge TPU for all cameras, serving them in turn; reads the slot into the "
+          "model input (no full-frame copy)",
           (Link("capture", (bus.FRAME, *_HOP)),),
           (bus.DETECTIONS,)),
     Stage("counter", "edgecount.stages.counter:Counter",
-          "ByteTrack-class tracker, line and zone counters; commits each frame before acknowledging it",
+          "ByteTrack-class tracker, line and zone counters per camera; commits each frame before acknowledging it",
           (Link("inference", (bus.DETECTIONS, *_HOP)),),
           (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL)),
     Stage("privacy", "edgecount.stages.privacy:Privacy",

@@ -77,6 +77,9 @@ class Capture(Service):
         self.next_eos = 0.0
         self.next_frame_at = 0.0
         self.stream_t0 = time.time()
+        # Replay stamps frame N at t0 + N / fps. A restarted capture reads the file again and must stamp each
+        # frame as before, or the tracker sees time jump ahead by the outage and loses every track it held.
+        self.epoch_file = runtime_dir / f"{self.process}.epoch"
         self.backoff = Backoff(c.reconnect_initial_s, c.reconnect_max_s)
         self.reopen_at = 0.0
         self.down_since = 0.0
@@ -289,7 +292,18 @@ class Capture(Service):
         if msg.token == self.sync_token and not self.synced:
             self.synced = True
             self.log.info("capture.pipeline_connected", round_trip_ms=round((time.time() - msg.origin_ts) * 1000, 1))
-            self.stream_t0 = time.time()
+            self.stream_t0 = self._stream_epoch()
+
+    def _stream_epoch(self) -> float:
+        """The replay's time origin: the one an earlier run of this capture recorded, else now (recorded)."""
+        try:
+            return float(self.epoch_file.read_text())
+        except (OSError, ValueError):
+            now = time.time()
+            tmp = self.epoch_file.with_suffix(".tmp")
+            tmp.write_text(repr(now))
+            tmp.replace(self.epoch_file)
+            return now
 
     def forward_eos(self, msg: EndOfStream) -> None:
         pass  # our own end-of-stream coming back from the uplink; the replay controller acts on it

@@ -15,7 +15,6 @@ TPU with exponential backoff.
 from __future__ import annotations
 
 import time
-from collections import deque
 from pathlib import Path
 
 import attrs
@@ -31,26 +30,17 @@ from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.ring import RingError, RingReader
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
-from edgecount_core.frames import FramePosition
+from edgecount_core.frames import FramePosition, TakeTurns
 from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
 
 
 @attrs.define
 class CameraFeed:
-    """One camera as inference sees it: its ring, its place in its stream, what waits, its figures."""
+    """One camera as inference sees it: its ring, its place in its stream, its figures."""
 
     reader: RingReader
     position: FramePosition
-    live: bool
-    waiting: deque[FrameReady] = attrs.field(factory=deque)
     processed: int = 0
-    skipped: int = 0
-
-    def offer(self, frame: FrameReady) -> None:
-        if self.live and self.waiting:
-            self.skipped += len(self.waiting)  # the newest frame wins
-            self.waiting.clear()
-        self.waiting.append(frame)
 
 
 class Inference(Service):
@@ -58,11 +48,9 @@ class Inference(Service):
 
     def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
         super().__init__(config, runtime_dir, process)
-        self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam),
-                                      FramePosition(live=config.for_camera(cam).capture.realtime),
-                                      live=config.for_camera(cam).capture.realtime)
-                      for cam in config.camera_names()}
-        self.turns = deque(self.feeds)  # the camera whose turn is next comes first
+        live = {cam: config.for_camera(cam).capture.realtime for cam in config.camera_names()}
+        self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam), FramePosition(live=live[cam])) for cam in live}
+        self.turns: TakeTurns[FrameReady] = TakeTurns(live.items())
         self.detector: Detector | None = None
         self.degraded_reason = ""
         self.retry_at = 0.0
@@ -133,23 +121,17 @@ class Inference(Service):
                     self._fall_back(str(exc))
             else:
                 self.retry_at = time.monotonic() + self.tpu_retry.next()
-        for _ in range(len(self.turns)):
-            cam = self.turns[0]
-            self.turns.rotate(-1)
-            feed = self.feeds[cam]
-            if feed.waiting:
-                self._process(feed, feed.waiting.popleft())
-                return 0
+        turn = self.turns.take()
+        if turn is not None:
+            self._process(self.feeds[turn[0]], turn[1])
+            return 0
         return 100
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if not isinstance(msg, FrameReady):
             return
-        feed = self.feeds.get(msg.camera)
-        if feed is None:
+        if not self.turns.offer(msg.camera, msg):
             self.unknown_camera += 1  # a capture of a camera this configuration does not have
-            return
-        feed.offer(msg)
 
     def _process(self, feed: CameraFeed, f: FrameReady) -> None:
         previous = feed.position.follow(f.ring)
@@ -195,8 +177,9 @@ class Inference(Service):
         per_camera: dict[str, StatValue] = {}
         if len(self.feeds) > 1:
             for cam, fd in self.feeds.items():
-                per_camera.update({f"camera.{cam}.processed": fd.processed, f"camera.{cam}.skipped": fd.skipped})
-        return {"processed": sum(fd.processed for fd in feeds), "skipped": sum(fd.skipped for fd in feeds),
+                per_camera.update({f"camera.{cam}.processed": fd.processed,
+                                   f"camera.{cam}.skipped": self.turns.skipped[cam]})
+        return {"processed": sum(fd.processed for fd in feeds), "skipped": sum(self.turns.skipped.values()),
                 **per_camera, "unknown_camera": self.unknown_camera,
                 "overwritten": sum(fd.reader.overwritten for fd in feeds), "ring_errors": self.ring_errors,
                 "latency_ms_p50": round(float(np.median(lat)), 2),
@@ -210,7 +193,7 @@ class Inference(Service):
         if feed is None:
             return msg
         stats = dict(msg.stats)
-        stats.update({"inference_processed": feed.processed, "inference_skipped": feed.skipped,
+        stats.update({"inference_processed": feed.processed, "inference_skipped": self.turns.skipped[msg.camera],
                       "inference_overwritten": feed.reader.overwritten})
         return attrs.evolve(msg, stats=stats)
 

@@ -10,28 +10,50 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from edgecount.runtime.files import replace_text
 from edgecount_core.config import ConfigError, LineSection, parse_config
+from edgecount_core.messages import DEFAULT_CAMERA
 
 
-def set_line(path: Path, line: LineSection) -> None:
-    """Add ``line`` to the file at ``path``, or move the line of that name; ``ConfigError`` if it cannot."""
+def _camera_table(path: Path, doc: Any, camera: str | None) -> Any:
+    """The table whose ``lines`` to edit: the file itself, or the ``[[cameras]]`` entry named ``camera``."""
+    cameras = doc.get("cameras")
+    if camera is None:
+        if cameras:
+            names = ", ".join(str(c.get("name")) for c in cameras)
+            raise ConfigError(f"{path} has several cameras ({names}); say which with --camera NAME")
+        return doc
+    for entry in cameras or []:
+        if entry.get("name") == camera:
+            return entry
+    if camera == DEFAULT_CAMERA and not cameras:
+        return doc
+    raise ConfigError(f"{path}: no camera {camera!r} (cameras: "
+                      f"{', '.join(str(c.get('name')) for c in cameras or []) or DEFAULT_CAMERA})")
+
+
+def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
+    """Add ``line`` to the file at ``path`` (to ``camera``'s lines with ``[[cameras]]``), or move the line of that
+    name; ``ConfigError`` if it cannot."""
     try:
         doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except TOMLKitError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    lines = doc.get("lines")
+    owner = _camera_table(path, doc, camera)
+    lines = owner.get("lines")
     if lines is None:
         lines = tomlkit.aot()
-        doc["lines"] = lines
+        owner["lines"] = lines
     if not isinstance(lines, tomlkit.items.AoT):
-        raise ConfigError(f"{path}: 'lines' must be an array of tables ([[lines]]) to be edited")
+        raise ConfigError(f"{path}: 'lines' must be an array of tables ([[lines]] or [[cameras.lines]]) to be "
+                          "edited")
     for entry in lines:
         if entry.get("name") == line.name:
             entry["a"] = list(line.a)

@@ -17,6 +17,7 @@ from edgecount.detection.runtime import edgetpu_devices, probe_edgetpu, runtime_
 from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha256_of
 from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
+from edgecount.stages import capture_process
 from edgecount_core.config import Config, ConfigError
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Global Unichip (unflashed), Google (running)
@@ -69,7 +70,7 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
     except ConfigError as exc:
         return [Check("config", "fail", str(exc), "edit the file; `edgecount config check FILE` explains each key")]
     store = AssetStore.for_config(cfg)
-    checks.append(_camera(cfg, store, appliance))
+    checks.extend(_camera(cfg, cam, store, appliance) for cam in cfg.camera_names())
     checks.extend(_models(cfg, store))
     checks.append(_edgetpu(cfg))
     checks.append(_shm(cfg))
@@ -98,33 +99,38 @@ def _memory(appliance: dict[str, Any]) -> Check:
                  "" if ok else "use the int8 SSD model, fewer ring_slots, or a board with more RAM")
 
 
-def _camera(cfg: Config, store: AssetStore, appliance: dict[str, Any] | None) -> Check:
+def _camera(full: Config, camera: str, store: AssetStore, appliance: dict[str, Any] | None) -> Check:
+    """One camera: its capture's own report when the appliance runs, else a first frame read here."""
+    cfg = full.for_camera(camera)
+    process = capture_process(full, camera)
+    title = "camera" if not full.cameras else f"camera {camera}"
+    key = "capture.source" if not full.cameras else f"cameras.{camera}.source"
     if appliance:
-        cap = next((s for s in appliance["services"] if s["service"] == "capture"), None)
+        cap = next((s for s in appliance["services"] if s["service"] == process), None)
         stats = cap["stats"] if cap else {}
         if cap and cap["state"] == "degraded" and float(stats.get("source_down_s", 0)) > 0:
-            return Check("camera", "fail",
+            return Check(title, "fail",
                          f"{cfg.capture.source}: unavailable for {stats.get('source_down_s')} s; capture retries in "
                          f"{stats.get('retry_in_s')} s (degraded, not restarted; counting resumes by itself)",
-                         "check the camera's power, cable or network and the URL; `edgecount logs capture`")
+                         f"check the camera's power, cable or network and the URL; `edgecount logs {process}`")
         if cap and cap["state"] in ("ok", "degraded") and int(stats.get("frames_read", 0)) > 0:
-            fix = "" if cap["state"] == "ok" else "see `edgecount logs capture`"
-            return Check("camera", "pass" if cap["state"] == "ok" else "warn",
-                         f"capture is running: {stats.get('frames_read')} frames read, "
+            fix = "" if cap["state"] == "ok" else f"see `edgecount logs {process}`"
+            return Check(title, "pass" if cap["state"] == "ok" else "warn",
+                         f"{process} is running: {stats.get('frames_read')} frames read, "
                          f"{stats.get('fps_in', 0)} fps", fix)
     try:
         source = resolve_source(cfg.capture.source, store)
     except AssetError as exc:
-        return Check("camera", "fail", str(exc).splitlines()[0], "set capture.source or the asset mirror")
+        return Check(title, "fail", str(exc).splitlines()[0], f"set {key} or the asset mirror")
     t0 = time.monotonic()
     vc = cv2.VideoCapture(source)
     ok, frame = vc.read() if vc.isOpened() else (False, None)
     vc.release()
     if not ok or frame is None:
-        return Check("camera", "fail", f"{source} does not deliver frames",
+        return Check(title, "fail", f"{source} does not deliver frames",
                      "check the cable/URL and credentials; for /dev/videoN the user needs the 'video' group")
     h, w = frame.shape[:2]
-    return Check("camera", "pass", f"{source}: {w}x{h}, first frame in {time.monotonic() - t0:.2f}s")
+    return Check(title, "pass", f"{source}: {w}x{h}, first frame in {time.monotonic() - t0:.2f}s")
 
 
 def _models(cfg: Config, store: AssetStore) -> list[Check]:
@@ -169,7 +175,7 @@ def _edgetpu(cfg: Config) -> Check:
 
 
 def _shm(cfg: Config) -> Check:
-    need = cfg.capture.ring_slots * cfg.capture.max_width * cfg.capture.max_height * 3
+    need = cfg.capture.ring_slots * cfg.capture.max_width * cfg.capture.max_height * 3 * len(cfg.camera_names())
     try:
         st = os.statvfs("/dev/shm")
     except OSError:
@@ -179,7 +185,7 @@ def _shm(cfg: Config) -> Check:
     ok = free >= need
     note = f"; reclaimed {len(reclaimed)} stale ring(s)" if reclaimed else ""
     return Check("shared memory", "pass" if ok else "fail",
-                 f"/dev/shm {free / 2**20:.0f} MiB free, ring needs {need / 2**20:.0f} MiB{note}",
+                 f"/dev/shm {free / 2**20:.0f} MiB free, rings need {need / 2**20:.0f} MiB{note}",
                  "" if ok else "lower capture.ring_slots/max_width/max_height or enlarge /dev/shm")
 
 

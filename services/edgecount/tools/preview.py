@@ -24,8 +24,9 @@ from edgecount.detection.redaction import pixelate
 from edgecount.runtime import bus, logs
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.ring import RingReader
+from edgecount.stages import capture_process
 from edgecount_core.config import Config
-from edgecount_core.messages import Detections, FrameReady
+from edgecount_core.messages import DEFAULT_CAMERA, Detections, FrameReady
 
 
 def draw(img: npt.NDArray[np.uint8], cfg: Config, boxes: npt.NDArray[np.float32],
@@ -57,13 +58,16 @@ def draw(img: npt.NDArray[np.uint8], cfg: Config, boxes: npt.NDArray[np.float32]
     return len(shown)
 
 
-def from_appliance(cfg: Config, runtime_dir: Path, timeout_s: float = 5.0) -> tuple[Any, Any, Any] | None:
-    if not (runtime_dir / "capture.sock").exists():
+def from_appliance(cfg: Config, runtime_dir: Path, camera: str = DEFAULT_CAMERA,
+                   timeout_s: float = 5.0) -> tuple[Any, Any, Any] | None:
+    """One frame of ``camera`` and its detections from the running appliance (None if it is not running)."""
+    process = capture_process(cfg, camera)
+    if not (runtime_dir / f"{process}.sock").exists():
         return None
     ctx: zmq.Context[Any] = zmq.Context()
-    sub = bus.Subscriber(ctx, runtime_dir, [("capture", (bus.FRAME,)), ("inference", (bus.DETECTIONS,))],
+    sub = bus.Subscriber(ctx, runtime_dir, [(process, (bus.FRAME,)), ("inference", (bus.DETECTIONS,))],
                          logs.configure("preview", level="error"))
-    reader = RingReader(runtime_dir)
+    reader = RingReader(runtime_dir, camera)
     frames: dict[int, Any] = {}
     try:
         deadline = time.monotonic() + timeout_s
@@ -79,7 +83,7 @@ def from_appliance(cfg: Config, runtime_dir: Path, timeout_s: float = 5.0) -> tu
                     del view
                     if reader.still_valid(msg.slot, msg.seq):
                         frames[msg.seq] = copy
-            elif isinstance(msg, Detections) and msg.seq in frames:
+            elif isinstance(msg, Detections) and msg.camera == camera and msg.seq in frames:
                 return frames[msg.seq], msg.box_array(), msg.score_array()
     finally:
         reader.close()

@@ -249,11 +249,11 @@ def normalise(outputs: list[tuple[str, Message]]) -> list[dict[str, Any]]:
     """A stable, diffable form of a service's outputs (golden files).
 
     Wall-clock-driven messages (``tail``, heartbeats) and per-run random ids are left out;
-    coordinates are rounded to 0.1 px.
+    coordinates are rounded to 0.1 px. The camera is shown only when it is not ``main`` (as on the wire).
     """
     import attrs
 
-    from edgecount_core.messages import Crossing, Detections, Tracks, ZoneEvent
+    from edgecount_core.messages import DEFAULT_CAMERA, Crossing, Detections, Tracks, ZoneEvent
 
     rows: list[dict[str, Any]] = []
     for topic, msg in outputs:
@@ -266,7 +266,8 @@ def normalise(outputs: list[tuple[str, Message]]) -> list[dict[str, Any]]:
         elif isinstance(msg, Tracks):
             d.update(seq=msg.seq, rows=np.round(msg.row_array(), 1).tolist(), ended=sorted(msg.ended))
         else:
-            d.update({k: v for k, v in attrs.asdict(msg).items() if k != "event_id" and v is not None})
+            d.update({k: v for k, v in attrs.asdict(msg).items() if k != "event_id" and v is not None
+                      and not (k == "camera" and v == DEFAULT_CAMERA)})
             if isinstance(msg, Crossing | ZoneEvent):
                 d["ts"] = round(msg.ts, 3)
         rows.append(d)

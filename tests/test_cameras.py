@@ -1,0 +1,312 @@
+"""Several cameras on one device (issue 15): configuration, processes, fairness, per-camera records and topics.
+
+The slow tests replay real clips through the whole pipeline: two cameras together count what each counts
+alone, and killing one camera's capture mid-run changes neither camera's final counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecount import stages
+from edgecount.runtime.ring import segment_path
+from edgecount.runtime.settings import to_toml
+from edgecount.stages.ha_discovery import discovery_configs
+from edgecount.stages.uplink_sinks import MqttSink, OutRow, build_sinks
+from edgecount_core.config import ConfigError, parse_config
+from edgecount_core.frames import TakeTurns
+from edgecount_core.messages import Crossing, Health, Tracks, decode, encode
+from edgecount_core.outbox import PendingRecord, plan_compaction
+from edgecount_core.privacy import BucketAggregator, source_id
+
+from .helpers import Broker, HealthWatcher, MqttCapture, edgecount
+
+LINE = {"name": "door", "a": [0.5, 0.1], "b": [0.5, 0.9]}
+
+
+def two_cameras(**extra: Any) -> dict[str, Any]:
+    return {"cameras": [{"name": "front", "source": "front.avi", "lines": [LINE]},
+                        {"name": "back", "source": "rtsp://cam/back", "realtime": True, "max_fps": 5, "tiles": "2x2",
+                         "lines": [LINE], "zones": [{"name": "till", "points": [[0, 0], [0.4, 0], [0.4, 0.4]]}]}],
+            **extra}
+
+
+# -- configuration ----------------------------------------------------------------------------------------
+def test_a_file_without_cameras_is_one_camera_named_main() -> None:
+    cfg = parse_config({"lines": [LINE]})
+    assert cfg.camera_names() == ("main",)
+    assert cfg.for_camera("main") is cfg
+    assert stages.processes(cfg) == ("capture", "inference", "counter", "privacy", "uplink")
+    assert not cfg.mqtt_per_camera()
+    with pytest.raises(KeyError, match="one camera"):
+        cfg.for_camera("front")
+
+
+def test_each_camera_gets_its_own_view_of_the_configuration() -> None:
+    cfg = parse_config(two_cameras())
+    assert cfg.camera_names() == ("front", "back")
+    front, back = cfg.for_camera("front"), cfg.for_camera("back")
+    assert front.capture.source == "front.avi" and front.inference.tiles == "1x1" and front.zones == ()
+    assert back.capture.source == "rtsp://cam/back" and back.capture.max_fps == 5 and back.inference.tiles == "2x2"
+    assert [z.name for z in back.zones] == ["till"]
+    assert back.cameras == () and cfg.mqtt_per_camera()
+    # Written back to TOML (replay does) and read again, it is the same configuration.
+    assert parse_config(tomllib.loads(to_toml(cfg.model_dump(mode="json")))) == cfg
+
+
+@pytest.mark.parametrize(("data", "key", "fix"), [
+    ({"cameras": [{"name": "a", "source": "x"}, {"name": "a", "source": "y"}]}, "names must be unique",
+     "rename"),
+    ({"capture": {"source": "z.avi"}, "cameras": [{"name": "a", "source": "x"}]}, "capture.source",
+     "cameras[N].source"),
+    ({"lines": [LINE], "cameras": [{"name": "a", "source": "x"}]}, "[[cameras.lines]]", "move them"),
+    ({"cameras": [{"name": "a/b", "source": "x"}]}, "cameras[0].name", "pattern"),
+    ({"cameras": [{"name": "a", "source": "x", "lines": [LINE, LINE]}]}, "camera 'a'", "unique within a camera"),
+    ({"cameras": [{"name": "a", "source": "x"}, {"name": "b", "source": "y"}],
+      "uplink": {"mqtt": {"topic_layout": "device"}}}, "topic_layout", "'camera' or 'auto'"),
+    ({"cameras": [{"name": "a", "source": ""}]}, "cameras[0].source", "at least 1"),
+])
+def test_camera_mistakes_are_explained_with_the_key_and_the_fix(data: dict[str, Any], key: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert key in str(exc.value) and fix in str(exc.value), str(exc.value)
+
+
+def test_config_check_names_the_camera(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[cameras]]\nname = "door"\nsource = "x.avi"\n[[cameras.lines]]\nname = "l"\na = [0.1, 0.1]\n'
+                   'b = [0.1, 0.1]\n')
+    res = edgecount("config", "check", str(bad))
+    assert res.returncode != 0 and "cameras[0].lines[0]" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+# -- processes and the bus ----------------------------------------------------------------------------------
+def test_one_capture_process_per_camera_and_one_of_everything_else() -> None:
+    cfg = parse_config(two_cameras())
+    assert stages.processes(cfg) == ("capture@front", "capture@back", "inference", "counter", "privacy", "uplink")
+    assert [up for up, _ in stages.stage("inference").subscriptions(cfg)] == ["capture@front", "capture@back"]
+    assert stages.split_process("capture@back")[1] == "back"
+    with pytest.raises(ValueError, match="only capture runs per camera"):
+        stages.split_process("counter@back")
+
+
+def test_each_camera_has_its_own_ring(tmp_path: Path) -> None:
+    assert len({segment_path(tmp_path), segment_path(tmp_path, "front"), segment_path(tmp_path, "back")}) == 3
+    assert segment_path(tmp_path) == segment_path(tmp_path, "main")  # a single-camera device keeps its name
+
+
+def test_the_camera_travels_on_the_wire_except_main() -> None:
+    main = Tracks(seq=1, ts=1.0, width=10, height=10)
+    side = Tracks(seq=1, ts=1.0, width=10, height=10, camera="side")
+    assert b"camera" not in encode(main)  # a single-camera device sends what it sent before cameras existed
+    assert decode(encode(side)).camera == "side" and decode(encode(main)).camera == "main"
+    with pytest.raises(ValueError, match="not a camera name"):
+        decode(encode(Crossing(event_id="x", line="l", direction="in", ts=1.0, track_id=1, seq=1, event_seq=1,
+                               camera="../etc")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()), max_size=60),
+       st.fixed_dictionaries({"a": st.booleans(), "b": st.booleans(), "c": st.booleans()}))
+def test_cameras_take_turns_and_live_ones_keep_only_their_newest_frame(
+        events: list[tuple[str, bool]], live: dict[str, bool]) -> None:
+    """``events``: (camera, take-a-turn-after-announcing). Whatever the interleaving, a camera with a frame
+    waiting is served within one round of the others, a live camera is always given its newest frame, and a
+    replayed one every frame in order."""
+    turns: TakeTurns[int] = TakeTurns(live.items())
+    sent: dict[str, list[int]] = {c: [] for c in live}
+    served: dict[str, list[int]] = {c: [] for c in live}
+    since_served: dict[str, int] = dict.fromkeys(live, 0)
+    for n, (cam, take) in enumerate(events):
+        assert turns.offer(cam, n)
+        sent[cam].append(n)
+        if take:
+            got = turns.take()
+            assert got is not None
+            served[got[0]].append(got[1])
+            for c in live:
+                since_served[c] = 0 if c == got[0] else since_served[c] + (1 if turns.waiting[c] else 0)
+                assert since_served[c] < len(live), f"camera {c} starved"
+            if live[got[0]]:
+                assert got[1] == sent[got[0]][-1]  # the newest frame, never a stale one
+    while (got := turns.take()) is not None:
+        served[got[0]].append(got[1])
+    for c in live:
+        if live[c]:
+            assert len(served[c]) + turns.skipped[c] == len(sent[c])
+        else:
+            assert served[c] == sent[c] and turns.skipped[c] == 0
+    assert not turns.offer("nobody", 1)
+
+
+# -- records, outbox, topics ----------------------------------------------------------------------------------
+def test_the_same_line_name_on_two_cameras_gives_two_records_with_distinct_ids() -> None:
+    recs = []
+    for cam in ("main", "back"):
+        agg = BucketAggregator(source_id("shop", "d1", cam), ["door"], bucket_s=60, camera=cam)
+        agg.add("line", "door", "in", 10.0)
+        recs += agg.flush()
+    assert [r.camera for r in recs] == ["main", "back"]
+    assert recs[0].record_id == "shop/d1/line/door/0" and recs[1].record_id == "shop/d1/back/line/door/0"
+
+
+def test_compaction_merges_per_camera_never_across_cameras() -> None:
+    rows = [PendingRecord(i, f"id{i}", "line", "door", 60.0 * (i // 2), 60.0, 1, 0, camera=("a", "b")[i % 2])
+            for i in range(40)]
+    plan = plan_compaction(rows, max_rows=10, max_age_s=1e9, now=3000.0)
+    kept = [r for r in rows if r.row_id not in plan.delete] + list(plan.insert)
+    for cam in ("a", "b"):
+        assert sum(r.n_in for r in kept if r.camera == cam) == 20
+    assert {r.camera for r in plan.insert} == {"a", "b"}
+
+
+def test_discovery_has_an_entity_per_camera_line_on_the_camera_topics() -> None:
+    cfg = parse_config(two_cameras(device={"site": "shop", "id": "d1"}, uplink={"mqtt": {"discovery": True}}))
+    topics = {p["state_topic"] for p in discovery_configs(cfg).values()}
+    assert {"edgecount/shop/d1/front/counts/line/door", "edgecount/shop/d1/back/counts/line/door",
+            "edgecount/shop/d1/back/counts/zone/till"} <= topics
+    assert len(discovery_configs(cfg)) == 2 * 2 + 3 + 2  # 2 cameras x door in/out, till x3, health, backlog
+
+
+def _row(i: int, camera: str) -> OutRow:
+    return OutRow(i, {"id": f"r{i}", "site": "s", "device": "d", "camera": camera, "kind": "line", "name": "door",
+                      "bucket_start": 0.0, "bucket_s": 60.0, "in": i, "out": 0})
+
+
+@pytest.mark.parametrize(("layout", "cameras", "expected"), [
+    ("auto", True, {"edgecount/s/d/front/counts/line/door", "edgecount/s/d/back/counts/line/door"}),
+    ("auto", False, {"edgecount/s/d/counts/line/door"}),
+    ("camera", False, {"edgecount/s/d/main/counts/line/door"}),
+])
+def test_mqtt_topics_carry_the_camera_unless_the_single_camera_layout_is_kept(
+        broker: Broker, layout: str, cameras: bool, expected: set[str]) -> None:
+    data: dict[str, Any] = {"device": {"site": "s", "id": "d"},
+                            "uplink": {"sinks": ["mqtt"], "mqtt": {"host": "127.0.0.1", "port": broker.port,
+                                                                   "topic_layout": layout}}}
+    if cameras:
+        data.update(two_cameras())
+    [sink] = build_sinks(parse_config(data), structlog.get_logger())
+    assert isinstance(sink, MqttSink)
+    cap = MqttCapture(broker.port, "edgecount/s/d/#")
+    try:
+        deadline = time.monotonic() + 20
+        names = ("front", "back") if cameras else ("main",)
+        while sink.confirmed() < len(names) and time.monotonic() < deadline:
+            if sink.wants():
+                sink.offer([_row(i + 1, c) for i, c in enumerate(names)])
+            time.sleep(0.05)
+        time.sleep(0.5)
+        with cap.lock:
+            got = {t for t, _ in cap.messages if "/counts/" in t}
+        assert got == expected
+        assert {r["camera"] for r in cap.records()} == set(names)
+    finally:
+        cap.close()
+        sink.close()
+
+
+# -- the whole pipeline ----------------------------------------------------------------------------------------
+LINES = ["--line", "centre:0.5,0.0,0.5,1.0", "--line", "low:0.0,0.75,1.0,0.75"]
+
+
+@pytest.fixture(scope="module")
+def mirrored_clip(pets09_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PETS09 flipped left-right, made here with OpenCV (lossless MJPG at high quality is enough)."""
+    out = tmp_path_factory.mktemp("mirror") / "pets09_mirrored.avi"
+    src = cv2.VideoCapture(str(pets09_clip))
+    fps = src.get(cv2.CAP_PROP_FPS) or 7.0
+    w, h = int(src.get(cv2.CAP_PROP_FRAME_WIDTH)), int(src.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    dst = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    dst.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    while True:
+        ok, frame = src.read()
+        if not ok:
+            break
+        dst.write(cv2.flip(frame, 1))
+    src.release()
+    dst.release()
+    return out
+
+
+def _replay_json(*args: str) -> dict[str, Any]:
+    res = edgecount("replay", *args, "--config", "config/demo.toml", *LINES, "--json", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def alone(pets09_clip: Path, mirrored_clip: Path) -> dict[str, dict[str, Any]]:
+    return {"cam1": _replay_json(str(pets09_clip))["lines"], "mirror": _replay_json(str(mirrored_clip))["lines"]}
+
+
+@pytest.mark.slow
+def test_two_cameras_replayed_together_count_what_each_counts_alone(
+        pets09_clip: Path, mirrored_clip: Path, alone: dict[str, dict[str, Any]]) -> None:
+    got = _replay_json(str(pets09_clip), f"mirror={mirrored_clip}")
+    assert set(got) == {"cameras", "duration_s", "fps"}
+    assert list(got["cameras"]) == ["cam1", "mirror"]
+    for cam, clip in (("cam1", pets09_clip), ("mirror", mirrored_clip)):
+        one = got["cameras"][cam]
+        assert one["source"] == str(clip) and one["dropped_frames"] == 0
+        assert one["processed_frames"] == one["frames"] > 700
+        assert one["lines"] == alone[cam], cam
+    # The mirrored camera is a different view, not a copy of the first: its counts differ somewhere.
+    assert alone["cam1"] != alone["mirror"]
+    assert sum(c["in"] + c["out"] for c in alone["cam1"].values()) > 10
+
+
+@pytest.mark.slow
+def test_killing_one_cameras_capture_mid_run_changes_no_count(
+        pets09_clip: Path, mirrored_clip: Path, alone: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    from edgecount.runtime.settings import load_config
+    from edgecount.tools.replay import replay_cameras
+    from edgecount_core.config import parse_line_arg
+
+    runtime = Path("/tmp") / f"ec-kill-{os.getpid()}"
+    lines = [parse_line_arg(x) for x in LINES[1::2]]
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["res"] = replay_cameras(load_config("config/demo.toml"),
+                                           {"cam1": str(pets09_clip), "mirror": str(mirrored_clip)},
+                                           lines={"cam1": lines, "mirror": lines}, runtime_dir=runtime,
+                                           timeout_s=900)
+        except Exception as exc:  # reported by the assertion below
+            result["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        watcher = HealthWatcher(runtime, ("capture@cam1", "capture@mirror", "counter"))
+        watcher.wait_for(lambda h: "capture@cam1" in h and int(h["capture@cam1"].stats.get("frames_read", 0)) > 200,
+                         300, "camera cam1 a third of the way through")
+        victim: Health = watcher.latest["capture@cam1"]
+        os.kill(victim.pid, signal.SIGKILL)
+        watcher.wait_for(lambda h: h["capture@cam1"].pid != victim.pid, 120, "capture@cam1 restarted")
+        watcher.close()
+    finally:
+        worker.join(900)
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert "error" not in result, result.get("error")
+    res = result["res"]
+    assert res.restarts["capture@cam1"] >= 1 and res.restarts["capture@mirror"] == 0
+    for cam in ("cam1", "mirror"):
+        assert res.cameras[cam].dropped_frames == 0
+        assert res.cameras[cam].lines == alone[cam], cam
