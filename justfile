@@ -83,6 +83,7 @@ bench: setup
     {{py}} tests/bench/bench_tracking.py
     {{py}} tests/bench/bench_sweep.py
     {{py}} tests/bench/bench_footprint.py
+    {{py}} tests/bench/bench_cameras.py
 
 # build the Debian (Mendel) package into build/
 deb:

@@ -310,3 +310,55 @@ def test_killing_one_cameras_capture_mid_run_changes_no_count(
     for cam in ("cam1", "mirror"):
         assert res.cameras[cam].dropped_frames == 0
         assert res.cameras[cam].lines == alone[cam], cam
+
+
+# -- the technician's commands ----------------------------------------------------------------------------------
+def _cameras_file(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    state.mkdir()
+    f = tmp_path / "c.toml"
+    f.write_text(f'[runtime]\nstate_dir = "{state}"\n\n# the shop\'s two doors\n[[cameras]]\nname = "front"\n'
+                 'source = "front.avi"\n\n[[cameras.lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n\n'
+                 '[[cameras]]\nname = "back"\nsource = "back.avi"\n')
+    return f
+
+
+def test_lines_set_edits_the_named_cameras_lines_and_asks_which_when_unsaid(tmp_path: Path) -> None:
+    from edgecount.tools.config_edit import set_line
+    from edgecount_core.config import parse_line_arg
+
+    f = _cameras_file(tmp_path)
+    set_line(f, parse_line_arg("door:0.1,0.6,0.9,0.6"), "back")
+    set_line(f, parse_line_arg("door:0.4,0.1,0.4,0.9"), "front")
+    cfg = parse_config(tomllib.loads(f.read_text()))
+    assert [(ln.name, ln.a) for ln in cfg.for_camera("back").lines] == [("door", (0.1, 0.6))]
+    assert [(ln.name, ln.a) for ln in cfg.for_camera("front").lines] == [("door", (0.4, 0.1))]
+    assert "# the shop's two doors" in f.read_text()  # the technician's comments stay
+    for camera, message in ((None, "--camera"), ("side", "no camera 'side'")):
+        with pytest.raises(ConfigError, match=message):
+            set_line(f, parse_line_arg("x:0.1,0.1,0.9,0.9"), camera)
+
+
+def test_counts_group_by_camera(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    from edgecount.cli import main
+    from edgecount.stages.uplink import _OUTBOX
+
+    f = _cameras_file(tmp_path)
+    con = sqlite3.connect(tmp_path / "state" / "uplink.db")
+    con.executescript(_OUTBOX)
+    con.execute("ALTER TABLE history ADD COLUMN camera TEXT NOT NULL DEFAULT 'main'")
+    start = (time.time() - 600) // 60 * 60
+    con.executemany("INSERT INTO history VALUES (?, 'line', 'door', ?, 60.0, ?, ?, ?)",
+                    [(f"s/d/line/door/{start}", start, 3, 1, "front"),
+                     (f"s/d/back/line/door/{start}", start, 5, 2, "back")])
+    con.commit()
+    con.close()
+    assert main(["counts", "--json", "--config", str(f)]) == 0
+    got = json.loads(capsys.readouterr().out)["cameras"]
+    assert got["front"]["last hour"]["line:door"] == {"in": 3, "out": 1}
+    assert got["back"]["last hour"]["line:door"] == {"in": 5, "out": 2}
+    assert main(["counts", "--chart", "--since", "1h", "--by", "30m", "--json", "--config", str(f)]) == 0
+    series = json.loads(capsys.readouterr().out)["series"]
+    assert sum(series["front/line:door"]["in"]) == 3 and sum(series["back/line:door"]["in"]) == 5

@@ -38,9 +38,11 @@ def status(cfg: Path) -> dict[str, Any]:
     return dict(json.loads(res.stdout)) if res.stdout.strip() else {}
 
 
-def measure(name: str, base: Path, fork_server: bool) -> list[dict[str, Any]]:
+def measure(name: str, base: Path, fork_server: bool, model: str = "") -> list[dict[str, Any]]:
     runtime = Path(tempfile.mkdtemp(prefix="ecfp-", dir="/tmp"))
     data = tomllib.loads(base.read_text())
+    if model:
+        data.setdefault("inference", {})["model"] = model
     data["runtime"] = {"dir": str(runtime), "state_dir": str(runtime / "state")}
     data.setdefault("capture", {}).update(realtime=True, loop=True, source="asset:pets09")
     data.setdefault("watchdog", {}).update(metrics_dir="", fork_server=fork_server)
@@ -86,15 +88,16 @@ def measure(name: str, base: Path, fork_server: bool) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    configs = {"edgecount.toml (int8 SSD)": ROOT / "config" / "edgecount.toml",
-               "demo.toml (YOLOX-nano)": ROOT / "config" / "demo.toml",
-               "edgetpu.toml (CPU fallback)": ROOT / "config" / "edgetpu.toml"}
+    shipped = ROOT / "config" / "edgecount.toml"
+    configs = {"edgecount.toml (YOLOX-nano)": (shipped, ""),
+               "edgecount.toml, int8 SSD": (shipped, "ssd_mobilenet_v1_coco_quant"),
+               "edgetpu.toml (CPU fallback)": (ROOT / "config" / "edgetpu.toml", "")}
     wanted = sys.argv[1:]
     rows = []
-    for name, path in configs.items():
+    for name, (path, model) in configs.items():
         if not wanted or any(w in name for w in wanted):
             for fork_server in (False, True):  # each service a fresh interpreter, then forked from one
-                rows += measure(name, path, fork_server)
+                rows += measure(name, path, fork_server, model)
     print(f"\nfootprint at the clip's 10 fps, live ({WINDOW_S:.0f} s window after {WARMUP_S:.0f} s warm-up)")
     print(f"{'configuration':42} {'process':10} {'PSS MB':>8} {'RSS MB':>8} {'CPU %':>7}")
     for r in rows:

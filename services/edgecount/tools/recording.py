@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +37,17 @@ import zmq
 from edgecount import stages
 from edgecount.runtime import bus, logs
 from edgecount.runtime.ring import RingReader, RingWriter
-from edgecount_core.messages import FrameReady, Health, Marker, Message, MessageError, decode, encode
+from edgecount_core.config import parse_config
+from edgecount_core.messages import (
+    DEFAULT_CAMERA,
+    FrameReady,
+    Health,
+    Marker,
+    Message,
+    MessageError,
+    decode,
+    encode,
+)
 
 # Stills are redacted images meant for the operator, not pipeline data: they are never recorded.
 ALL_TOPICS = tuple(t for t in stages.data_topics() if t != bus.SNAPSHOT)
@@ -51,13 +62,15 @@ def record(runtime_dir: Path, config_text: str, out: Path, seconds: float, topic
         frames_dir.mkdir(exist_ok=True)
     ctx: zmq.Context[Any] = zmq.Context()
     quiet = logs.configure("record", level="error")
-    # One socket per stage, so every message is recorded with the stage that published it.
-    subs = {s.name: bus.Subscriber(ctx, runtime_dir, [(s.name, wanted)], quiet, hwm=100000)
-            for s in stages.STAGES if (wanted := tuple(t for t in topics if t in s.publishes))}
+    cfg = parse_config(tomllib.loads(config_text))
+    # One socket per process (each camera's capture too), so every message is recorded with its publisher.
+    subs = {proc: bus.Subscriber(ctx, runtime_dir, [(proc, wanted)], quiet, hwm=100000)
+            for s in stages.STAGES if (wanted := tuple(t for t in topics if t in s.publishes))
+            for proc in (stages.capture_processes(cfg) if s.name == stages.PER_CAMERA else (s.name,))}
     poller = zmq.Poller()
     for sub in subs.values():
         poller.register(sub.sock, zmq.POLLIN)
-    reader = RingReader(runtime_dir) if with_frames else None
+    readers = {cam: RingReader(runtime_dir, cam) for cam in cfg.camera_names()} if with_frames else {}
     counts: dict[str, int] = {}
     t0 = time.monotonic()
     try:
@@ -66,11 +79,11 @@ def record(runtime_dir: Path, config_text: str, out: Path, seconds: float, topic
                 ready = dict(poller.poll(100))
                 for service, sub in subs.items():
                     while sub.sock in ready and (got := sub.recv(0)) is not None:
-                        topic = _record_one(f, got, service, reader, frames_dir, t0)
+                        topic = _record_one(f, got, service, readers, frames_dir, t0)
                         if topic:
                             counts[topic] = counts.get(topic, 0) + 1
     finally:
-        if reader is not None:
+        for reader in readers.values():
             reader.close()
         for sub in subs.values():
             sub.close()
@@ -78,10 +91,12 @@ def record(runtime_dir: Path, config_text: str, out: Path, seconds: float, topic
     return counts
 
 
-def _record_one(f: IO[bytes], got: tuple[bytes, Message], service: str, reader: RingReader | None,
+def _record_one(f: IO[bytes], got: tuple[bytes, Message], service: str, readers: dict[str, RingReader],
                 frames_dir: Path, t0: float) -> str:
-    """Append one message (and its frame when frames are recorded); its topic, or "" if it was skipped."""
+    """Append one message (and its frame when frames are recorded: ``frames/SEQ.png``, or
+    ``frames/CAMERA/SEQ.png`` for a camera other than ``main``); its topic, or "" if it was skipped."""
     topic, msg = got
+    reader = readers.get(msg.camera) if isinstance(msg, FrameReady) else None
     if isinstance(msg, FrameReady) and reader is not None:
         view = reader.view(msg.ring, msg.slot, msg.seq)
         if view is None:
@@ -90,7 +105,9 @@ def _record_one(f: IO[bytes], got: tuple[bytes, Message], service: str, reader: 
         del view
         if not reader.still_valid(msg.slot, msg.seq):
             return ""
-        (frames_dir / f"{msg.seq}.png").write_bytes(png)
+        folder = frames_dir if msg.camera == DEFAULT_CAMERA else frames_dir / msg.camera
+        folder.mkdir(exist_ok=True)
+        (folder / f"{msg.seq}.png").write_bytes(png)
     f.write(msgpack.packb({"t": round(time.monotonic() - t0, 4), "service": service,
                            "topic": topic.decode(), "payload": encode(msg)}, use_bin_type=True))
     return topic.decode()
@@ -112,6 +129,10 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
     if service not in stages.replayable():
         raise ValueError(f"replay-service supports {', '.join(stages.replayable())}; not {service!r}")
     links = stages.stage(service).data_inputs()
+    if service == "inference" and (directory / "frames").is_dir() and any(
+            d.is_dir() for d in (directory / "frames").iterdir()):
+        raise ValueError("replay-service inference takes a single-camera recording (this one has frames of "
+                         "several cameras); replay the cameras' files with `edgecount replay A B ...` instead")
     wanted = {(upstream, t.decode()) for upstream, topics in links for t in topics}
     inputs = [m for m in read_messages(directory) if (m["service"], m["topic"]) in wanted]
     runtime = Path(tempfile.mkdtemp(prefix="ecr-", dir="/tmp"))
@@ -253,7 +274,7 @@ def normalise(outputs: list[tuple[str, Message]]) -> list[dict[str, Any]]:
     """
     import attrs
 
-    from edgecount_core.messages import DEFAULT_CAMERA, Crossing, Detections, Tracks, ZoneEvent
+    from edgecount_core.messages import Crossing, Detections, Tracks, ZoneEvent
 
     rows: list[dict[str, Any]] = []
     for topic, msg in outputs:
