@@ -153,6 +153,20 @@ def test_cameras_take_turns_and_live_ones_keep_only_their_newest_frame(
     assert not turns.offer("nobody", 1)
 
 
+def test_a_camera_with_its_own_tiles_shares_the_one_interpreter(ssd_model: Any) -> None:
+    from edgecount.detection.detector import TFLiteDetector
+    from edgecount.detection.tiling import TiledDetector
+    from edgecount.stages import inference as inference_stage
+
+    cfg = parse_config(two_cameras())  # "back" asks for 2x2 tiles, "front" keeps [inference]'s 1x1
+    svc = object.__new__(inference_stage.Inference)
+    svc.cfg, svc.tiles = cfg, {c: cfg.for_camera(c).inference.tiles for c in cfg.camera_names()}
+    svc.detector = TFLiteDetector(ssd_model, threads=1)
+    front, back = svc._detector_for("front"), svc._detector_for("back")
+    assert front is svc.detector
+    assert isinstance(back, TiledDetector) and back.det is svc.detector and (back.cols, back.rows) == (2, 2)
+
+
 # -- records, outbox, topics ----------------------------------------------------------------------------------
 def test_the_same_line_name_on_two_cameras_gives_two_records_with_distinct_ids() -> None:
     recs = []
@@ -362,3 +376,68 @@ def test_counts_group_by_camera(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["counts", "--chart", "--since", "1h", "--by", "30m", "--json", "--config", str(f)]) == 0
     series = json.loads(capsys.readouterr().out)["series"]
     assert sum(series["front/line:door"]["in"]) == 3 and sum(series["back/line:door"]["in"]) == 5
+
+
+@pytest.mark.slow
+def test_a_dead_camera_is_degraded_on_its_own_and_stalls_no_other(runtime_dir: Path, pets09_clip: Path,
+                                                                    ssd_model: Any) -> None:
+    """Live: one camera plays the clip, the other's stream refuses every connection. The good camera keeps
+    counting at its rate, `status` shows only the dead one degraded, and the watchdog never restarts either."""
+    from .helpers import free_port, start_appliance, stop_appliance
+
+    cfg = runtime_dir / "c.toml"
+    cfg.write_text(f"""
+[runtime]
+dir = "{runtime_dir}"
+state_dir = "{runtime_dir / 'state'}"
+
+[capture]
+realtime = true
+loop = true
+reconnect_initial_s = 0.5
+reconnect_max_s = 2.0
+
+[inference]
+model = "ssd_mobilenet_v1_coco_quant"
+threads = 1
+
+[watchdog]
+heartbeat_s = 0.2
+hang_timeout_s = 6
+metrics_dir = ""
+
+[[cameras]]
+name = "good"
+source = "{pets09_clip}"
+
+[[cameras.lines]]
+name = "v"
+a = [0.5, 0.2]
+b = [0.5, 1.0]
+
+[[cameras]]
+name = "dead"
+source = "rtsp://127.0.0.1:{free_port()}/nothing"
+""")
+    proc = start_appliance(cfg)
+    try:
+        watcher = HealthWatcher(runtime_dir, ("capture@good", "capture@dead", "inference", "counter"))
+        watcher.wait_for(lambda h: "inference" in h and int(h["inference"].stats.get("camera.good.processed", 0))
+                         > 30 and "capture@dead" in h and h["capture@dead"].state == "degraded", 120,
+                         "the good camera counting while the dead one is degraded")
+        first = int(watcher.latest["inference"].stats["camera.good.processed"])
+        watcher.pump(3.0)
+        rate = (int(watcher.latest["inference"].stats["camera.good.processed"]) - first) / 3.0
+        watcher.close()
+        assert rate > 5, f"the good camera slowed to {rate:.1f} fps beside the dead one"
+        res = edgecount("status", "--json", "--config", str(cfg))
+        st = json.loads(res.stdout)
+        assert st["cameras"]["dead"]["state"] == "degraded" and st["cameras"]["good"]["state"] == "ok"
+        assert float(st["cameras"]["dead"]["source_down_s"]) > 0
+        assert st["device"]["state"] == "degraded" and st["device"]["degraded"] == ["capture@dead"]
+        assert all(s["restarts"] == 0 for s in st["services"]), st["services"]
+        doctor = json.loads(edgecount("doctor", "--json", "--config", str(cfg)).stdout)
+        checks = {c["name"]: c["status"] for c in doctor["checks"]}
+        assert checks["camera good"] == "pass" and checks["camera dead"] == "fail", checks
+    finally:
+        stop_appliance(proc)

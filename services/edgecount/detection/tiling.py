@@ -74,6 +74,13 @@ class TiledDetector:
         return out if intact() else None
 
 
+def with_tiles(det: TFLiteDetector | TiledDetector, tiles: str, overlap: float) -> TFLiteDetector | TiledDetector:
+    """The same interpreter over another tile grid (a camera's own ``tiles``): no second model is loaded."""
+    base = det.det if isinstance(det, TiledDetector) else det
+    grid = parse_tiles(tiles)
+    return TiledDetector(base, *grid, overlap=overlap) if grid != (1, 1) else base
+
+
 def configured_detector(inf: InferenceSection, files: ModelFiles, device: str) -> TFLiteDetector | TiledDetector:
     """The detector an ``[inference]`` section describes for these model files, tiled when it asks for tiles."""
     det = TFLiteDetector(files, threads=inf.thread_count(os.cpu_count() or 1), device=device,

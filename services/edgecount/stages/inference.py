@@ -20,10 +20,10 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from edgecount.detection.detector import Detector
+from edgecount.detection.detector import Detector, TFLiteDetector
 from edgecount.detection.models import cpu_twin, resolve_model
 from edgecount.detection.runtime import DetectorError, probe_edgetpu
-from edgecount.detection.tiling import TiledDetector, configured_detector
+from edgecount.detection.tiling import TiledDetector, configured_detector, with_tiles
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.backoff import Backoff
@@ -49,6 +49,7 @@ class Inference(Service):
     def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
         super().__init__(config, runtime_dir, process)
         live = {cam: config.for_camera(cam).capture.realtime for cam in config.camera_names()}
+        self.tiles = {cam: config.for_camera(cam).inference.tiles for cam in live}
         self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam), FramePosition(live=live[cam])) for cam in live}
         self.turns: TakeTurns[FrameReady] = TakeTurns(live.items())
         self.detector: Detector | None = None
@@ -133,6 +134,14 @@ class Inference(Service):
         if not self.turns.offer(msg.camera, msg):
             self.unknown_camera += 1  # a capture of a camera this configuration does not have
 
+    def _detector_for(self, camera: str) -> Detector:
+        """The one interpreter, over this camera's tile grid when it has its own."""
+        assert self.detector is not None
+        tiles = self.tiles.get(camera, self.cfg.inference.tiles)
+        if tiles == self.cfg.inference.tiles or not isinstance(self.detector, TFLiteDetector | TiledDetector):
+            return self.detector
+        return with_tiles(self.detector, tiles, self.cfg.inference.tile_overlap)
+
     def _process(self, feed: CameraFeed, f: FrameReady) -> None:
         previous = feed.position.follow(f.ring)
         if previous is not None:
@@ -151,7 +160,8 @@ class Inference(Service):
         t0 = time.perf_counter()
         try:
             # The frame is read, then the ring asked whether it was overwritten meanwhile (a torn input).
-            det = self.detector.detect_checked(view, lambda: feed.reader.still_valid(f.slot, f.seq))
+            detector = self._detector_for(f.camera)
+            det = detector.detect_checked(view, lambda: feed.reader.still_valid(f.slot, f.seq))
             del view
             if det is None:
                 return
