@@ -30,3 +30,12 @@ def test_import_discipline(module: str) -> None:
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout))
     assert loaded <= ALLOWED[module], f"{module} imports {sorted(loaded - ALLOWED[module])}"
+
+
+def test_the_supervisor_loads_no_numpy() -> None:
+    """The watchdog is not forked from the stages' fork server, so every library it imports is its own memory:
+    it names and reclaims frame rings and reads heartbeats, none of which needs NumPy (~15 MB)."""
+    code = ("import sys, edgecount.cli.appliance, edgecount.runtime.watchdog, edgecount.runtime.settings; "
+            "print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -8,15 +8,15 @@ every bad key, what was found and what is expected.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgecount_core.camera import CameraCounter
 from edgecount_core.geometry import Line, Polygon
-from edgecount_core.linking import LinkConfig
 from edgecount_core.messages import DEFAULT_CAMERA
-from edgecount_core.tracker import TrackerConfig
+
+if TYPE_CHECKING:  # the counting chain needs NumPy; the watchdog and uplink read this file without it
+    from edgecount_core.camera import CameraCounter
 
 __all__ = ["DEFAULT_CAMERA", "Config", "ConfigError", "parse_config", "parse_line_arg"]
 
@@ -459,6 +459,10 @@ class Config(_Section):
 
     def camera_counter(self, lines: Sequence[Line] | None = None) -> CameraCounter:
         """The tracker, linker and counting engine these settings describe (``lines`` replace the configured)."""
+        from edgecount_core.camera import CameraCounter
+        from edgecount_core.linking import LinkConfig
+        from edgecount_core.tracker import TrackerConfig
+
         t, c = self.tracker, self.counting
         return CameraCounter(
             self.geometry_lines() if lines is None else lines, self.geometry_zones(),

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import attrs
 import msgpack
-import numpy as np
-import numpy.typing as npt
+
+if TYPE_CHECKING:  # NumPy is imported where boxes are packed: the watchdog only reads heartbeats
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "CountRecord",
@@ -46,7 +48,7 @@ StatValue: TypeAlias = int | float | str | bool
 #: exactly the bytes it sent before cameras existed, and recordings made then decode as camera ``main``.
 DEFAULT_CAMERA = "main"
 _CAMERA_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-FloatArray: TypeAlias = npt.NDArray[np.float32]
+FloatArray: TypeAlias = "npt.NDArray[np.float32]"
 
 
 class MessageError(ValueError):
@@ -74,6 +76,8 @@ def _check_stats(kind: str, stats: Mapping[Any, Any]) -> None:
 
 
 def _pack_boxes(arr: npt.ArrayLike, width: int) -> bytes:
+    import numpy as np
+
     a = np.ascontiguousarray(arr, dtype="<f4")
     if a.size == 0:
         return b""
@@ -85,6 +89,8 @@ def _pack_boxes(arr: npt.ArrayLike, width: int) -> bytes:
 def _unpack_boxes(raw: bytes, width: int) -> FloatArray:
     if len(raw) % (4 * width):
         raise MessageError(f"packed array of {len(raw)} bytes is not a multiple of {4 * width}")
+    import numpy as np
+
     out: FloatArray = np.frombuffer(raw, dtype="<f4").reshape(-1, width).astype(np.float32)
     return out
 
@@ -148,6 +154,8 @@ class Detections:
         ring: int = 0,
         camera: str = DEFAULT_CAMERA,
     ) -> Detections:
+        import numpy as np
+
         return cls(
             seq=seq,
             ts=ts,

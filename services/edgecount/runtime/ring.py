@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import mmap
 import os
 import secrets
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from edgecount.runtime.segments import _held, reclaim_stale_segments, segment_path
+
+__all__ = ["RingError", "RingReader", "RingWriter", "reclaim_stale_segments", "segment_path"]
 
 MAGIC = b"ECRING01"
 _HDR = 64
@@ -43,49 +45,10 @@ _PAGE = 4096
 # slot header u64 fields
 _START, _END, _TS, _W, _H, _C = range(6)
 
-SHM_DIR = Path(os.environ.get("EDGECOUNT_SHM_DIR", "/dev/shm"))
-PREFIX = "edgecount-"
 
 
 class RingError(RuntimeError):
     pass
-
-
-def _held(fd: int) -> bool:
-    """True if another open file description holds the writer's lock on this segment."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return False
-
-
-def reclaim_stale_segments(shm_dir: Path | None = None) -> list[Path]:
-    """Remove every frame ring of this user that no live writer holds; returns what was removed."""
-    removed = []
-    for path in sorted((shm_dir or SHM_DIR).glob(f"{PREFIX}*.ring")):
-        try:
-            if path.stat().st_uid != os.getuid():
-                continue  # another user's appliance: not ours to judge
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if not _held(fd):
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        finally:
-            os.close(fd)
-    return removed
-
-
-def segment_path(runtime_dir: str | os.PathLike[str], camera: str = "main") -> Path:
-    """The shared-memory file of one camera of the appliance instance using ``runtime_dir``."""
-    ident = str(Path(runtime_dir).resolve()) + ("" if camera == "main" else f"@{camera}")
-    key = hashlib.sha1(ident.encode()).hexdigest()[:12]
-    base = SHM_DIR if SHM_DIR.is_dir() else Path(runtime_dir)
-    return base / f"{PREFIX}{key}.ring"
 
 
 def _layout(slots: int, slot_bytes: int) -> tuple[int, int]:

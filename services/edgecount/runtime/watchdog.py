@@ -33,8 +33,8 @@ from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.forkserver import StageProcess
 from edgecount.runtime.memory import pss_mb, total_pss_mb
 from edgecount.runtime.metrics import render, samples, write_textfile
-from edgecount.runtime.ring import reclaim_stale_segments
 from edgecount.runtime.sdnotify import SdNotify
+from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
 

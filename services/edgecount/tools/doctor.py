@@ -15,7 +15,7 @@ import cv2
 
 from edgecount.detection.runtime import edgetpu_devices, probe_edgetpu, runtime_name
 from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha256_of
-from edgecount.runtime.ring import reclaim_stale_segments
+from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
 from edgecount.stages import capture_process
 from edgecount_core.config import Config, ConfigError
