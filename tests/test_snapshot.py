@@ -75,7 +75,7 @@ def test_snapshots_policy_sends_only_redacted_stills(tmp_path: Path, face_detect
     snaps = [r for r in rows if r["kind"] == "snapshot"]
     assert snaps, "no snapshot was sent under the snapshots policy"
     for s in snaps:
-        assert set(s) == {"id", "site", "device", "kind", "bucket_start", "jpeg_base64"}
+        assert set(s) == {"id", "site", "device", "camera", "kind", "bucket_start", "jpeg_base64"}
         assert s["bucket_start"] % 60 == 0  # no timestamp finer than the bucket
         jpeg = base64.b64decode(s["jpeg_base64"])
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
