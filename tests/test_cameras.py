@@ -86,6 +86,14 @@ def test_camera_mistakes_are_explained_with_the_key_and_the_fix(data: dict[str, 
     assert key in str(exc.value) and fix in str(exc.value), str(exc.value)
 
 
+def test_the_socket_path_limit_counts_the_camera_names_only_when_there_are_cameras() -> None:
+    runtime = {"dir": "/tmp/" + "r" * 70}  # 75 characters: room for counter.sync.sock, not capture@<24>.sock
+    assert parse_config({"runtime": runtime}).camera_names() == ("main",)
+    assert parse_config({"runtime": runtime, "cameras": [{"name": "door", "source": "x"}]})
+    with pytest.raises(ConfigError, match="shorter camera names"):
+        parse_config({"runtime": runtime, "cameras": [{"name": "d" * 24, "source": "x"}]})
+
+
 def test_config_check_names_the_camera(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[cameras]]\nname = "door"\nsource = "x.avi"\n[[cameras.lines]]\nname = "l"\na = [0.1, 0.1]\n'

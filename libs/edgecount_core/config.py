@@ -27,8 +27,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Longest ipc socket file name under runtime.dir (a camera's capture socket) and the unix socket path limit.
-_LONGEST_SOCKET = len(f"/capture@{'x' * MAX_CAMERA_NAME}.sock")
+# The longest fixed ipc socket name under runtime.dir, and the unix socket path limit. A camera's capture
+# socket (``capture@NAME.sock``) may be longer: the check below uses the configured names.
+_LONGEST_SOCKET = len("/counter.sync.sock")
 MAX_IPC_PATH = 100
 # The frame ring lives in /dev/shm (half the RAM by default): a generous cap that still fits small boards.
 MAX_RING_BYTES = 1 << 30
@@ -400,10 +401,11 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fits_together(self) -> Config:
-        if self.runtime.dir and len(self.runtime.dir.rstrip("/")) + _LONGEST_SOCKET > MAX_IPC_PATH:
+        longest = max([_LONGEST_SOCKET, *(len(f"/capture@{c.name}.sock") for c in self.cameras)])
+        if self.runtime.dir and len(self.runtime.dir.rstrip("/")) + longest > MAX_IPC_PATH:
             raise ValueError(f"runtime.dir is {len(self.runtime.dir)} characters; its socket paths would exceed the "
                              f"{MAX_IPC_PATH}-character unix socket limit (fix: a directory of at most "
-                             f"{MAX_IPC_PATH - _LONGEST_SOCKET} characters)")
+                             f"{MAX_IPC_PATH - longest} characters, or shorter camera names)")
         c, hang = self.capture, self.watchdog.hang_timeout_s
         for key, value in (("open_timeout_s", c.open_timeout_s), ("read_timeout_s", c.read_timeout_s)):
             if value is not None and value >= hang:
