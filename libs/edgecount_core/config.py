@@ -27,6 +27,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _repeated(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 # The longest fixed ipc socket name under runtime.dir, and the unix socket path limit. A camera's capture
 # socket (``capture@NAME.sock``) may be longer: the check below uses the configured names.
 _LONGEST_SOCKET = len("/counter.sync.sock")
@@ -346,8 +351,7 @@ class CameraSection(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> CameraSection:
-        names = [ln.name for ln in self.lines] + [z.name for z in self.zones]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _repeated([ln.name for ln in self.lines] + [z.name for z in self.zones])
         if dup:
             raise ValueError(f"camera {self.name!r}: line/zone names must be unique within a camera; repeated: "
                              f"{dup}")
@@ -373,18 +377,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        names = [ln.name for ln in self.lines] + [z.name for z in self.zones]
-        dup = {n for n in names if names.count(n) > 1}
+        dup = _repeated([ln.name for ln in self.lines] + [z.name for z in self.zones])
         if dup:
-            raise ValueError(f"line/zone names must be unique; repeated: {sorted(dup)}")
+            raise ValueError(f"line/zone names must be unique; repeated: {dup}")
         return self
 
     @model_validator(mode="after")
     def _cameras(self) -> Config:
         if not self.cameras:
             return self
-        names = [c.name for c in self.cameras]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _repeated([c.name for c in self.cameras])
         if dup:
             raise ValueError(f"cameras: names must be unique; repeated: {dup} (fix: rename one of them)")
         if self.lines or self.zones:

@@ -48,9 +48,6 @@ class TakeTurns(Generic[T]):
                 return cam, self.waiting[cam].popleft()
         return None
 
-    def pending(self) -> int:
-        return sum(len(q) for q in self.waiting.values())
-
 
 @attrs.define
 class FramePosition:

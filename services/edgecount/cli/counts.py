@@ -29,7 +29,8 @@ def cmd_counts(args: argparse.Namespace) -> int:
     import time as _time
 
     from edgecount.tools.doctor import state_dir_problem
-    from edgecount.tools.history import totals_by_camera
+    from edgecount.tools.history import series_name, totals_by_camera
+    from edgecount_core.messages import DEFAULT_CAMERA
 
     cfg = load_config(config_path(args))
     db = state_dir(cfg) / "uplink.db"
@@ -50,7 +51,7 @@ def cmd_counts(args: argparse.Namespace) -> int:
     names = {cam: [f"line:{ln.name}" for ln in view.lines] + [f"zone:{z.name}" for z in view.zones]
              for cam in cfg.camera_names() for view in (cfg.for_camera(cam),)}
     if args.chart:
-        flat = [n if cam == "main" else f"{cam}/{n}" for cam, ns in names.items() for n in ns]
+        flat = [series_name(cam, n) for cam, ns in names.items() for n in ns]
         return _chart(db, now - (_parse_since(args.since) if args.since else 86400.0), now,
                       _parse_since(args.by), flat, args.json)
     try:
@@ -60,7 +61,7 @@ def cmd_counts(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.json:
         # A single-camera file keeps its output as it was; with [[cameras]] the counts group by camera.
-        print(json.dumps({"cameras": by_camera} if cfg.cameras else by_camera.get("main", {})))
+        print(json.dumps({"cameras": by_camera} if cfg.cameras else by_camera.get(DEFAULT_CAMERA, {})))
         return EXIT_OK
     t = Table(title="counts (lines: in/out, zones: entries/exits)")
     if cfg.cameras:

@@ -85,5 +85,4 @@ def configured_detector(inf: InferenceSection, files: ModelFiles, device: str) -
     """The detector an ``[inference]`` section describes for these model files, tiled when it asks for tiles."""
     det = TFLiteDetector(files, threads=inf.thread_count(os.cpu_count() or 1), device=device,
                          min_score=inf.min_score, classes=inf.classes, resize=inf.resize)
-    tiles = parse_tiles(inf.tiles)
-    return TiledDetector(det, *tiles, overlap=inf.tile_overlap) if tiles != (1, 1) else det
+    return with_tiles(det, inf.tiles, inf.tile_overlap)

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecount.runtime.segments import _held, reclaim_stale_segments, segment_path
+from edgecount_core.messages import DEFAULT_CAMERA
 
 __all__ = ["RingError", "RingReader", "RingWriter", "reclaim_stale_segments", "segment_path"]
 
@@ -97,7 +98,7 @@ class RingWriter:
     """Creates (replacing any stale one) and writes the frame ring. One per camera."""
 
     def __init__(self, runtime_dir: str | os.PathLike[str], slots: int, max_w: int, max_h: int,
-                 camera: str = "main") -> None:
+                 camera: str = DEFAULT_CAMERA) -> None:
         self.path = segment_path(runtime_dir, camera)
         slot_bytes = max_w * max_h * 3
         data_off, stride = _layout(slots, slot_bytes)
@@ -184,7 +185,7 @@ class RingWriter:
 class RingReader:
     """Maps the ring read-only and hands out frame views with an overwrite check."""
 
-    def __init__(self, runtime_dir: str | os.PathLike[str], camera: str = "main") -> None:
+    def __init__(self, runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> None:
         self.path = segment_path(runtime_dir, camera)
         self._ring: _Mapped | None = None
         self.overwritten = 0

@@ -85,7 +85,6 @@ class Counter(Service):
         self.gaps = 0
         self.gap_logged = 0
         self.unknown_camera = 0
-        self.restored = any(c.processed for c in self.cams.values())
         if not self.stream:
             self.stream = secrets.token_hex(4)
             with self.store.transaction():

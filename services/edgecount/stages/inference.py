@@ -48,10 +48,11 @@ class Inference(Service):
 
     def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
         super().__init__(config, runtime_dir, process)
-        live = {cam: config.for_camera(cam).capture.realtime for cam in config.camera_names()}
-        self.tiles = {cam: config.for_camera(cam).inference.tiles for cam in live}
-        self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam), FramePosition(live=live[cam])) for cam in live}
-        self.turns: TakeTurns[FrameReady] = TakeTurns(live.items())
+        views = {cam: config.for_camera(cam) for cam in config.camera_names()}
+        self.tiles = {cam: v.inference.tiles for cam, v in views.items()}
+        self.feeds = {cam: CameraFeed(RingReader(runtime_dir, cam), FramePosition(live=v.capture.realtime))
+                      for cam, v in views.items()}
+        self.turns: TakeTurns[FrameReady] = TakeTurns((cam, v.capture.realtime) for cam, v in views.items())
         self.detector: Detector | None = None
         self.degraded_reason = ""
         self.retry_at = 0.0

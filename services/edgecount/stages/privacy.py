@@ -161,8 +161,10 @@ class Privacy(Service):
             self.snapshots += 1
             self.next_snapshot = now + self.cfg.privacy.snapshot_interval_s
 
-    def _commit(self, records: list[CountRecord], applied: int | None = None) -> list[CountRecord]:
-        """Write records and the aggregator's state in one transaction; returns what to publish."""
+    def _commit(self, records: list[CountRecord], applied: int | None = None,
+                changed: list[BucketAggregator] | None = None) -> list[CountRecord]:
+        """Write records and the state of the aggregators that ``changed`` (default: all) in one transaction;
+        returns what to publish."""
         out = []
         with self.store.transaction():
             for r in records:
@@ -170,8 +172,8 @@ class Privacy(Service):
                 rec = attrs.evolve(r, log_seq=n)
                 self.store.append(n, bus.RECORD, encode(rec))
                 out.append(rec)
-            for cam, agg in self.aggs.items():
-                self.store.put(agg_key(cam), msgpack.packb(agg.to_state(), use_bin_type=True))
+            for agg in self.aggs.values() if changed is None else changed:
+                self.store.put(agg_key(agg.camera), msgpack.packb(agg.to_state(), use_bin_type=True))
             if applied is not None:
                 self.store.put_int("applied", applied)
         return out
@@ -198,7 +200,7 @@ class Privacy(Service):
                     n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out"), camera=agg.camera))
         elif isinstance(msg, ZoneEvent) and not agg.add("zone", msg.zone, msg.kind, msg.ts, msg.occupancy):
             self.late += 1
-        self._publish(self._commit(events, applied=_event_seq(msg)))
+        self._publish(self._commit(events, applied=_event_seq(msg), changed=[agg] if agg else []))
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if topic in (bus.FRAME, bus.DETECTIONS):
@@ -217,7 +219,7 @@ class Privacy(Service):
             if self.follower.caught_up(msg.event_seq):
                 closed = agg.advance(msg.ts)
                 if closed:
-                    self._publish(self._commit(closed))
+                    self._publish(self._commit(closed, changed=[agg]))
             else:
                 self.follower.on_tail(msg.event_seq)
 
@@ -228,7 +230,7 @@ class Privacy(Service):
             return  # capture repeats the end-of-stream; forward it once caught up
         agg = self.aggs.get(msg.camera)
         if agg is not None:  # that camera's stream ended: its open buckets are complete
-            self._publish(self._commit(agg.flush()))
+            self._publish(self._commit(agg.flush(), changed=[agg]))
         stats = dict(msg.stats)
         stats["privacy_last_seq"] = self.store.last_seq
         self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))

@@ -13,14 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgecount_core.messages import DEFAULT_CAMERA
+
 Totals = dict[str, dict[str, int]]
-MAIN = "main"
+
+
+def series_name(camera: str, name: str) -> str:
+    """A line or zone (``line:NAME``) in a chart: prefixed ``CAMERA/`` for any camera but ``main``."""
+    return name if camera == DEFAULT_CAMERA else f"{camera}/{name}"
 
 
 def _camera_column(con: sqlite3.Connection) -> str:
     """The camera of each row: its column, or ``main`` in a store no multi-camera build has opened yet."""
     cols = {row[1] for row in con.execute("PRAGMA table_info(history)")}
-    return "camera" if "camera" in cols else f"'{MAIN}'"
+    return "camera" if "camera" in cols else f"'{DEFAULT_CAMERA}'"
 
 
 def totals_by_camera(db: Path, windows: Mapping[str, float],
@@ -53,7 +59,7 @@ def totals_by_camera(db: Path, windows: Mapping[str, float],
 
 def totals_since(db: Path, windows: Mapping[str, float], names: list[str]) -> dict[str, Totals]:
     """:func:`totals_by_camera` for a single-camera device."""
-    return totals_by_camera(db, windows, {MAIN: names})[MAIN]
+    return totals_by_camera(db, windows, {DEFAULT_CAMERA: names})[DEFAULT_CAMERA]
 
 
 def series(db: Path, since: float, until: float, by_s: float, names: list[str]) -> dict[str, Any]:
@@ -72,8 +78,7 @@ def series(db: Path, since: float, until: float, by_s: float, names: list[str]) 
     finally:
         con.close()
     for cam, kind, name, i, n_in, n_out in rows:
-        key = f"{kind}:{name}" if cam == MAIN else f"{cam}/{kind}:{name}"
-        s = out.setdefault(key, {"in": [0] * len(bins), "out": [0] * len(bins)})
+        s = out.setdefault(series_name(cam, f"{kind}:{name}"), {"in": [0] * len(bins), "out": [0] * len(bins)})
         if 0 <= i < len(bins):
             s["in"][i] += int(n_in or 0)
             s["out"][i] += int(n_out or 0)

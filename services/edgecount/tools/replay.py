@@ -88,8 +88,13 @@ def effective_config(base: Config, source: str, realtime: bool, lines: list[Line
     data["capture"].update(source=source, realtime=realtime, loop=False)
     if lines:
         data["lines"] = [ln.model_dump(mode="json") for ln in lines]
+    return _replay_config(data, runtime_dir)
+
+
+def _replay_config(data: dict[str, Any], runtime_dir: Path) -> Config:
+    """A replay's configuration: private runtime and state, and the local sink its result is read back from
+    (other configured sinks deliver as usual)."""
     with_private_runtime(data, runtime_dir)
-    # The replay reads its result back from the local sink; other configured sinks deliver as usual.
     data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
     return parse_config(data, source="replay")
 
@@ -322,7 +327,7 @@ def cameras_config(base: Config, sources: dict[str, str], realtime: bool, lines:
                    runtime_dir: Path) -> Config:
     """``base`` with one ``[[cameras]]`` per source. A camera's lines are its ``--line``s if any, else those of
     the camera of that name in ``base``, else ``base``'s top-level lines (the same view filmed twice)."""
-    data = base.model_dump(mode="json", exclude_unset=False)
+    data = base.model_dump(mode="json")
     known = {c["name"]: c for c in data.get("cameras", [])}
     cams = []
     for name, src in sources.items():
@@ -338,9 +343,7 @@ def cameras_config(base: Config, sources: dict[str, str], realtime: bool, lines:
     data.update(cameras=cams, lines=[], zones=[])
     data["capture"].pop("source", None)
     data["capture"].update(realtime=realtime, loop=False)
-    with_private_runtime(data, runtime_dir)
-    data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
-    return parse_config(data, source="replay")
+    return _replay_config(data, runtime_dir)
 
 
 def replay_cameras(base: Config, sources: dict[str, str], *, realtime: bool = False,
