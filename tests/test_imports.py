@@ -33,8 +33,10 @@ def test_import_discipline(module: str) -> None:
 
 
 def test_the_supervisor_loads_no_numpy() -> None:
-    """The watchdog is not forked from the stages' fork server, so every library it imports is its own memory:
-    it names and reclaims frame rings and reads heartbeats, none of which needs NumPy (~15 MB)."""
+    """The watchdog forks the stages' fork server before it starts a thread, so the server shares its memory.
+    NumPy would start OpenBLAS's threads at import, and a threaded watchdog must start a fresh interpreter as
+    its server instead (runtime.forkserver): it names and reclaims frame rings and reads heartbeats, none of
+    which needs NumPy."""
     code = ("import sys, edgecount.cli.appliance, edgecount.runtime.watchdog, edgecount.runtime.settings; "
             "print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -32,6 +32,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def _comm(pid: int) -> str:
+    """The name a forked helper gave itself (``ec-forkserver``), if any."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+    return name.removeprefix("ec-") if name.startswith("ec-") else ""
+
+
 def status(cfg: Path) -> dict[str, Any]:
     res = subprocess.run([sys.executable, "-m", "edgecount", "status", "--json", "--config", str(cfg)],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -62,7 +71,7 @@ def measure(name: str, base: Path, fork_server: bool, model: str = "") -> list[d
         # Anything else the watchdog started (the fork server the services come from) counts too.
         known = set(pids.values())
         for k, extra in enumerate(p for p in descendants(proc.pid) if p not in known):
-            pids[f"helper{k + 1}"] = extra
+            pids[_comm(extra) or f"helper{k + 1}"] = extra
         before = {k: cpu_s(p) for k, p in pids.items()}
         frames_before = next((int(s["stats"].get("processed", 0)) for s in st["services"]
                               if s["service"] == "inference"), 0)
@@ -99,10 +108,10 @@ def main() -> None:
             for fork_server in (False, True):  # each service a fresh interpreter, then forked from one
                 rows += measure(name, path, fork_server, model)
     print(f"\nfootprint at the clip's 10 fps, live ({WINDOW_S:.0f} s window after {WARMUP_S:.0f} s warm-up)")
-    print(f"{'configuration':42} {'process':10} {'PSS MB':>8} {'RSS MB':>8} {'CPU %':>7}")
+    print(f"{'configuration':42} {'process':11} {'PSS MB':>8} {'RSS MB':>8} {'CPU %':>7}")
     for r in rows:
         extra = f"   {r['fps']} fps processed" if "fps" in r else ""
-        print(f"{r['config']:42} {r['process']:10} {r['pss_mb']:8.1f} {r['rss_mb']:8.1f} {r['cpu_pct']:7.1f}{extra}")
+        print(f"{r['config']:42} {r['process']:11} {r['pss_mb']:8.1f} {r['rss_mb']:8.1f} {r['cpu_pct']:7.1f}{extra}")
     print(json.dumps(rows))
 
 

@@ -30,7 +30,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
-from edgecount.runtime.forkserver import StageProcess
+from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
 from edgecount.runtime.memory import pss_mb, total_pss_mb
 from edgecount.runtime.metrics import render, samples, write_textfile
 from edgecount.runtime.sdnotify import SdNotify
@@ -69,6 +69,11 @@ class Watchdog:
         w = cfg.watchdog
         self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
                          for name in services}
+        # Forked before the first ZeroMQ socket starts its threads, so it can share our memory (forkserver.py).
+        self.fork_server: ForkServer | None = None
+        if w.fork_server:
+            self.fork_server = ForkServer()
+            self.fork_server.start()
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
@@ -93,9 +98,14 @@ class Watchdog:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{child.name}.log"
-        if self.cfg.watchdog.fork_server:
-            child.proc = StageProcess(child.name, self.config_path, self.runtime_dir, log_path)
-        else:
+        child.proc = None
+        if self.fork_server is not None:
+            try:
+                child.proc = StageProcess(self.fork_server, child.name, self.config_path, self.runtime_dir, log_path)
+            except ForkServerError as exc:
+                self.log.error("watchdog.fork_server_failed", child=child.name, error=str(exc),
+                               fallback="a fresh interpreter")
+        if child.proc is None:
             argv = [sys.executable, "-m", "edgecount.stages", child.name, "--config", str(self.config_path),
                     "--runtime-dir", str(self.runtime_dir)]
             stderr: Any = None
@@ -324,6 +334,8 @@ class Watchdog:
                 c.log_file.close()
                 c.log_file = None
         self.cleanup_stale()
+        if self.fork_server is not None:
+            self.fork_server.close()
         self.sub.close()
         self.control.close()
         Path(self.runtime_dir, "control.sock").unlink(missing_ok=True)

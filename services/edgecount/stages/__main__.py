@@ -5,34 +5,11 @@ The watchdog starts every stage this way; the stage class comes from the topolog
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 
-
-def die_with_supervisor(parent_pid: int) -> None:
-    """Ask the kernel to stop us when our parent (the watchdog, or its fork server) dies, even by SIGKILL,
-    so no orphan keeps publishing beside the services a restarted watchdog starts."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if not _alive(parent_pid) or os.getppid() == 1:
-        raise SystemExit(0)  # the supervisor died before the prctl took effect
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+from edgecount.runtime.lifetime import die_with_supervisor, name_process
 
 
 def _die_with_parent() -> None:
@@ -47,6 +24,7 @@ def run_forked(name: str, config: str, runtime_dir: str, watchdog_pid: int) -> i
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     die_with_supervisor(watchdog_pid)
+    name_process(f"ec-{name}")
     from edgecount.stages import split_process
     from edgecount.stages.base import main_for
 

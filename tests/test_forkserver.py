@@ -1,0 +1,65 @@
+"""The stages' fork server: forked from a single-threaded supervisor (to share its memory), started as a
+fresh interpreter from a threaded one, and in both cases reporting every exit code and surviving its own
+death. Each case runs in a fresh interpreter, so whether it may fork does not depend on the test runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, threading, time
+    from edgecount.runtime.forkserver import LOST, ForkServer
+    from edgecount.runtime.lifetime import alive
+
+    if sys.argv[1] == "threaded":
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    fs = ForkServer()
+    fs.start()
+    out = {"mode": fs.mode}
+    exits3 = fs.spawn("sys:exit", [3])
+    out["exit3"] = fs.exitcode(exits3, timeout=20)
+    returns = fs.spawn("json:dumps", [[1]])  # returns a non-int: a clean exit
+    out["returns"] = fs.exitcode(returns, timeout=20)
+    crashes = fs.spawn("json:loads", ["{"])
+    out["crash"] = fs.exitcode(crashes, timeout=20)
+    sleeper = fs.spawn("time:sleep", [60])
+    out["running"] = fs.exitcode(sleeper, timeout=0.3)
+    os.kill(sleeper, signal.SIGKILL)
+    out["killed"] = fs.exitcode(sleeper, timeout=20)
+    # The server dies: what it forked dies with it, is reported once gone, and a new server takes over.
+    orphan = fs.spawn("time:sleep", [60])
+    first = fs.pid
+    os.kill(first, signal.SIGKILL)
+    out["orphan"] = fs.exitcode(orphan, timeout=20)
+    out["orphan_gone"] = not alive(orphan)
+    again = fs.spawn("sys:exit", [0])
+    out["new_server"] = fs.pid != first
+    out["again"] = fs.exitcode(again, timeout=20)
+    server = fs.pid
+    fs.close()
+    out["server_reaped"] = not os.path.exists(f"/proc/{server}")
+    out["LOST"] = LOST
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.parametrize("caller", ["single", "threaded"])
+def test_fork_server_reports_every_exit_and_survives_its_death(caller: str) -> None:
+    res = subprocess.run([sys.executable, "-c", SCRIPT, caller], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    # A threaded caller must not fork (a forked child inherits locks other threads held): a fresh interpreter.
+    assert out["mode"] == ("fork" if caller == "single" else "exec")
+    assert out["exit3"] == 3
+    assert out["returns"] == 0
+    assert out["crash"] == 1
+    assert out["running"] is None
+    assert out["killed"] == -9
+    assert out["orphan"] == out["LOST"] and out["orphan_gone"]
+    assert out["new_server"] and out["again"] == 0
+    assert out["server_reaped"]
