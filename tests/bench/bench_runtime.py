@@ -6,7 +6,8 @@
     consumer acknowledges each frame over the same ZeroMQ PUSH socket), so the
     ratio compares like with like; the acknowledgement's cost is in both.
 (b) end-to-end ``replay`` fps over PETS09 versus the bare detector's
-    ``invoke()`` rate on the same frames with the same thread count.
+    ``invoke()`` rate on the same frames with the same thread count, and where the replay's CPU goes:
+    each process's CPU time per frame (read from ``/proc`` while the replay runs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import zmq
 from edgecount.detection.detector import TFLiteDetector
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore
+from edgecount.runtime.memory import descendants
 from edgecount.runtime.ring import RingReader, RingWriter
 from edgecount.runtime.settings import load_config
 from edgecount.tools.replay import replay
@@ -214,6 +216,25 @@ def bench_floors() -> dict[str, float]:
             "frame_bytes": src.nbytes}
 
 
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _cpu_by_process() -> dict[str, float]:
+    """CPU seconds so far of every process below this one, by the name it gave itself (``ec-<stage>``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in descendants(os.getpid()):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip().removeprefix("ec-")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def bench_replay_vs_invoke(threads: int) -> dict[str, float]:
     cfg = load_config(ROOT / "config" / "demo.toml", overrides={"inference": {"threads": threads}})
     store = AssetStore.for_config(cfg)
@@ -235,8 +256,17 @@ def bench_replay_vs_invoke(threads: int) -> dict[str, float]:
         n += 1
     invoke_fps = n / invoke_s
     lines = [parse_line_arg(f"{ln.name}:{ln.a[0]},{ln.a[1]},{ln.b[0]},{ln.b[1]}") for ln in cfg.lines]
-    res = replay(cfg, str(clip), lines=lines)
-    return {"frames": n, "invoke_fps": invoke_fps, "replay_fps": res.fps,
+    sampled: dict[str, Any] = {}
+    own0 = _own_cpu_s()
+
+    def sample(done: int, _expected: int) -> None:
+        services = _cpu_by_process()
+        if done and services:  # not the last call, made once the services are gone
+            sampled.update(frames=done, cpu=services | {"watchdog + replay loop": _own_cpu_s() - own0})
+
+    res = replay(cfg, str(clip), lines=lines, progress=sample)
+    per_frame = {k: 1000 * v / sampled["frames"] for k, v in sampled.get("cpu", {}).items()}
+    return {"frames": n, "invoke_fps": invoke_fps, "replay_fps": res.fps, "cpu_ms_per_frame": per_frame,
             "replay_over_invoke": res.fps / invoke_fps, "threads": cfg.inference.thread_count(os.cpu_count() or 1),
             "replay_processed": res.processed_frames, "replay_dropped": res.dropped_frames}
 
@@ -267,6 +297,11 @@ def main() -> int:
         print(f"(b) replay {b['replay_fps']:.1f} fps ({b['replay_processed']} frames, {b['replay_dropped']} "
               f"dropped) vs bare invoke() {b['invoke_fps']:.1f} fps at {threads} thread(s) -> ratio "
               f"{b['replay_over_invoke']:.2f} (target >= 0.9)", flush=True)
+        cpu = b["cpu_ms_per_frame"]
+        budget = 1000 * (os.cpu_count() or 1) / b["invoke_fps"]
+        print(f"    CPU per frame: {sum(cpu.values()):.1f} ms in all ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+              + f"); at the bare invoke() rate the {os.cpu_count()} cores give {budget:.1f} ms per frame", flush=True)
     print(json.dumps({"handoff": a, "replay": results}))
     return 0
 
