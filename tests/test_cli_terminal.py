@@ -66,6 +66,8 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         # Memory per service and in all (PSS: shared pages split between the processes mapping them).
         assert all(float(s_["pss_mb"]) > 0 for s_ in status["services"])
         assert status["device"]["total_pss_mb"] > sum(float(s_["pss_mb"]) for s_ in status["services"])
+        # `edgecount run` is single-threaded when it forks the stages' server, so the server shares its memory.
+        assert status["device"]["fork_server"] == "fork"
 
         t = _term(["logs", "counter", "-n", "50"], cfg)
         t.expect("counter.state_restored")  # the restarted counter picked up its state

@@ -109,7 +109,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     device = {"disk_free_gib": round(disk.free / 2**30, 2), "cpu_temp_c": cpu_temperature(),
               "watchdog_pid": st["pid"], "uptime_s": st["uptime_s"], "ready": st["ready"],
               "state": st.get("state", "ok"), "degraded": st.get("degraded", []),
-              "watchdog_pss_mb": st.get("pss_mb"), "total_pss_mb": st.get("total_pss_mb")}
+              "watchdog_pss_mb": st.get("pss_mb"), "total_pss_mb": st.get("total_pss_mb"),
+              "fork_server": st.get("fork_server", "off")}
     cameras = cameras_view(cfg, st["services"])
     if args.json:
         print(json.dumps({"running": True, "device": device, "cameras": cameras, "services": st["services"]}))
@@ -151,7 +152,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                        str(c["processed"]), str(c["skipped"]))
         out.print(ct)
     temp = device["cpu_temp_c"]
-    out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB, disk free {device['disk_free_gib']} GiB, "
+    shared = {"fork": "", "exec": " (fork server not shared with the watchdog)",
+              "off": " (fork server off: nothing shared)"}.get(device["fork_server"], "")
+    out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB{shared}, disk free {device['disk_free_gib']} GiB, "
               "CPU temperature "
               f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
     return EXIT_OK

@@ -234,6 +234,7 @@ class Watchdog:
             state, degraded = self.device_state()
             return {"ok": True, "services": self.status(), "pid": os.getpid(), "state": state,
                     "pss_mb": pss_mb(os.getpid()), "total_pss_mb": total_pss_mb(os.getpid()),
+                    "fork_server": self.fork_server.mode if self.fork_server is not None else "off",
                     "degraded": degraded,
                     "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
                     "runtime_dir": str(self.runtime_dir)}
