@@ -25,6 +25,7 @@ import structlog
 import zmq
 
 from edgecount.runtime import bus
+from edgecount.runtime.memory import descendants
 from edgecount.runtime.store import Store
 from edgecount_core.messages import EndOfStream
 
@@ -180,6 +181,54 @@ def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dic
     cap.close()
     assert totals == baseline["totals"]
     print(f"\nkills: {kills}; duplicate deliveries (same id, same content): {duplicates}")
+
+
+def _fork_servers(root: int) -> list[int]:
+    found = []
+    for pid in descendants(root):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "ec-forkserver":
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_fork_server_killed_mid_run_loses_and_doubles_nothing(broker: Broker, baseline: dict[str, Any],
+                                                               tmp_path: Path, machine_load: str) -> None:
+    """The services' fork server dies: every service dies with it (parent-death signal) and the watchdog
+    starts them again from a new server, once the old ones are gone. The counts are those of a quiet run."""
+    cap = MqttCapture(broker.port)
+    cfg = write_config(tmp_path / "c.toml", broker.port)
+    runtime = Path(tempfile.mkdtemp(prefix="ecs-", dir="/tmp"))
+    proc = run_replay(cfg, runtime)
+    names = ("capture", "inference", "counter", "privacy", "uplink")
+    watcher = HealthWatcher(runtime, names)
+    try:
+        watcher.wait_for(lambda h: len(h) == 5 and int(h["counter"].stats.get("processed", 0)) > 150, 120,
+                         "counting started")
+        (server,) = _fork_servers(proc.pid)
+        before = {k: h.pid for k, h in watcher.latest.items()}
+        os.kill(server, signal.SIGKILL)
+        watcher.wait_for(lambda h: all(h[k].pid != before[k] for k in names) or proc.poll() is not None, 120,
+                         "every service started again")
+        if proc.poll() is None:
+            assert [p for p in _fork_servers(proc.pid) if p != server], "no new fork server"
+        out, err = proc.communicate(timeout=900)
+        delivered = device_record_ids(runtime / "state")
+    finally:
+        watcher.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["processed_frames"] == 795 and report["frames"] == 795
+    assert report["lines"] == baseline["report"]["lines"]
+    wait_for_records(cap, delivered)
+    totals, _ = unique_totals(cap.records())
+    cap.close()
+    assert totals == baseline["totals"]
 
 
 def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker, baseline: dict[str, Any],
