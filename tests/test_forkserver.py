@@ -63,3 +63,31 @@ def test_fork_server_reports_every_exit_and_survives_its_death(caller: str) -> N
     assert out["orphan"] == out["LOST"] and out["orphan_gone"]
     assert out["new_server"] and out["again"] == 0
     assert out["server_reaped"]
+
+
+def test_a_request_given_up_on_never_runs() -> None:
+    """A caller that stopped waiting (and started the work some other way) must not find it running twice: if
+    the server forks the abandoned request later, that process is killed at once."""
+    code = textwrap.dedent("""
+        import json, time
+        from edgecount.runtime.forkserver import ForkServer, ForkServerError
+        from edgecount.runtime.memory import descendants
+
+        fs = ForkServer()
+        fs.start()
+        try:
+            fs.spawn("time:sleep", [120], timeout=0.001)  # the server is still importing
+            gave_up = False
+        except ForkServerError:
+            gave_up = True
+        later = fs.spawn("time:sleep", [120])  # answered after the abandoned one was forked
+        time.sleep(0.5)
+        fs.exitcode(later)
+        left = descendants(fs.pid)
+        print(json.dumps({"gave_up": gave_up, "left": left, "later": later}))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["gave_up"]
+    assert out["left"] == [out["later"]], "the abandoned request is still running"

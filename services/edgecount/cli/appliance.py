@@ -154,8 +154,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     temp = device["cpu_temp_c"]
     shared = {"fork": "", "exec": " (fork server not shared with the watchdog)",
               "off": " (fork server off: nothing shared)"}.get(device["fork_server"], "")
-    out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB{shared}, disk free {device['disk_free_gib']} GiB, "
-              "CPU temperature "
+    out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB{shared}, "
+              f"disk free {device['disk_free_gib']} GiB, CPU temperature "
               f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
     return EXIT_OK
 

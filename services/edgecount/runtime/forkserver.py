@@ -72,6 +72,7 @@ class ForkServer:
         self._started: dict[int, int] = {}  # request id -> pid
         self._live: set[int] = set()
         self._orphans: set[int] = set()  # started by a server that died
+        self._abandoned: set[int] = set()  # request ids we stopped waiting for
         self._next_id = 0
 
     def start(self) -> None:
@@ -104,8 +105,12 @@ class ForkServer:
     def running(self) -> bool:
         return self._sock is not None
 
-    def spawn(self, entry: str, args: list[Any]) -> int:
-        """Fork a process that runs ``entry`` (``"module:function"``) with ``args``; its pid."""
+    def spawn(self, entry: str, args: list[Any], timeout: float = 60.0) -> int:
+        """Fork a process that runs ``entry`` (``"module:function"``) with ``args``; its pid.
+
+        The first request waits for the server's imports. A request not answered within ``timeout`` is
+        abandoned: should the server fork it later, that process is killed at once, so a caller that
+        started the work some other way never has it running twice."""
         if self._sock is None:
             self.start()
         assert self._sock is not None
@@ -116,13 +121,15 @@ class ForkServer:
         except OSError as exc:
             self._lost()
             raise ForkServerError(f"the fork server is gone ({exc})") from exc
-        deadline = time.monotonic() + 60.0  # the first request waits for the server's imports
+        deadline = time.monotonic() + timeout
         while rid not in self._started:
             if self._sock is None:
                 raise ForkServerError("the fork server died before it started the process")
-            if time.monotonic() > deadline:
-                raise ForkServerError("the fork server did not answer within 60 s")
-            self._drain(1.0)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._abandoned.add(rid)
+                raise ForkServerError(f"the fork server did not answer within {timeout:g} s")
+            self._drain(min(left, 1.0))
         pid = self._started.pop(rid)
         if pid < 0:
             raise ForkServerError("the fork server could not fork")
@@ -179,7 +186,12 @@ class ForkServer:
                 self._lost()
                 return
             msg = json.loads(data)
-            if msg["op"] == "started":
+            if msg["op"] == "started" and int(msg["id"]) in self._abandoned:
+                self._abandoned.discard(int(msg["id"]))
+                if int(msg["pid"]) > 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(msg["pid"]), signal.SIGKILL)
+            elif msg["op"] == "started":
                 self._started[int(msg["id"])] = int(msg["pid"])
             elif msg["op"] == "exited":
                 pid = int(msg["pid"])
