@@ -103,6 +103,47 @@ def test_config_check_names_the_camera(tmp_path: Path) -> None:
 
 
 # -- processes and the bus ----------------------------------------------------------------------------------
+def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the device started, the camera's capture crashed at every restart and the restart budget then
+    stopped every camera. Now `run` refuses at once, naming each camera whose file is not there."""
+    from edgecount.cli import main
+    from edgecount.runtime import watchdog
+
+    starts: list[bool] = []
+
+    def started(*_a: Any, **_k: Any) -> None:
+        starts.append(True)
+        raise RuntimeError("this test stands in for the supervisor")
+
+    monkeypatch.setattr(watchdog.Watchdog, "__init__", started)
+    data = {"runtime": {"dir": str(tmp_path / "run"), "state_dir": str(tmp_path / "state")},
+            "cameras": [{"name": "front", "source": "asset:pets09", "lines": [LINE]},
+                        {"name": "back", "source": str(tmp_path / "gone.avi"), "lines": [LINE]},
+                        {"name": "side", "source": "./also-gone.avi", "lines": [LINE]},
+                        {"name": "street", "source": "rtsp://cam/street", "lines": [LINE]}]}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(to_toml(data))
+    assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "camera 'back'" in err and "gone.avi" in err and "no such file" in err
+    assert "camera 'side'" in err
+    assert "'front'" not in err and "'street'" not in err  # a clip and a network camera are fine
+
+    single = tmp_path / "one.toml"
+    single.write_text(to_toml({"capture": {"source": str(tmp_path / "gone.avi")}, "lines": [LINE]}))
+    assert main(["run", "--config", str(single)]) == 1
+    err = capsys.readouterr().err
+    assert "capture.source" in err and "no such file" in err
+    assert not starts
+    # A file that is there gets as far as the supervisor.
+    ok = tmp_path / "ok.toml"
+    ok.write_text(to_toml({"capture": {"source": "asset:pets09"}, "lines": [LINE],
+                           "inference": {"model": "ssd_mobilenet_v1_coco_quant"}}))
+    main(["run", "--config", str(ok)])
+    assert starts == [True]
+
+
 def test_one_capture_process_per_camera_and_one_of_everything_else() -> None:
     cfg = parse_config(two_cameras())
     assert stages.processes(cfg) == ("capture@front", "capture@back", "inference", "counter", "privacy", "uplink")

@@ -345,6 +345,12 @@ class AssetStore:
                 "description": entry.get("description", "")}
 
 
+def missing_source_file(configured: str, resolved: str) -> bool:
+    """Whether a source written as a path (not a device, not a URL) names a file that is not there."""
+    return (configured.startswith(("/", ".")) and "://" not in resolved and not resolved.startswith("/dev/video")
+            and not os.path.isfile(resolved))
+
+
 def resolve_source(source: str, store: AssetStore) -> str:
     """Turn ``asset:NAME`` into a local file; other sources pass through."""
     if source.startswith("asset:"):

@@ -26,7 +26,7 @@ import attrs
 import cv2
 
 from edgecount.runtime import bus
-from edgecount.runtime.assets import AssetStore, resolve_source
+from edgecount.runtime.assets import AssetStore, missing_source_file, resolve_source
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.ring import RingWriter
 from edgecount.stages import split_process
@@ -94,8 +94,7 @@ class Capture(Service):
         store = AssetStore.for_config(self.cfg)
         self.source = resolve_source(self.cfg.capture.source, store)
         self.is_file = os.path.isfile(self.source)
-        if not self.is_file and self.cfg.capture.source.startswith(("/", ".")) and "://" not in self.source \
-                and not self.source.startswith("/dev/video"):
+        if missing_source_file(self.cfg.capture.source, self.source):
             raise FileNotFoundError(f"capture.source {self.source!r}: no such file")
         self._open()
 
