@@ -108,7 +108,7 @@ def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
     """Before: the device started, the camera's capture crashed at every restart and the restart budget then
     stopped every camera. Now `run` refuses at once, naming each camera whose file is not there."""
     from edgecount.cli import main
-    from edgecount.runtime import watchdog
+    from edgecount.runtime import logs, watchdog
 
     starts: list[bool] = []
 
@@ -117,6 +117,8 @@ def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
         raise RuntimeError("this test stands in for the supervisor")
 
     monkeypatch.setattr(watchdog.Watchdog, "__init__", started)
+    # `run` points the process's logging at its stderr, which here is pytest's capture: keep it off the tests after.
+    monkeypatch.setattr(logs, "configure", lambda *_a, **_k: structlog.get_logger())
     data = {"runtime": {"dir": str(tmp_path / "run"), "state_dir": str(tmp_path / "state")},
             "cameras": [{"name": "front", "source": "asset:pets09", "lines": [LINE]},
                         {"name": "back", "source": str(tmp_path / "gone.avi"), "lines": [LINE]},
