@@ -25,6 +25,7 @@ import structlog
 import zmq
 
 from edgecount.runtime import bus
+from edgecount.runtime.lifetime import process_name
 from edgecount.runtime.memory import descendants
 from edgecount.runtime.store import Store
 from edgecount_core.messages import EndOfStream
@@ -115,6 +116,28 @@ def wait_for_records(cap: MqttCapture, expected_ids: set[str], timeout: float = 
     raise AssertionError(f"{len(missing)} records never reached the broker: {sorted(missing)[:5]}")
 
 
+def stop_replay(proc: subprocess.Popen[str], watcher: HealthWatcher, runtime: Path) -> None:
+    watcher.close()
+    if proc.poll() is None:
+        stop_group(proc)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def assert_quiet_run_counts(proc: subprocess.Popen[str], out: str, err: str, cap: MqttCapture, delivered: set[str],
+                            baseline: dict[str, Any]) -> int:
+    """The disturbed replay ended well, processed every frame, and both its report and the broker hold the
+    undisturbed run's counts. Returns how many deliveries were repeats (same id, same content)."""
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["processed_frames"] == 795 and report["frames"] == 795
+    assert report["lines"] == baseline["report"]["lines"]
+    wait_for_records(cap, delivered)
+    totals, duplicates = unique_totals(cap.records())
+    cap.close()
+    assert totals == baseline["totals"]
+    return duplicates
+
+
 @pytest.fixture(scope="module")
 def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_clip: Path, ssd_model) -> dict[str, Any]:
     """An undisturbed replay: the reference every fault scenario must reproduce."""
@@ -167,31 +190,14 @@ def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dic
         out, err = proc.communicate(timeout=900)
         delivered = device_record_ids(runtime / "state")
     finally:
-        watcher.close()
-        if proc.poll() is None:
-            stop_group(proc)
-        shutil.rmtree(runtime, ignore_errors=True)
-    assert proc.returncode == 0, err[-3000:]
+        stop_replay(proc, watcher, runtime)
     assert len(kills) >= 6 and set(kills) == {"counter", "privacy", "uplink"}, kills
-    report = json.loads(out)
-    assert report["processed_frames"] == 795 and report["frames"] == 795
-    assert report["lines"] == baseline["report"]["lines"]
-    wait_for_records(cap, delivered)
-    totals, duplicates = unique_totals(cap.records())
-    cap.close()
-    assert totals == baseline["totals"]
+    duplicates = assert_quiet_run_counts(proc, out, err, cap, delivered, baseline)
     print(f"\nkills: {kills}; duplicate deliveries (same id, same content): {duplicates}")
 
 
 def _fork_servers(root: int) -> list[int]:
-    found = []
-    for pid in descendants(root):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "ec-forkserver":
-                found.append(pid)
-        except OSError:
-            continue
-    return found
+    return [pid for pid in descendants(root) if process_name(pid) == "ec-forkserver"]
 
 
 def test_a_fork_server_killed_mid_run_loses_and_doubles_nothing(broker: Broker, baseline: dict[str, Any],
@@ -217,18 +223,8 @@ def test_a_fork_server_killed_mid_run_loses_and_doubles_nothing(broker: Broker, 
         out, err = proc.communicate(timeout=900)
         delivered = device_record_ids(runtime / "state")
     finally:
-        watcher.close()
-        if proc.poll() is None:
-            stop_group(proc)
-        shutil.rmtree(runtime, ignore_errors=True)
-    assert proc.returncode == 0, err[-3000:]
-    report = json.loads(out)
-    assert report["processed_frames"] == 795 and report["frames"] == 795
-    assert report["lines"] == baseline["report"]["lines"]
-    wait_for_records(cap, delivered)
-    totals, _ = unique_totals(cap.records())
-    cap.close()
-    assert totals == baseline["totals"]
+        stop_replay(proc, watcher, runtime)
+    assert_quiet_run_counts(proc, out, err, cap, delivered, baseline)
 
 
 def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker, baseline: dict[str, Any],

@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from edgecount.runtime.lifetime import process_name
 from edgecount.runtime.memory import descendants, smaps_mb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,15 +31,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _comm(pid: int) -> str:
-    """The name a forked helper gave itself (``ec-forkserver``), if any."""
-    try:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-    return name.removeprefix("ec-") if name.startswith("ec-") else ""
 
 
 def status(cfg: Path) -> dict[str, Any]:
@@ -71,7 +63,8 @@ def measure(name: str, base: Path, fork_server: bool, model: str = "") -> list[d
         # Anything else the watchdog started (the fork server the services come from) counts too.
         known = set(pids.values())
         for k, extra in enumerate(p for p in descendants(proc.pid) if p not in known):
-            pids[_comm(extra) or f"helper{k + 1}"] = extra
+            name = process_name(extra)
+            pids[name.removeprefix("ec-") if name.startswith("ec-") else f"helper{k + 1}"] = extra
         before = {k: cpu_s(p) for k, p in pids.items()}
         frames_before = next((int(s["stats"].get("processed", 0)) for s in st["services"]
                               if s["service"] == "inference"), 0)

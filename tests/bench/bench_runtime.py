@@ -26,10 +26,12 @@ import cv2
 import numpy as np
 import structlog
 import zmq
+from bench_footprint import cpu_s
 
 from edgecount.detection.detector import TFLiteDetector
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore
+from edgecount.runtime.lifetime import process_name
 from edgecount.runtime.memory import descendants
 from edgecount.runtime.ring import RingReader, RingWriter
 from edgecount.runtime.settings import load_config
@@ -223,15 +225,14 @@ def _own_cpu_s() -> float:
 
 def _cpu_by_process() -> dict[str, float]:
     """CPU seconds so far of every process below this one, by the name it gave itself (``ec-<stage>``)."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for pid in descendants(os.getpid()):
         try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip().removeprefix("ec-")
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = process_name(pid).removeprefix("ec-")
+            spent = cpu_s(pid)
         except OSError:
             continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name] = out.get(name, 0.0) + spent
     return out
 
 

@@ -101,10 +101,6 @@ class ForkServer:
         theirs.close()
         self._sock, self.pid = ours, pid
 
-    @property
-    def running(self) -> bool:
-        return self._sock is not None
-
     def spawn(self, entry: str, args: list[Any], timeout: float = 60.0) -> int:
         """Fork a process that runs ``entry`` (``"module:function"``) with ``args``; its pid.
 

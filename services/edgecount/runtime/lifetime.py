@@ -47,3 +47,11 @@ def name_process(name: str) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)  # PR_SET_NAME
+
+
+def process_name(pid: int) -> str:
+    """The name a process carries in ``ps -o comm`` (``ec-forkserver``, ``ec-counter``); empty if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
