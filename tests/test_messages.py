@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgecount_core.colours import FEATURE_SIZE
 from edgecount_core.messages import (
     CountRecord,
     Crossing,
@@ -98,6 +99,38 @@ def test_corrupted_fields_are_rejected(msg, how: str, data) -> None:
         body["v"] = body["v"] + data.draw(st.integers(1, 5))
     with pytest.raises(MessageError):
         decode(msgpack.packb(body, use_bin_type=True))
+
+
+@given(st.integers(0, 12), st.integers(1, 10**6))
+def test_detections_carry_colours_or_none(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    boxes = rng.uniform(0, 700, (n, 4))
+    colours = rng.uniform(0, 1, (n, FEATURE_SIZE)).astype(np.float32)
+    with_colours = decode(encode(Detections.from_arrays(seq=1, ts=1.0, width=768, height=576, boxes=boxes,
+                                                        scores=np.ones(n), classes=np.zeros(n), features=colours)))
+    without = decode(encode(Detections.from_arrays(seq=1, ts=1.0, width=768, height=576, boxes=boxes,
+                                                   scores=np.ones(n), classes=np.zeros(n))))
+    assert isinstance(with_colours, Detections) and isinstance(without, Detections)
+    assert without.feature_array() is None
+    got = with_colours.feature_array()
+    if n:
+        assert got is not None
+        np.testing.assert_array_equal(got, colours)
+
+
+def test_malformed_colours_are_rejected() -> None:
+    box = np.array([[1.0, 2.0, 30.0, 90.0]])
+    good = Detections.from_arrays(seq=1, ts=0.0, width=64, height=96, boxes=box, scores=[0.9], classes=[0],
+                                  features=np.full((1, FEATURE_SIZE), 0.5))
+    with pytest.raises(MessageError, match="per box"):
+        decode(encode(attrs.evolve(good, features=good.features[:-4])))
+    negative = np.full((1, FEATURE_SIZE), 0.5, dtype="<f4")
+    negative[0, 3] = -0.1
+    with pytest.raises(MessageError, match="must lie in"):
+        decode(encode(attrs.evolve(good, features=negative.tobytes())))
+    nan = np.full((1, FEATURE_SIZE), np.nan, dtype="<f4")
+    with pytest.raises(MessageError, match="must lie in"):
+        decode(encode(attrs.evolve(good, features=nan.tobytes())))
 
 
 def test_unknown_type_and_inconsistent_arrays_are_rejected() -> None:

@@ -9,6 +9,7 @@ import cv2
 import pytest
 
 from edgecount.detection.detector import TFLiteDetector
+from edgecount_core.colours import describe
 from edgecount_core.config import parse_config
 from edgecount_core.geometry import Line
 
@@ -36,7 +37,7 @@ def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
             break
         d, _ = det.detect(bgr)
         ts = 1000.0 + i / fps
-        camera.step(d.boxes, d.scores, ts, i + 1, bgr.shape[1], bgr.shape[0])
+        camera.step(d.boxes, d.scores, ts, i + 1, bgr.shape[1], bgr.shape[0], describe(bgr, d.boxes))
         i += 1
     return camera.engine.totals()
 

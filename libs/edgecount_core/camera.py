@@ -53,9 +53,11 @@ class CameraCounter:
         self.engine = CountingEngine(lines, zones, band=band)
 
     def step(
-        self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float, seq: int, width: int, height: int
+        self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float, seq: int, width: int, height: int,
+        features: npt.ArrayLike | None = None,
     ) -> Step:
-        out = self.tracker.update(boxes, scores, ts)
+        """Track, link and count one frame of detections (``features``: their colours, if measured)."""
+        out = self.tracker.update(boxes, scores, ts, features)
         return self.count(out.rows, out.ended, ts, seq, width, height)
 
     def count(

@@ -181,6 +181,9 @@ class TrackerSection(_Section):
     max_lost_s: float = Field(1.5, gt=0, description="seconds a lost track may be re-found")
     match_iou: float = Field(0.3, gt=0, lt=1, description="least IoU for the first association")
     recovery_distance: float = Field(0.5, ge=0, description="lost-track recovery gate, in track heights")
+    colour_weight: float = Field(2.0, ge=0, le=20, description="how much clothing colour weighs when telling "
+                                 "people apart who pass each other; 0 tracks by motion alone (and the "
+                                 "inference service no longer measures colours)")
 
     @model_validator(mode="after")
     def _order(self) -> TrackerSection:
@@ -472,7 +475,8 @@ class Config(_Section):
             self.geometry_lines() if lines is None else lines, self.geometry_zones(),
             tracker=TrackerConfig(high_score=t.high_score, low_score=t.low_score, new_track_score=t.new_track_score,
                                   min_hits=t.min_hits, confirm_s=t.confirm_s, max_lost_s=t.max_lost_s,
-                                  match_iou=t.match_iou, recovery_distance=t.recovery_distance),
+                                  match_iou=t.match_iou, recovery_distance=t.recovery_distance,
+                                  colour_weight=t.colour_weight),
             link=LinkConfig(max_gap_s=c.link_gap_s, gate=c.link_gate), band=c.band)
 
 

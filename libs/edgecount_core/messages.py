@@ -136,6 +136,10 @@ class Detections:
     ring: int = 0
     """Generation of the capture ring the frame came from: with ``seq``, the frame's identity."""
     camera: str = DEFAULT_CAMERA
+    features: bytes = b""
+    """Each box's clothing colours (:mod:`edgecount_core.colours`), or empty when not measured.
+
+    Pixel statistics, so they stay on the device's bus: only the counter reads them."""
 
     @classmethod
     def from_arrays(
@@ -153,8 +157,11 @@ class Detections:
         degraded: bool = False,
         ring: int = 0,
         camera: str = DEFAULT_CAMERA,
+        features: npt.ArrayLike | None = None,
     ) -> Detections:
         import numpy as np
+
+        from edgecount_core.colours import FEATURE_SIZE
 
         return cls(
             seq=seq,
@@ -169,10 +176,19 @@ class Detections:
             degraded=degraded,
             ring=ring,
             camera=camera,
+            features=b"" if features is None else _pack_boxes(features, FEATURE_SIZE),
         )
 
     def box_array(self) -> FloatArray:
         return _unpack_boxes(self.boxes, 4)
+
+    def feature_array(self) -> FloatArray | None:
+        """``(n, FEATURE_SIZE)`` colours of the boxes, or None when the frame came without them."""
+        from edgecount_core.colours import FEATURE_SIZE
+
+        if not self.features:
+            return None
+        return _unpack_boxes(self.features, FEATURE_SIZE)
 
     def score_array(self) -> FloatArray:
         return _unpack_boxes(self.scores, 1).reshape(-1)
@@ -185,6 +201,16 @@ class Detections:
         n = len(self.boxes) // 16
         if len(self.boxes) % 16 or len(self.scores) != 4 * n or len(self.classes) != 4 * n:
             raise MessageError("detections: boxes, scores and classes disagree in length")
+        if self.features:
+            from edgecount_core.colours import FEATURE_SIZE  # numpy: only readers of colours pay for it
+
+            if len(self.features) != 4 * FEATURE_SIZE * n:
+                raise MessageError(f"detections: features must be {FEATURE_SIZE} float32 values per box or absent")
+            import numpy as np
+
+            values = np.frombuffer(self.features, dtype="<f4")
+            if not bool(np.all((values >= 0) & (values <= 1))):
+                raise MessageError("detections: features are histogram shares and must lie in 0..1")
 
 
 @attrs.frozen

@@ -12,6 +12,12 @@ Per frame:
    too far for any overlap (long occlusions, dropped frames);
 6. remaining confident detections start tentative tracks.
 
+When the detections come with their colours (:mod:`edgecount_core.colours`),
+every association in steps 1, 2 and 5 also weighs how alike the track's and
+the detection's colours are, among the pairs motion already allows: two
+people who pass each other then keep their own ids instead of swapping. A
+track learns its colours only from detections nobody else overlaps.
+
 Time-outs are in seconds, not frames, so a pipeline that drops frames keeps
 its tracks. Only confirmed tracks are reported; tentative ones never count.
 """
@@ -23,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecount_core.assignment import linear_assignment
+from edgecount_core.colours import FEATURE_SIZE, similarity
 
 __all__ = ["Track", "Tracker", "TrackerConfig", "TrackerOutput", "iou_matrix"]
 
@@ -75,6 +82,13 @@ class TrackerConfig:
     velocity_noise: float = 1.0 / 160.0
     measurement_noise: float = 1.0 / 20.0
     reference_dt: float = 0.1
+    colour_weight: float = 2.0
+    """Weight of colour dissimilarity (1 - Bhattacharyya coefficient) added to every association cost.
+
+    Only where the motion gates already allow the pair: colours choose between people, never add one.
+    0 ignores colours."""
+    colour_momentum: float = 0.95
+    """Share of a track's colours kept at each update; the rest comes from the new detection if nobody overlaps it."""
 
 
 _EYE8 = np.eye(8)
@@ -84,7 +98,7 @@ _H = np.eye(4, 8)
 class Track:
     """One tracked person: a constant-velocity Kalman filter on ``[cx, cy, w, h]``."""
 
-    __slots__ = ("born", "cov", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
+    __slots__ = ("born", "cov", "feature", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
 
     def __init__(self, track_id: int, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
         self.track_id = track_id
@@ -99,6 +113,7 @@ class Track:
         self.born = ts
         self.last_box: F64 = box.astype(np.float64)
         self.state = "tentative"
+        self.feature: F64 | None = None
 
     def predict(self, dt: float, cfg: TrackerConfig) -> None:
         if dt <= 0:
@@ -113,7 +128,10 @@ class Track:
         self.mean[2:4] = np.maximum(self.mean[2:4], 1.0)
         self.cov = f @ self.cov @ f.T + q
 
-    def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
+    def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig, feature: F64 | None = None) -> None:
+        if feature is not None:
+            m = cfg.colour_momentum
+            self.feature = feature.copy() if self.feature is None else m * self.feature + (1 - m) * feature
         z = np.array(
             [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]]
         )
@@ -179,6 +197,27 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_ts: float | None = None
+        self._features: F64 | None = None
+        self._clean: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
+
+    def _colour_cost(self, tracks: list[Track], idx: npt.NDArray[np.intp]) -> F64:
+        """Colour dissimilarity of tracks and detections ``idx``, weighted; 0 where either has no colours."""
+        cfg, feats = self.cfg, self._features
+        cost = np.zeros((len(tracks), idx.size))
+        if feats is None or cfg.colour_weight <= 0:
+            return cost
+        known = [i for i, t in enumerate(tracks) if t.feature is not None]
+        if known:
+            sim = similarity(np.stack([tracks[i].feature for i in known]), feats[idx])  # type: ignore[misc]
+            cost[known] = cfg.colour_weight * (1.0 - sim)
+        return cost
+
+    def _feature(self, di: int) -> F64 | None:
+        """A detection's colours if they are its own (not a crop shared with an overlapping person)."""
+        if self._features is None or not self._clean[di]:
+            return None
+        feature: F64 = self._features[di]
+        return feature
 
     def _match_new(self, tentative: list[Track], det: F64, sc: F64, idx: npt.NDArray[np.intp], ts: float,
                    matched_ids: set[int]) -> tuple[list[Track], npt.NDArray[np.intp]]:
@@ -190,14 +229,23 @@ class Tracker:
         cost = np.where((ratio > 0.7) & (ratio < 1.4) & (dc <= gate[:, None]), dc, 1e6)
         pairs, un_t, un_d = _assign(cost, 1e5)
         for ti, di in pairs:
-            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg)
+            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, self._feature(int(idx[di])))
             matched_ids.add(tentative[ti].track_id)
         return [tentative[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
-    def update(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float) -> TrackerOutput:
+    def update(self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float,
+               features: npt.ArrayLike | None = None) -> TrackerOutput:
+        """One frame. ``features`` are the detections' colours (:func:`edgecount_core.colours.describe`)."""
         cfg = self.cfg
         det = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+        self._features = None
+        if features is not None:
+            self._features = np.asarray(features, dtype=np.float64).reshape(len(det), FEATURE_SIZE)
+            overlap = iou_matrix(det, det)
+            np.fill_diagonal(overlap, 0.0)
+            # Colours of a box another person overlaps are partly theirs: the track does not learn them.
+            self._clean = ~(overlap[:, sc >= cfg.low_score] > 0.1).any(axis=1).astype(bool)
         dt = 0.0 if self._last_ts is None else max(0.0, ts - self._last_ts)
         self._last_ts = ts
         for t in self.tracks:
@@ -215,10 +263,11 @@ class Tracker:
             if not tracks or idx.size == 0:
                 return tracks, idx
             pred = np.stack([t.box for t in tracks])
-            cost = 1.0 - iou_matrix(pred, det[idx])
-            pairs, un_t, un_d = _assign(cost, 1.0 - min_iou)
+            iou = iou_matrix(pred, det[idx])
+            cost = np.where(iou >= min_iou, 1.0 - iou, 1e6) + self._colour_cost(tracks, idx)
+            pairs, un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg)
+                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, self._feature(int(idx[di])))
                 matched_ids.add(tracks[ti].track_id)
             return [tracks[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -235,10 +284,11 @@ class Tracker:
         if orphans and rest_high.size:
             cand = det[rest_high]
             dc, ratio = _centre_distance(np.stack([t.last_box for t in orphans]), cand)
-            cost = np.where((ratio > 0.6) & (ratio < 1.6), dc, 1e6)
-            pairs, _un_t, un_d = _assign(cost, cfg.recovery_distance)
+            cost = np.where((ratio > 0.6) & (ratio < 1.6) & (dc <= cfg.recovery_distance), dc, 1e6)
+            cost = cost + self._colour_cost(orphans, rest_high)
+            pairs, _un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg)
+                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, self._feature(int(rest_high[di])))
                 matched_ids.add(orphans[ti].track_id)
             rest_high = rest_high[sorted(un_d)]
 
@@ -262,7 +312,10 @@ class Tracker:
             survivors.append(t)
         for di in rest_high:
             if sc[di] >= cfg.new_track_score:
-                survivors.append(Track(self._next_id, det[di], float(sc[di]), ts, cfg))
+                track = Track(self._next_id, det[di], float(sc[di]), ts, cfg)
+                feature = self._feature(int(di))
+                track.feature = None if feature is None else feature.copy()
+                survivors.append(track)
                 self._next_id += 1
         self.tracks = survivors
 

@@ -32,6 +32,7 @@ from edgecount.runtime.assets import AssetStore
 from edgecount.runtime.settings import load_config
 from edgecount.tools.evaluate import count_error, mot_metrics, track_offline
 from edgecount.tools.sweep import VARIANTS, make_variant, split_lines, summarise, sweep_lines, transform_truth
+from edgecount_core.colours import FEATURE_SIZE, describe
 from edgecount_core.config import Config
 from edgecount_core.groundtruth import parse_mot, true_line_counts
 
@@ -54,23 +55,24 @@ def cache_dir() -> Path:
     return base
 
 
-def detections(cfg: Config, store: AssetStore, video: Path) -> list[tuple[Any, Any]]:
+def detections(cfg: Config, store: AssetStore, video: Path) -> list[tuple[Any, Any, Any]]:
     inf = cfg.inference
     files = resolve_model(inf.model, store)
     key = hashlib.sha256(json.dumps([str(files.model), inf.min_score, inf.tiles, inf.tile_overlap, inf.resize,
-                                     video.name, video.stat().st_size]).encode()).hexdigest()[:16]
+                                     video.name, video.stat().st_size, "colours", FEATURE_SIZE]).encode()
+                         ).hexdigest()[:16]
     path = cache_dir() / f"dets-{key}.npz"
     if path.exists():
         z = np.load(path)
-        return [(z[f"b{i}"], z[f"s{i}"]) for i in range(int(z["n"]))]
+        return [(z[f"b{i}"], z[f"s{i}"], z[f"c{i}"]) for i in range(int(z["n"]))]
     out = detect_clip(configured_detector(inf, files, "cpu"), video)
-    arrays = {f"b{i}": b for i, (b, _) in enumerate(out)} | {f"s{i}": s for i, (_, s) in enumerate(out)}
+    arrays = {f"{kind}{i}": a for i, frame in enumerate(out) for kind, a in zip("bsc", frame, strict=True)}
     np.savez(path, n=len(out), **arrays)
     return out
 
 
-def detect_clip(det: Any, video: Path) -> list[tuple[Any, Any]]:
-    """Every frame's detections (boxes, scores) of a video."""
+def detect_clip(det: Any, video: Path) -> list[tuple[Any, Any, Any]]:
+    """Every frame's detections (boxes, scores, colours) of a video, as the inference service sends them."""
     cap = cv2.VideoCapture(str(video))
     out = []
     while True:
@@ -78,12 +80,12 @@ def detect_clip(det: Any, video: Path) -> list[tuple[Any, Any]]:
         if not ok:
             break
         d, _ = det.detect(frame)
-        out.append((d.boxes.astype(np.float64), d.scores.astype(np.float64)))
+        out.append((d.boxes.astype(np.float64), d.scores.astype(np.float64), describe(frame, d.boxes)))
     cap.release()
     return out
 
 
-def run_peer(make: Any, dets: list[tuple[Any, Any]], lines: list[Any], w: int, h: int) -> tuple[
+def run_peer(make: Any, dets: list[tuple[Any, Any, Any]], lines: list[Any], w: int, h: int) -> tuple[
         dict[int, Any], dict[str, Any], float]:
     """A peer tracker with supervision's LineZone on our lines: its tracks, counts and ms per frame."""
     import supervision as sv
@@ -93,7 +95,7 @@ def run_peer(make: Any, dets: list[tuple[Any, Any]], lines: list[Any], w: int, h
                          triggering_anchors=[sv.Position.BOTTOM_CENTER]) for ln in lines]
     hyp: dict[int, Any] = {}
     spent = 0.0
-    for i, (boxes, scores) in enumerate(dets):
+    for i, (boxes, scores, _colours) in enumerate(dets):
         d = sv.Detections(xyxy=boxes.astype(np.float32).reshape(-1, 4), confidence=scores.astype(np.float32),
                           class_id=np.zeros(len(scores), dtype=int))
         t0 = time.perf_counter()

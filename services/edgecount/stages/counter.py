@@ -43,7 +43,7 @@ from edgecount_core.messages import (
     encode,
 )
 
-STATE_VERSION = 3
+STATE_VERSION = 4  # 4: tracks keep their colours
 
 
 def state_key(camera: str) -> str:
@@ -141,7 +141,8 @@ class Counter(Service):
             self.gaps += 1
             return
         t0 = time.perf_counter()
-        out = cs.counter.step(msg.box_array(), msg.score_array(), msg.ts, msg.seq, msg.width, msg.height)
+        out = cs.counter.step(msg.box_array(), msg.score_array(), msg.ts, msg.seq, msg.width, msg.height,
+                              msg.feature_array())
         cs.position.advance(msg.seq)
         cs.last_ts = msg.ts
         cs.processed += 1

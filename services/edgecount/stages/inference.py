@@ -7,6 +7,10 @@ frame waits (older ones are counted as skipped); in replay mode every frame
 does, in order. Cameras with a frame waiting take turns, one frame each, so
 no camera can starve another however fast it announces.
 
+Each detection also gets its clothing colours (:mod:`edgecount_core.colours`),
+read from the same ring slot while it is still valid, so the tracker can tell
+apart people who pass each other; they travel only to the counter.
+
 With an Edge TPU configured but absent (or failing), the service switches to
 the CPU fallback model, reports ``degraded`` in its heartbeats and retries the
 TPU with exponential backoff.
@@ -29,6 +33,7 @@ from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.ring import RingError, RingReader
 from edgecount.stages.base import Service
+from edgecount_core.colours import describe
 from edgecount_core.config import Config
 from edgecount_core.frames import FramePosition, TakeTurns
 from edgecount_core.messages import Detections, EndOfStream, FrameReady, Message, StatValue
@@ -60,6 +65,9 @@ class Inference(Service):
         self.ring_errors = 0
         self.unknown_camera = 0
         self.latencies: list[float] = []
+        # Only the tracker reads colours: with colour_weight 0 nobody would, so they are not measured.
+        self.measure_colours = config.tracker.colour_weight > 0
+        self.torn_colours = 0
 
     def setup(self) -> None:
         inf = self.cfg.inference
@@ -162,10 +170,18 @@ class Inference(Service):
         try:
             # The frame is read, then the ring asked whether it was overwritten meanwhile (a torn input).
             detector = self._detector_for(f.camera)
-            det = detector.detect_checked(view, lambda: feed.reader.still_valid(f.slot, f.seq))
-            del view
+            def intact() -> bool:
+                return feed.reader.still_valid(f.slot, f.seq)
+
+            det = detector.detect_checked(view, intact)
             if det is None:
                 return
+            colours = describe(view, det.boxes) if self.measure_colours else None
+            del view
+            if colours is not None and not intact():
+                # Overwritten while its colours were read: the boxes stand, the tracker goes by motion alone.
+                colours = None
+                self.torn_colours += 1
         except RuntimeError as exc:
             if self.detector.backend == "edgetpu":
                 self._fall_back(f"Edge TPU failed at run time: {exc}")
@@ -180,7 +196,7 @@ class Inference(Service):
         self.pub.send(bus.DETECTIONS, Detections.from_arrays(
             seq=f.seq, ts=f.ts, width=f.width, height=f.height, boxes=det.boxes, scores=det.scores,
             classes=det.classes, latency_ms=ms, backend=self.detector.backend,
-            degraded=bool(self.degraded_reason), ring=f.ring, camera=f.camera))
+            degraded=bool(self.degraded_reason), ring=f.ring, camera=f.camera, features=colours))
 
     def stats(self) -> dict[str, StatValue]:
         lat = np.asarray(self.latencies[-100:]) if self.latencies else np.zeros(1)
@@ -193,6 +209,7 @@ class Inference(Service):
         return {"processed": sum(fd.processed for fd in feeds), "skipped": sum(self.turns.skipped.values()),
                 **per_camera, "unknown_camera": self.unknown_camera,
                 "overwritten": sum(fd.reader.overwritten for fd in feeds), "ring_errors": self.ring_errors,
+                "torn_colours": self.torn_colours,
                 "latency_ms_p50": round(float(np.median(lat)), 2),
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
                 "backend": self.detector.backend if self.detector else "none",

@@ -90,10 +90,12 @@ def count_error(true: Mapping[str, Mapping[str, int]], counted: Mapping[str, Map
 
 
 def track_offline(
-    detections: Sequence[tuple[F64, F64]], fps: float, width: int, height: int, camera: CameraCounter,
+    detections: Sequence[tuple[F64, F64, F64 | None]], fps: float, width: int, height: int, camera: CameraCounter,
     counted: dict[int, CountedFrame] | None = None,
 ) -> tuple[dict[int, F64], dict[str, dict[str, int]], float]:
     """Run a camera's tracker and counter over cached detections; returns hyp, counts, ms per frame.
+
+    Each frame is ``(boxes, scores, colours)``, colours None when they were not measured.
 
     ``counted``, when given, receives every frame's tracks and crossings (for :func:`classify_count_errors`).
     """
@@ -101,10 +103,10 @@ def track_offline(
 
     hyp: dict[int, F64] = {}
     spent = 0.0
-    for i, (boxes, scores) in enumerate(detections):
+    for i, (boxes, scores, colours) in enumerate(detections):
         ts = i / fps
         t0 = time.perf_counter()
-        out = camera.step(boxes, scores, ts, i + 1, width, height)
+        out = camera.step(boxes, scores, ts, i + 1, width, height, colours)
         spent += time.perf_counter() - t0
         hyp[i + 1] = out.rows[:, :5]
         if counted is not None:
