@@ -51,6 +51,8 @@ def test_boxes_outside_or_empty_give_no_colours_and_never_veto() -> None:
     assert feats[1].sum() > 0  # clamped to the frame edge: colours of what is there
     assert similarity(feats[:1], describe(frame, [[0.0, 0.0, 50.0, 100.0]]))[0, 0] == 1.0
     assert describe(frame, np.zeros((0, 4))).shape == (0, FEATURE_SIZE)
+    grey = describe(frame[:, :, 0], [[0.0, 0.0, 50.0, 100.0]])  # a monochrome camera: brightness only
+    assert grey.shape == (1, FEATURE_SIZE) and np.isclose(grey[0].sum(), 2.0)
 
 
 @settings(max_examples=200)

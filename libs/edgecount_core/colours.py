@@ -39,40 +39,41 @@ _OPPONENT_EDGES = np.array([-10.0, 10.0], dtype=np.float32)
 
 
 def describe(frame: npt.NDArray[np.uint8], boxes: npt.ArrayLike) -> F32:
-    """Colour features ``(n, FEATURE_SIZE)`` of boxes ``[x1, y1, x2, y2]`` in a BGR or RGB frame.
+    """Colour features ``(n, FEATURE_SIZE)`` of boxes ``[x1, y1, x2, y2]`` in a BGR frame (OpenCV's order).
 
-    Each half is normalised to sum 1; a box outside the frame gives zeros.
+    Each half sums to 1. Samples beyond the frame are taken from its edge; a box less than a pixel wide
+    or high gives zeros (no colours, which never veto a match).
     """
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    out = np.zeros((b.shape[0], FEATURE_SIZE), dtype=np.float32)
-    if b.shape[0] == 0:
-        return out
-    h, w = frame.shape[:2]
+    n = b.shape[0]
+    if n == 0:
+        return np.zeros((0, FEATURE_SIZE), dtype=np.float32)
+    img = frame if frame.ndim == 3 else frame[:, :, None].repeat(3, axis=2)
+    h, w = img.shape[:2]
     steps = (np.arange(_GRID) + 0.5) / _GRID
-    for i, (x1, y1, x2, y2) in enumerate(b):
-        bw, bh = x2 - x1, y2 - y1
-        if bw < 1 or bh < 1:
-            continue
-        xs = np.clip((x1 + bw * (_INSET_X + (1 - 2 * _INSET_X) * steps)).astype(np.intp), 0, w - 1)
-        for r, (top, bottom) in enumerate(_REGIONS):
-            ys = np.clip((y1 + bh * (top + (bottom - top) * steps)).astype(np.intp), 0, h - 1)
-            px = frame[ys[:, None], xs[None, :]].reshape(-1, frame.shape[2] if frame.ndim == 3 else 1)
-            out[i, r * _BINS:(r + 1) * _BINS] = _histogram(px)
-    return out
+    bw, bh = b[:, 2:3] - b[:, 0:1], b[:, 3:4] - b[:, 1:2]
+    xs = np.clip((b[:, 0:1] + bw * (_INSET_X + (1 - 2 * _INSET_X) * steps)).astype(np.intp), 0, w - 1)
+    bins = []
+    for top, bottom in _REGIONS:
+        ys = np.clip((b[:, 1:2] + bh * (top + (bottom - top) * steps)).astype(np.intp), 0, h - 1)
+        bins.append(_bin(img[ys[:, :, None], xs[:, None, :]].reshape(n, -1, 3)))
+    # One bincount for every box and region: each (box, region) gets its own run of _BINS counters.
+    idx = np.stack(bins, axis=1) + (np.arange(2 * n) * _BINS).reshape(n, 2, 1)
+    counts = np.bincount(idx.ravel(), minlength=2 * n * _BINS).astype(np.float32).reshape(n, 2, _BINS)
+    out = counts / np.float32(_GRID * _GRID)
+    out[((bw < 1) | (bh < 1)).ravel()] = 0.0
+    return out.reshape(n, FEATURE_SIZE)
 
 
-def _histogram(px: npt.NDArray[np.uint8]) -> F32:
+def _bin(px: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
+    """Histogram bin of every pixel ``(..., 3)`` BGR."""
     p = px.astype(np.float32)
-    if p.shape[1] < 3:
-        p = np.repeat(p[:, :1], 3, axis=1)
-    luma = np.minimum((p.sum(axis=1) / (3 * 256.0) * _LUMA_BINS).astype(np.intp), _LUMA_BINS - 1)
+    luma = np.minimum((p.sum(axis=-1) / (3 * 256.0) * _LUMA_BINS).astype(np.intp), _LUMA_BINS - 1)
     # Opponent colours: red-green and yellow-blue, each "clearly one way", "neutral", "clearly the other".
-    o1 = np.digitize(p[:, 2] - p[:, 1], _OPPONENT_EDGES)
-    o2 = np.digitize(p[:, 2] + p[:, 1] - 2 * p[:, 0], _OPPONENT_EDGES * 2)
-    idx = (luma * _OPPONENT_BINS + o1) * _OPPONENT_BINS + o2
-    hist = np.bincount(idx, minlength=_BINS).astype(np.float32)
-    s = float(hist.sum())
-    return hist / s if s > 0 else hist
+    o1 = np.digitize(p[..., 2] - p[..., 1], _OPPONENT_EDGES)
+    o2 = np.digitize(p[..., 2] + p[..., 1] - 2 * p[..., 0], _OPPONENT_EDGES * 2)
+    out: npt.NDArray[np.intp] = (luma * _OPPONENT_BINS + o1) * _OPPONENT_BINS + o2
+    return out
 
 
 def similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
