@@ -13,7 +13,7 @@ Per frame:
 6. remaining confident detections start tentative tracks.
 
 When the detections come with their colours (:mod:`edgecount_core.colours`),
-every association in steps 1, 2 and 5 also weighs how alike the track's and
+every association in steps 2, 3 and 5 also weighs how alike the track's and
 the detection's colours are, among the pairs motion already allows: two
 people who pass each other then keep their own ids instead of swapping. A
 track learns its colours only from detections nobody else overlaps.
