@@ -100,7 +100,8 @@ class Track:
 
     __slots__ = ("born", "cov", "feature", "hits", "last_box", "last_seen", "mean", "score", "state", "track_id")
 
-    def __init__(self, track_id: int, box: F64, score: float, ts: float, cfg: TrackerConfig) -> None:
+    def __init__(self, track_id: int, box: F64, score: float, ts: float, cfg: TrackerConfig,
+                 feature: F64 | None = None) -> None:
         self.track_id = track_id
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         w, h = box[2] - box[0], box[3] - box[1]
@@ -113,7 +114,7 @@ class Track:
         self.born = ts
         self.last_box: F64 = box.astype(np.float64)
         self.state = "tentative"
-        self.feature: F64 | None = None
+        self.feature: F64 | None = None if feature is None else feature.copy()
 
     def predict(self, dt: float, cfg: TrackerConfig) -> None:
         if dt <= 0:
@@ -197,30 +198,29 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_ts: float | None = None
-        self._features: F64 | None = None
-        self._clean: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
 
-    def _colour_cost(self, tracks: list[Track], idx: npt.NDArray[np.intp]) -> F64:
+    def _colour_cost(self, tracks: list[Track], colours: F64 | None, idx: npt.NDArray[np.intp]) -> F64:
         """Colour dissimilarity of tracks and detections ``idx``, weighted; 0 where either has no colours."""
-        cfg, feats = self.cfg, self._features
         cost = np.zeros((len(tracks), idx.size))
-        if feats is None or cfg.colour_weight <= 0:
+        if colours is None or self.cfg.colour_weight <= 0:
             return cost
         known = [i for i, t in enumerate(tracks) if t.feature is not None]
         if known:
-            sim = similarity(np.stack([tracks[i].feature for i in known]), feats[idx])  # type: ignore[misc]
-            cost[known] = cfg.colour_weight * (1.0 - sim)
+            sim = similarity(np.stack([tracks[i].feature for i in known]), colours[idx])  # type: ignore[misc]
+            cost[known] = self.cfg.colour_weight * (1.0 - sim)
         return cost
 
-    def _feature(self, di: int) -> F64 | None:
-        """A detection's colours if they are its own (not a crop shared with an overlapping person)."""
-        if self._features is None or not self._clean[di]:
-            return None
-        feature: F64 = self._features[di]
-        return feature
+    def _learnable(self, det: F64, sc: F64, colours: F64 | None) -> list[F64 | None]:
+        """Each detection's colours if they are its own, None where another person's box overlaps it."""
+        if colours is None:
+            return [None] * len(det)
+        overlap = iou_matrix(det, det)
+        np.fill_diagonal(overlap, 0.0)
+        shared = np.asarray((overlap[:, sc >= self.cfg.low_score] > 0.1).any(axis=1), dtype=bool)
+        return [None if shared[i] else colours[i] for i in range(len(det))]
 
     def _match_new(self, tentative: list[Track], det: F64, sc: F64, idx: npt.NDArray[np.intp], ts: float,
-                   matched_ids: set[int]) -> tuple[list[Track], npt.NDArray[np.intp]]:
+                   matched_ids: set[int], learn: list[F64 | None]) -> tuple[list[Track], npt.NDArray[np.intp]]:
         cfg = self.cfg
         if not tentative or idx.size == 0:
             return tentative, idx
@@ -229,7 +229,7 @@ class Tracker:
         cost = np.where((ratio > 0.7) & (ratio < 1.4) & (dc <= gate[:, None]), dc, 1e6)
         pairs, un_t, un_d = _assign(cost, 1e5)
         for ti, di in pairs:
-            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, self._feature(int(idx[di])))
+            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]])
             matched_ids.add(tentative[ti].track_id)
         return [tentative[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -239,13 +239,9 @@ class Tracker:
         cfg = self.cfg
         det = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         sc = np.asarray(scores, dtype=np.float64).reshape(-1)
-        self._features = None
-        if features is not None:
-            self._features = np.asarray(features, dtype=np.float64).reshape(len(det), FEATURE_SIZE)
-            overlap = iou_matrix(det, det)
-            np.fill_diagonal(overlap, 0.0)
-            # Colours of a box another person overlaps are partly theirs: the track does not learn them.
-            self._clean = ~(overlap[:, sc >= cfg.low_score] > 0.1).any(axis=1).astype(bool)
+        colours = None if features is None else np.asarray(features, dtype=np.float64).reshape(len(det), FEATURE_SIZE)
+        # Colours of a box another person overlaps are partly theirs: a track does not learn them.
+        learn = self._learnable(det, sc, colours)
         dt = 0.0 if self._last_ts is None else max(0.0, ts - self._last_ts)
         self._last_ts = ts
         for t in self.tracks:
@@ -264,10 +260,10 @@ class Tracker:
                 return tracks, idx
             pred = np.stack([t.box for t in tracks])
             iou = iou_matrix(pred, det[idx])
-            cost = np.where(iou >= min_iou, 1.0 - iou, 1e6) + self._colour_cost(tracks, idx)
+            cost = np.where(iou >= min_iou, 1.0 - iou, 1e6) + self._colour_cost(tracks, colours, idx)
             pairs, un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, self._feature(int(idx[di])))
+                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]])
                 matched_ids.add(tracks[ti].track_id)
             return [tracks[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -278,17 +274,17 @@ class Tracker:
         still_lost = [t for t in rest_pool if t.state == "lost"]
         rest_visible, _ = match(visible, low, cfg.low_match_iou)
         # 3. tentative tracks against what is left of the confident detections, by distance
-        rest_tentative, rest_high = self._match_new(tentative, det, sc, rest_high, ts, matched_ids)
+        rest_tentative, rest_high = self._match_new(tentative, det, sc, rest_high, ts, matched_ids, learn)
         # 4. recover lost (or just-missed) tracks whose prediction drifted off the person
         orphans = still_lost + rest_visible
         if orphans and rest_high.size:
             cand = det[rest_high]
             dc, ratio = _centre_distance(np.stack([t.last_box for t in orphans]), cand)
             cost = np.where((ratio > 0.6) & (ratio < 1.6) & (dc <= cfg.recovery_distance), dc, 1e6)
-            cost = cost + self._colour_cost(orphans, rest_high)
+            cost = cost + self._colour_cost(orphans, colours, rest_high)
             pairs, _un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, self._feature(int(rest_high[di])))
+                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, learn[rest_high[di]])
                 matched_ids.add(orphans[ti].track_id)
             rest_high = rest_high[sorted(un_d)]
 
@@ -312,10 +308,7 @@ class Tracker:
             survivors.append(t)
         for di in rest_high:
             if sc[di] >= cfg.new_track_score:
-                track = Track(self._next_id, det[di], float(sc[di]), ts, cfg)
-                feature = self._feature(int(di))
-                track.feature = None if feature is None else feature.copy()
-                survivors.append(track)
+                survivors.append(Track(self._next_id, det[di], float(sc[di]), ts, cfg, learn[di]))
                 self._next_id += 1
         self.tracks = survivors
 
