@@ -111,6 +111,12 @@ def pets09_gt(store: AssetStore) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tud_clip(store: AssetStore) -> Path:
+    """TUD-Stadtmitte: street level, pairs and groups hiding each other (the second scene)."""
+    return _fetch(store, "clips", "tud_stadtmitte")
+
+
+@pytest.fixture(scope="session")
 def ssd_model(store: AssetStore):
     _fetch(store, "models", "ssd_mobilenet_v1_coco_quant")
     return store.fetch_model("ssd_mobilenet_v1_coco_quant")

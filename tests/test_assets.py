@@ -105,3 +105,14 @@ def test_unpinned_model_is_never_downloaded(tmp_path: Path, monkeypatch) -> None
     store = AssetStore(None, tmp_path / "cache", allow_download=True)
     with pytest.raises(AssetError, match="pins no sha256"):
         store.fetch_model("ssd_mobilenet_v1_coco_quant_edgetpu")
+
+
+def test_a_built_model_accepts_only_the_checked_builds_the_manifest_lists() -> None:
+    from edgecount.runtime.assets import accepted_sha256
+
+    built = {"build": "quantize", "sha256": "aa", "sha256_builds": ["bb"]}
+    assert accepted_sha256(built, "aa") == {"aa", "bb"}
+    # The alternatives are for the built file only (not its labels), and never for a downloaded file.
+    assert accepted_sha256(built, "cc") == {"cc"}
+    assert accepted_sha256({"sha256": "aa", "sha256_builds": ["bb"]}, "aa") == {"aa"}
+    assert accepted_sha256({}, None) == frozenset()

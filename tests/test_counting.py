@@ -208,3 +208,31 @@ def test_dropping_frames_keeps_the_count(waypoints, t0: float, t1: float, height
     assume(all(abs(px.signed_distance(p)) > 0.08 * height + 1.0 for p in wp))
     pts = _trajectory(wp, speed, height, pause=step)
     assert _count(line, pts, height, W, H, step=step) == _count(line, pts, height, W, H)
+
+
+@settings(max_examples=200)
+@given(segments, st.floats(0.2, 0.8), st.floats(0.5, 5.0), st.booleans(), st.floats(20, 40))
+def test_a_track_first_seen_inside_the_band_counts_when_it_leaves_on_the_other_side(
+        seg, t: float, start: float, lean_left: bool, depth: float) -> None:
+    # A close person is confirmed a few frames after they appear, often already near the line.
+    line = _line(*seg)
+    assume(line.reachable_depth() > depth + 1)
+    counter = LineCounter(line, band=0.1)  # 10 px for a 100 px person
+    lean = -1 if lean_left else 1
+    pts = [_offset_point(line, t, lean * start), _offset_point(line, t, -lean * depth)]
+    assert _walk(counter, pts) == ["in" if lean_left else "out"]
+
+
+@given(segments, st.floats(0.2, 0.8), st.lists(st.floats(-9.0, 9.0), min_size=2, max_size=40), st.floats(20, 40))
+def test_a_track_born_inside_the_band_is_not_counted_for_lingering_or_for_leaving_on_its_own_side(
+        seg, t: float, jitter: list[float], depth: float) -> None:
+    line = _line(*seg)
+    assume(line.reachable_depth() > depth + 1)
+    assume(abs(jitter[0]) >= 0.5)  # clearly on one side of the line, not lost to rounding
+    lean = 1 if jitter[0] > 0 else -1
+    counter = LineCounter(line, band=0.1)
+    # Standing on the line (inside the 10 px band) never counts, whichever way the box jitters.
+    assert _walk(counter, [_offset_point(line, t, d) for d in jitter]) == []
+    fresh = LineCounter(line, band=0.1)
+    # Walking off on the side it first leaned to is not a crossing either.
+    assert _walk(fresh, [_offset_point(line, t, jitter[0]), _offset_point(line, t, lean * depth)]) == []

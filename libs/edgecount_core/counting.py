@@ -19,12 +19,15 @@ import attrs
 
 from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon, bottom_centre
 
-__all__ = ["DEFAULT_BAND", "CountEvent", "CountingEngine", "LineCounter", "TrackPoint", "ZoneChange", "ZoneCounter",
-           "foot_points"]
+__all__ = ["DEFAULT_BAND", "DEFAULT_EXTENT_MARGIN", "CountEvent", "CountingEngine", "LineCounter", "TrackPoint",
+           "ZoneChange", "ZoneCounter", "foot_points"]
 
 
 DEFAULT_BAND = 0.1
 """Half-width of the hysteresis band, in units of the person's box height."""
+
+DEFAULT_EXTENT_MARGIN = 0.05
+"""How far beyond a segment's ends a crossing still counts, as a share of the segment's length."""
 
 
 @attrs.frozen
@@ -72,13 +75,15 @@ class ZoneChange:
 @attrs.define
 class _SideState:
     side: int  # -1, +1, or 0 while unknown (first seen inside the band)
-    anchor: Point  # last point seen clearly on ``side``
+    anchor: Point  # last point seen clearly on ``side`` (the first point while ``side`` is 0)
+    leaning: int = 0  # while ``side`` is 0: the side of the line the first point was on, however close
 
 
 class LineCounter:
     """Counts crossings of one line by many tracks."""
 
-    def __init__(self, line: PixelLine, band: float = DEFAULT_BAND, extent_margin: float = 0.05) -> None:
+    def __init__(self, line: PixelLine, band: float = DEFAULT_BAND,
+                 extent_margin: float = DEFAULT_EXTENT_MARGIN) -> None:
         self.line = line
         # A band wider than the frame lets a person reach on one side could never be left.
         self.max_band_px = max(0.0, 0.45 * line.reachable_depth())
@@ -88,29 +93,30 @@ class LineCounter:
         self.n_out = 0
         self._state: dict[int, _SideState] = {}
 
-    def _side(self, p: Point, height: float) -> int:
+    def _side(self, p: Point, height: float) -> tuple[int, int]:
+        """The side ``p`` is clearly on (0 inside the band), and the side it leans to (0 exactly on the line)."""
         band = min(self.band * max(height, 0.0), self.max_band_px)
-        d = self.line.signed_distance(p)
-        if d > band:
-            return 1
-        if d < -band:
-            return -1
-        return 0
+        d = float(self.line.signed_distance(p))
+        leaning = int(d > 0) - int(d < 0)
+        return (leaning if abs(d) > band else 0), leaning
 
     def update(self, track_id: int, p: Point, ts: float, seq: int, height: float) -> CountEvent | None:
         """Feed one foot point of ``track_id`` whose box is ``height`` pixels tall."""
-        side = self._side(p, height)
+        side, leaning = self._side(p, height)
         state = self._state.get(track_id)
         if state is None:
-            self._state[track_id] = _SideState(side=side, anchor=p)
+            self._state[track_id] = _SideState(side=side, anchor=p, leaning=leaning if side == 0 else 0)
             return None
         if side == 0:
             return None
-        if state.side == 0 or side == state.side:
-            state.side, state.anchor = side, p
+        # A track first seen inside the band (a big, close person is confirmed a few frames after they
+        # appear, often already near the line) counts when it leaves the band on the side it did not lean to.
+        previous = state.side or state.leaning
+        if previous == 0 or side == previous:
+            state.side, state.anchor, state.leaning = side, p, 0
             return None
         t = self.line.crossing_parameter(state.anchor, p)
-        previous = state.side
+        state.leaning = 0
         state.side, state.anchor = side, p
         if t is None or not (-self.extent_margin <= t <= 1.0 + self.extent_margin):
             return None

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecount_core.counting import CountEvent, CountingEngine, foot_points
+from edgecount_core.counting import (
+    DEFAULT_EXTENT_MARGIN,
+    CountEvent,
+    CountingEngine,
+    LineCounter,
+    TrackPoint,
+    foot_points,
+)
 from edgecount_core.geometry import Line
 
-__all__ = ["GroundTruth", "parse_mot", "true_line_counts", "true_line_events"]
+__all__ = ["END_TOLERANCE", "GroundTruth", "parse_mot", "true_count_ranges", "true_line_counts", "true_line_events"]
+
+END_TOLERANCE = 0.02
+"""How close (normalised) to a segment's end a crossing is ambiguous: the annotated foot point is uncertain
+by about that much, so such a crossing may be counted or not."""
 
 
 @attrs.frozen
@@ -66,16 +77,45 @@ def true_line_events(
     """:func:`true_line_counts` and each true crossing (``seq`` is the frame, ``track_id`` the person)."""
     events: list[CountEvent] = []
     engine = CountingEngine(lines, band=band)
+    for f, pts, ended in _walk(gt, frames):
+        crossings, _ = engine.update(width, height, pts, ts=f / fps, seq=f, ended=ended)
+        events += crossings
+    return engine.totals(), events
+
+
+def _walk(gt: GroundTruth, frames: Iterable[int] | None) -> Iterator[tuple[int, list[TrackPoint], list[int]]]:
+    """Every frame's annotated foot points, and the identities whose last annotated frame was the one before."""
     seen_last: dict[int, int] = {}
     frame_ids = sorted(set(gt.rows[:, 0].astype(int))) if frames is None else list(frames)
     all_ids = set(gt.rows[:, 1].astype(int))
     for f in frame_ids:
-        b = gt.boxes_at(f, evaluated_only=False)
-        pts = foot_points(b)
+        pts = foot_points(gt.boxes_at(f, evaluated_only=False))
         for p in pts:
             seen_last[p.track_id] = f
-        # An identity leaves for good after its last annotated frame.
-        ended = [i for i in all_ids if seen_last.get(i) == f - 1 and i not in {p.track_id for p in pts}]
-        crossings, _ = engine.update(width, height, pts, ts=f / fps, seq=f, ended=ended)
-        events += crossings
-    return engine.totals(), events
+        present = {p.track_id for p in pts}
+        yield f, pts, [i for i in all_ids if seen_last.get(i) == f - 1 and i not in present]
+
+
+def true_count_ranges(
+    gt: GroundTruth, lines: Sequence[Line], width: int, height: int, band: float = 0.02,
+    tolerance: float = END_TOLERANCE, frames: Iterable[int] | None = None,
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per line and direction, the fewest and most crossings a correct counter may report.
+
+    A crossing whose point lies within ``tolerance`` (normalised) of a segment's end, or of where the
+    counter stops counting beyond it (its 5 % margin), is ambiguous: the low end of the range leaves all
+    of them out, the high end counts all of them.
+    """
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for ln in lines:
+        pixels = ln.to_pixels(width, height)
+        share = tolerance / max(float(np.hypot(ln.b[0] - ln.a[0], ln.b[1] - ln.a[1])), 1e-9)
+        narrow = LineCounter(pixels, band, extent_margin=-share)
+        wide = LineCounter(pixels, band, extent_margin=DEFAULT_EXTENT_MARGIN + share)
+        for f, pts, ended in _walk(gt, frames):
+            for counter in (narrow, wide):
+                counter.forget(ended)
+                for p in pts:
+                    counter.update(p.track_id, p.point, 0.0, f, p.height)
+        out[ln.name] = {"in": (narrow.n_in, wide.n_in), "out": (narrow.n_out, wide.n_out)}
+    return out

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from edgecount_core.assignment import linear_assignment
 from edgecount_core.colours import FEATURE_SIZE, similarity
+from edgecount_core.occlusion import feet_hidden
 
 __all__ = ["Track", "Tracker", "TrackerConfig", "TrackerOutput", "iou_matrix"]
 
@@ -89,6 +90,8 @@ class TrackerConfig:
     0 ignores colours."""
     colour_momentum: float = 0.95
     """Share of a track's colours kept at each update; the rest comes from the new detection if nobody overlaps it."""
+    complete_hidden_feet: bool = True
+    """A detection whose bottom edge a nearer person covers keeps the track's height (its feet are behind them)."""
 
 
 _EYE8 = np.eye(8)
@@ -129,7 +132,14 @@ class Track:
         self.mean[2:4] = np.maximum(self.mean[2:4], 1.0)
         self.cov = f @ self.cov @ f.T + q
 
-    def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig, feature: F64 | None = None) -> None:
+    def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig, feature: F64 | None = None,
+               feet_hidden: bool = False) -> None:
+        """Take a detection; ``feet_hidden`` when a nearer person covers its bottom edge (the box ends at them)."""
+        if feet_hidden:
+            # Only the top of the box is the person's: keep the height the track knows, so the foot point
+            # does not jump up to wherever the person in front begins.
+            box = box.copy()
+            box[3] = max(box[3], box[1] + self.mean[3])
         if feature is not None:
             m = cfg.colour_momentum
             self.feature = feature.copy() if self.feature is None else m * self.feature + (1 - m) * feature
@@ -220,7 +230,8 @@ class Tracker:
         return [None if shared[i] else colours[i] for i in range(len(det))]
 
     def _match_new(self, tentative: list[Track], det: F64, sc: F64, idx: npt.NDArray[np.intp], ts: float,
-                   matched_ids: set[int], learn: list[F64 | None]) -> tuple[list[Track], npt.NDArray[np.intp]]:
+                   matched_ids: set[int], learn: list[F64 | None],
+                   feet: npt.NDArray[np.bool_]) -> tuple[list[Track], npt.NDArray[np.intp]]:
         cfg = self.cfg
         if not tentative or idx.size == 0:
             return tentative, idx
@@ -229,7 +240,7 @@ class Tracker:
         cost = np.where((ratio > 0.7) & (ratio < 1.4) & (dc <= gate[:, None]), dc, 1e6)
         pairs, un_t, un_d = _assign(cost, 1e5)
         for ti, di in pairs:
-            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]])
+            tentative[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]], bool(feet[idx[di]]))
             matched_ids.add(tentative[ti].track_id)
         return [tentative[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -247,6 +258,11 @@ class Tracker:
         for t in self.tracks:
             t.predict(dt, cfg)
 
+        # A box whose bottom edge a nearer person covers ends at them, not at the feet.
+        candidates = sc >= cfg.low_score
+        feet = np.zeros(len(det), dtype=bool)
+        if cfg.complete_hidden_feet:
+            feet[candidates] = feet_hidden(det[candidates])
         high = np.flatnonzero(sc >= cfg.high_score)
         low = np.flatnonzero((sc >= cfg.low_score) & (sc < cfg.high_score))
         pool = [t for t in self.tracks if t.state in ("confirmed", "lost")]
@@ -263,7 +279,7 @@ class Tracker:
             cost = np.where(iou >= min_iou, 1.0 - iou, 1e6) + self._colour_cost(tracks, colours, idx)
             pairs, un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]])
+                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]], bool(feet[idx[di]]))
                 matched_ids.add(tracks[ti].track_id)
             return [tracks[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -274,7 +290,7 @@ class Tracker:
         still_lost = [t for t in rest_pool if t.state == "lost"]
         rest_visible, _ = match(visible, low, cfg.low_match_iou)
         # 3. tentative tracks against what is left of the confident detections, by distance
-        rest_tentative, rest_high = self._match_new(tentative, det, sc, rest_high, ts, matched_ids, learn)
+        rest_tentative, rest_high = self._match_new(tentative, det, sc, rest_high, ts, matched_ids, learn, feet)
         # 4. recover lost (or just-missed) tracks whose prediction drifted off the person
         orphans = still_lost + rest_visible
         if orphans and rest_high.size:
@@ -284,7 +300,8 @@ class Tracker:
             cost = cost + self._colour_cost(orphans, colours, rest_high)
             pairs, _un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, learn[rest_high[di]])
+                orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, learn[rest_high[di]],
+                                   bool(feet[rest_high[di]]))
                 matched_ids.add(orphans[ti].track_id)
             rest_high = rest_high[sorted(un_d)]
 

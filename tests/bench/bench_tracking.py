@@ -50,8 +50,8 @@ def main() -> int:
         dets = detections(store, model, clip)
         ours_hyp, ours_counts, ours_ms = track_offline(dets, 10.0, 768, 576, cfg.camera_counter())
         results = {"edgecount": (ours_hyp, ours_counts, ours_ms)}
-        results["ByteTrack"] = run_peer(lambda: ByteTrackTracker(frame_rate=10.0), dets, lines, 768, 576)
-        results["OC-SORT"] = run_peer(lambda: OCSORTTracker(frame_rate=10.0), dets, lines, 768, 576)
+        results["ByteTrack"] = run_peer(lambda: ByteTrackTracker(frame_rate=10.0), dets, lines, 768, 576)[:3]
+        results["OC-SORT"] = run_peer(lambda: OCSORTTracker(frame_rate=10.0), dets, lines, 768, 576)[:3]
         for name, (hyp, counts, ms) in results.items():
             m = mot_metrics(gt, hyp, len(dets))
             ce = count_error(truth, counts)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -19,11 +19,15 @@ from edgecount.cli.common import (
     config_path,
     err,
     out,
+    with_progress,
 )
 from edgecount.runtime import logs
 from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config, runtime_dir, state_dir
 from edgecount_core.config import ConfigError
+
+if TYPE_CHECKING:
+    from edgecount.tools.doctor import Check
 
 
 def _status_reply(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -189,6 +193,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except (NotRunning, ConfigError):
         appliance = None
     checks = run_checks(config_path(args), appliance)
+    if args.view and not any(c.name == "config" and c.status == "fail" for c in checks):
+        checks += _view_checks(args)
     failed = any(c.status == "fail" for c in checks)
     if args.json:
         print(json.dumps({"ok": not failed, "checks": [
@@ -202,6 +208,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         t.add_row(c.name, mark[c.status], c.detail, c.fix)
     out.print(t)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _view_checks(args: argparse.Namespace) -> list[Check]:
+    """``doctor --view``: one check per counting line, from a stretch of detections (README, "Where to hang
+    the camera"). A view too flat for groups fails: the device will undercount there."""
+    from edgecount.tools.doctor import Check
+    from edgecount.tools.viewsurvey import survey_view
+
+    check = Check
+    cfg = load_config(config_path(args))
+    status = {"ok": "pass", "warn": "warn", "unknown": "warn", "small": "warn", "tall": "warn", "flat": "fail"}
+    found = []
+    for camera in cfg.camera_names():
+        prefix = "" if not cfg.cameras else f"{camera} "
+
+        def watch(progress: Any, cam: str = camera) -> Any:
+            return survey_view(cfg, cam, args.seconds, runtime_dir(cfg), progress)
+
+        try:
+            views, frames, where = with_progress(f"watching {prefix or 'the camera '}for {args.seconds:g} s",
+                                                 args.json, watch)
+        except (RuntimeError, OSError, AssetError) as exc:
+            found.append(check(f"{prefix}view", "fail", f"no detections to survey: {exc}",
+                               "start the appliance (edgecount run) or fix the camera first"))
+            continue
+        if not views:
+            found.append(check(f"{prefix}view", "warn", "no counting lines to judge", "add [[lines]]"))
+        for v in views:
+            detail = (f"{v.sightings} sightings over {frames} frames from {where}: {v.overlap_share:.0%} "
+                      f"overlapping, people {v.median_height:.0%} of the frame tall")
+            found.append(check(f"{prefix}view at {v.line}", status[v.verdict], detail,
+                               "" if v.verdict == "ok" else v.advice))
+    return found
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
@@ -299,6 +338,10 @@ def register(sub: Any) -> None:
     dr = sub.add_parser("doctor", help="check camera, models, Edge TPU, shared memory, broker, clock, disk")
     dr.add_argument("--config", "-c")
     dr.add_argument("--json", action="store_true")
+    dr.add_argument("--view", action="store_true",
+                    help="also watch the live detections and judge the view at every counting line (people "
+                    "overlapping, their size)")
+    dr.add_argument("--seconds", type=float, default=60.0, help="with --view: how long to watch (default 60)")
     dr.set_defaults(func=cmd_doctor)
 
     rs = sub.add_parser("restart", help="restart one service of the running appliance")

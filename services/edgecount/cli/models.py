@@ -82,7 +82,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     summary["name"] = args.name
     summary["manifest_sha256"] = entry.get("sha256", "")
-    summary["matches_manifest"] = summary["sha256"] == entry.get("sha256")
+    summary["matches_manifest"] = summary["sha256"] in AssetStore.accepted(entry)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -1,4 +1,4 @@
-"""Running the pipeline over recorded video or bus recordings: replay, eval, record, replay-service."""
+"""Running the pipeline over recorded video or bus recordings: replay, record, replay-service."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from edgecount.runtime.settings import load_config, runtime_dir
 from edgecount_core.config import ConfigError
 
 
-def _replay_with_progress(cfg: Any, args: argparse.Namespace, label: str, **kwargs: Any) -> Any:
+def replay_with_progress(cfg: Any, args: argparse.Namespace, label: str, **kwargs: Any) -> Any:
     """Run the pipeline over ``args.source``, with a progress bar on a terminal (not with --json)."""
     from edgecount.tools.replay import replay
 
@@ -92,7 +92,7 @@ def _replay_cameras(args: argparse.Namespace) -> int:
     return rc
 
 
-def _lines_and_config(args: argparse.Namespace) -> tuple[list[Any], Any] | int:
+def lines_and_config(args: argparse.Namespace) -> tuple[list[Any], Any] | int:
     """The --line options and the configuration, or the exit status of a usage error."""
     try:
         lines = line_args(args)
@@ -108,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if len(args.source) > 1 or "=" in args.source[0].split("/")[0]:
         return _replay_cameras(args)
-    got = _lines_and_config(args)
+    got = lines_and_config(args)
     if isinstance(got, int):
         return got
     lines, cfg = got
@@ -117,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logger = logs.configure("replay", level="warning" if not args.verbose else "info")
     try:
-        res = _replay_with_progress(cfg, args, "replay", realtime=args.realtime, lines=lines or None, logger=logger,
+        res = replay_with_progress(cfg, args, "replay", realtime=args.realtime, lines=lines or None, logger=logger,
                                     runtime_dir=args.runtime_dir)
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
@@ -148,124 +148,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if any(res.restarts.values()):
         err.print(f"[yellow]services restarted during the replay:[/] {res.restarts}")
     return rc
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from edgecount.detection.runtime import DetectorError
-    from edgecount.tools.evaluate import count_error, mot_metrics
-    from edgecount.tools.replay import ReplayError
-    from edgecount_core.geometry import Line
-    from edgecount_core.groundtruth import parse_mot, true_line_counts
-
-    try:
-        import trackeval  # noqa: F401  (evaluation only: not installed on the device)
-    except ImportError:
-        err.print("[red]edgecount eval needs the evaluation extra:[/] pip install 'edgecount[eval]' "
-                  "(trackeval and SciPy; never needed for counting)")
-        return EXIT_FAILED
-    got = _lines_and_config(args)
-    if isinstance(got, int):
-        return got
-    lines, cfg = got
-    try:
-        gt = parse_mot(Path(args.gt).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        err.print(f"[red]cannot read ground truth {args.gt}:[/] {exc}")
-        return EXIT_USAGE
-    if args.sweep:
-        if lines:
-            err.print("[red]--sweep generates its own lines:[/] drop --line")
-            return EXIT_USAGE
-        return _eval_sweep(cfg, args, gt)
-    logger = logs.configure("eval", level="warning")
-    try:
-        res = _replay_with_progress(cfg, args, "eval", lines=lines or None, logger=logger, collect_tracks=True)
-    except (ReplayError, AssetError, DetectorError) as exc:
-        err.print(f"[red]eval failed:[/] {exc}")
-        return EXIT_FAILED
-    glines = [Line(ln.name, ln.a, ln.b) for ln in (lines or cfg.lines)]
-    frames = min(res.processed_frames, gt.frames()) if res.processed_frames else gt.frames()
-    metrics = mot_metrics(gt, res.tracks, frames)
-    truth = true_line_counts(gt, glines, res.width, res.height, fps=res.source_fps)
-    counts = count_error(truth, res.lines)
-    report = {"source": args.source, "frames": res.frames, "processed_frames": res.processed_frames,
-              "fps": round(res.fps, 2), "model": cfg.inference.model, "metrics": metrics, "counts": counts}
-    if args.png:
-        from edgecount.tools.evaluate import plot_counts
-
-        plot_counts(counts, Path(args.png))
-    if args.json:
-        print(json.dumps(report))
-        return EXIT_OK
-    m = Table(title=f"tracking on {res.processed_frames} frames ({cfg.inference.model}, {res.fps:.1f} fps)")
-    for col in ("MOTA", "IDF1", "HOTA", "IDSW", "recall", "precision"):
-        m.add_column(col, justify="right")
-    m.add_row(*(f"{metrics[k]:.3f}" if isinstance(metrics[k], float) else str(metrics[k])
-                for k in ("MOTA", "IDF1", "HOTA", "IDSW", "recall", "precision")))
-    out.print(m)
-    t = Table(title=f"line counts: total absolute error {counts['abs_error']} of {counts['true_total']} "
-                    f"({counts['relative_error']:.1%})")
-    for col in ("line", "true in", "in", "true out", "out", "error"):
-        t.add_column(col, justify="right" if col != "line" else "left")
-    for name, c in counts["lines"].items():
-        t.add_row(name, str(c["true_in"]), str(c["in"]), str(c["true_out"]), str(c["out"]), str(c["abs_error"]))
-    out.print(t)
-    return EXIT_OK
-
-
-def _eval_sweep(cfg: Any, args: argparse.Namespace, gt: Any) -> int:
-    """``eval --sweep``: the generated lines over the clip and its perturbed copies, tune half vs held-out half."""
-    import tempfile
-
-    from edgecount.detection.runtime import DetectorError
-    from edgecount.runtime.assets import AssetStore, resolve_source
-    from edgecount.tools.replay import ReplayError
-    from edgecount.tools.sweep import VARIANTS, evaluate_variant, split_lines, sweep_lines
-
-    names = args.variants.split(",") if args.variants else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        err.print(f"[red]unknown variants {unknown}[/]; choose from {', '.join(VARIANTS)}")
-        return EXIT_USAGE
-    lines = sweep_lines()
-    tune, held = split_lines(lines)
-    logger = logs.configure("eval", level="warning")
-    report: dict[str, Any] = {"source": args.source, "model": cfg.inference.model,
-                              "lines": {"tune": [ln.name for ln in tune], "held_out": [ln.name for ln in held]},
-                              "variants": {}}
-    try:
-        clip = Path(resolve_source(args.source, AssetStore.for_config(cfg)))
-        with tempfile.TemporaryDirectory(prefix="ec-sweep-") as tmp:
-            for n in names:
-                def run(video: str, label: str = n) -> Any:
-                    fake = argparse.Namespace(source=video, json=args.json)
-                    return _replay_with_progress(cfg, fake, f"eval {label}", lines=_sections(lines), logger=logger,
-                                                 collect_tracks=True)
-                report["variants"][n] = evaluate_variant(clip, gt, VARIANTS[n], lines, cfg, Path(tmp), run)
-    except (ReplayError, AssetError, DetectorError, RuntimeError) as exc:
-        err.print(f"[red]eval failed:[/] {exc}")
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps(report))
-        return EXIT_OK
-    t = Table(title=f"{len(lines)} generated lines: tuned on {len(tune)}, reported on the {len(held)} held out "
-                    f"({cfg.inference.model})")
-    for col in ("variant", "held-out error", "worst line", "tune error", "without linking", "IDF1", "fps"):
-        t.add_column(col, justify="left" if col == "variant" else "right")
-    for n, r in report["variants"].items():
-        h = r["held_out"]
-        t.add_row(n, f"{h['relative_error']:.1%} ({h['abs_error']}/{h['true_total']})",
-                  f"{h['worst_line']}: {h['worst_abs_error']} of {h['worst_true']}",
-                  f"{r['tune']['relative_error']:.1%}", f"{r['held_out_without_linking']['relative_error']:.1%}",
-                  f"{r['metrics']['IDF1']:.3f}", f"{r['fps']:.1f}")
-    out.print(t)
-    return EXIT_OK
-
-
-def _sections(lines: list[Any]) -> list[Any]:
-    from edgecount_core.config import LineSection
-
-    return [LineSection(name=ln.name, a=ln.a, b=ln.b) for ln in lines]
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -333,19 +215,6 @@ def register(sub: Any) -> None:
     rp.add_argument("--verbose", "-v", action="store_true")
     rp.add_argument("--runtime-dir", type=Path, help="use (and keep) this directory for sockets, state and logs")
     rp.set_defaults(func=cmd_replay)
-
-    ev = sub.add_parser("eval", help="run the pipeline on a video with MOTChallenge ground truth and score it")
-    ev.add_argument("source", help="video file, or asset:NAME")
-    ev.add_argument("gt", help="MOTChallenge gt.txt (frame 1 = the video's first frame)")
-    ev.add_argument("--config", "-c")
-    ev.add_argument("--line", action="append", metavar="NAME:AX,AY,BX,BY")
-    ev.add_argument("--json", action="store_true")
-    ev.add_argument("--png", metavar="FILE", help="also write a chart of true vs counted per line")
-    ev.add_argument("--sweep", action="store_true",
-                    help="32 generated lines (tune half / held-out half) over the clip and perturbed copies of it")
-    ev.add_argument("--variants", metavar="A,B", help="with --sweep: only these copies (default: all; "
-                    "original, half_res, double_res, mirrored, every_2nd, every_3rd, dark, jpeg)")
-    ev.set_defaults(func=cmd_eval)
 
     rec = sub.add_parser("record", help="record what flows on the bus of the running appliance")
     rec.add_argument("--out", required=True)

@@ -43,7 +43,7 @@ from edgecount_core.messages import (
     encode,
 )
 
-STATE_VERSION = 4  # 4: tracks keep their colours
+STATE_VERSION = 5  # 4: tracks keep their colours; 5: line sides remember which way a new track leaned
 
 
 def state_key(camera: str) -> str:
