@@ -95,3 +95,14 @@ def test_the_tolerant_error_forgives_only_counts_inside_the_ambiguous_range() ->
         got = count_error(truth, {"v": counted}, ranges)
         assert (got["abs_error"], got["tolerant_error"]) == (strict, tolerant), counted
     assert count_error(truth, {"v": {"in": 1, "out": 5}})["tolerant_error"] == 5  # no ranges: strict
+
+
+@pytest.mark.parametrize(("line", "why"), [("nan,1,10,10,20,40,1", "NaN or infinite"),
+                                          ("1,1,inf,10,20,40,1", "NaN or infinite"),
+                                          ("0,1,10,10,20,40,1", "not a frame number"),
+                                          ("2.5,1,10,10,20,40,1", "not a frame number")])
+def test_a_ground_truth_with_impossible_frames_or_boxes_is_refused_naming_the_line(line: str, why: str) -> None:
+    from edgecount_core.groundtruth import parse_mot
+
+    with pytest.raises(ValueError, match=f"line 2: .*{why}"):
+        parse_mot("1,1,10,10,20,40,1\n" + line + "\n")

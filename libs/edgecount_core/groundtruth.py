@@ -51,9 +51,14 @@ def parse_mot(text: str) -> GroundTruth:
         if len(parts) < 7:
             raise ValueError(f"ground truth line {n}: expected at least 7 comma-separated fields")
         try:
-            rows.append([float(p) for p in parts[:7]])
+            row = [float(p) for p in parts[:7]]
         except ValueError:
             raise ValueError(f"ground truth line {n}: non-numeric field") from None
+        if not all(np.isfinite(row)):
+            raise ValueError(f"ground truth line {n}: a field is NaN or infinite")
+        if row[0] < 1 or row[0] != int(row[0]):
+            raise ValueError(f"ground truth line {n}: frame {parts[0].strip()} is not a frame number (1, 2, ...)")
+        rows.append(row)
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 7)
     return GroundTruth(arr[np.lexsort((arr[:, 1], arr[:, 0]))])
 

@@ -18,6 +18,11 @@ the detection's colours are, among the pairs motion already allows: two
 people who pass each other then keep their own ids instead of swapping. A
 track learns its colours only from detections nobody else overlaps.
 
+A detection whose bottom edge a nearer person's box covers ends at that
+person, not at the feet (:func:`edgecount_core.occlusion.feet_hidden`): the
+track keeps the height it knows instead, so a walker passing behind another
+does not seem to jump up the image and across the lines there.
+
 Time-outs are in seconds, not frames, so a pipeline that drops frames keeps
 its tracks. Only confirmed tracks are reported; tentative ones never count.
 """
