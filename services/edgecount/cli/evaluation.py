@@ -151,7 +151,7 @@ def _eval_sweep(cfg: Any, args: argparse.Namespace, scenes: list[Any]) -> int:
         print(json.dumps(report))
         return EXIT_OK
     for name, sc in report["scenes"].items():
-        kind = "the settings were tuned on its tuning lines" if sc["tuned"] else "never seen by the tuning"
+        kind = "the settings were chosen looking at it" if sc["tuned"] else "never seen by the tuning"
         t = Table(title=f"{name} ({kind}): {len(lines)} generated lines, reported on the {len(held)} held out "
                         f"({cfg.inference.model})", caption=TOLERANCE_NOTE)
         for col in ("variant", "held-out error", "tolerant", "worst line", "tune error", "without linking", "IDF1",
