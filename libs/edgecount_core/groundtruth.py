@@ -111,16 +111,17 @@ def true_count_ranges(
     counter stops counting beyond it (its 5 % margin), is ambiguous: the low end of the range leaves all
     of them out, the high end counts all of them.
     """
-    out: dict[str, dict[str, tuple[int, int]]] = {}
+    bounds: dict[str, tuple[LineCounter, LineCounter]] = {}
     for ln in lines:
         pixels = ln.to_pixels(width, height)
         share = tolerance / max(float(np.hypot(ln.b[0] - ln.a[0], ln.b[1] - ln.a[1])), 1e-9)
-        narrow = LineCounter(pixels, band, extent_margin=-share)
-        wide = LineCounter(pixels, band, extent_margin=DEFAULT_EXTENT_MARGIN + share)
-        for f, pts, ended in _walk(gt, frames):
-            for counter in (narrow, wide):
+        bounds[ln.name] = (LineCounter(pixels, band, extent_margin=-share),
+                           LineCounter(pixels, band, extent_margin=DEFAULT_EXTENT_MARGIN + share))
+    for f, pts, ended in _walk(gt, frames):
+        for pair in bounds.values():
+            for counter in pair:
                 counter.forget(ended)
                 for p in pts:
                     counter.update(p.track_id, p.point, 0.0, f, p.height)
-        out[ln.name] = {"in": (narrow.n_in, wide.n_in), "out": (narrow.n_out, wide.n_out)}
-    return out
+    return {name: {"in": (narrow.n_in, wide.n_in), "out": (narrow.n_out, wide.n_out)}
+            for name, (narrow, wide) in bounds.items()}

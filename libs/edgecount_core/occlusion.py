@@ -15,9 +15,20 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["feet_hidden", "hidden_fraction"]
+__all__ = ["cover_by_nearer", "feet_hidden", "hidden_fraction"]
 
 F64 = npt.NDArray[np.float64]
+
+
+def cover_by_nearer(boxes: npt.ArrayLike) -> F64:
+    """``cover[i, j]``: the share of box ``i``'s area that box ``j`` covers where ``j`` is nearer, else 0."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    nearer = b[None, :, 3] > b[:, None, 3]
+    cover: F64 = np.clip(np.nan_to_num(np.where(nearer, w * h / area[:, None], 0.0), nan=0.0), 0.0, 1.0)
+    return cover
 
 
 def hidden_fraction(boxes: npt.ArrayLike) -> F64:
@@ -26,17 +37,8 @@ def hidden_fraction(boxes: npt.ArrayLike) -> F64:
     The largest single cover, not the union: two people beside each other in front of a third rarely hide
     the same part of them, and the maximum never over-states what one walker in front hides.
     """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    n = b.shape[0]
-    if n < 2:
-        return np.zeros(n)
-    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
-    cover = w * h / area[:, None]
-    nearer = b[None, :, 3] > b[:, None, 3]
-    cover = np.where(nearer, cover, 0.0)
-    out: F64 = np.clip(np.nan_to_num(cover.max(axis=1), nan=0.0), 0.0, 1.0)
+    cover = cover_by_nearer(boxes)
+    out: F64 = cover.max(axis=1) if cover.size else np.zeros(cover.shape[0])
     return out
 
 

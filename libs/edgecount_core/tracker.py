@@ -138,9 +138,9 @@ class Track:
         self.cov = f @ self.cov @ f.T + q
 
     def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig, feature: F64 | None = None,
-               feet_hidden: bool = False) -> None:
-        """Take a detection; ``feet_hidden`` when a nearer person covers its bottom edge (the box ends at them)."""
-        if feet_hidden:
+               feet_covered: bool = False) -> None:
+        """Take a detection; ``feet_covered`` when a nearer person covers its bottom edge (the box ends at them)."""
+        if feet_covered:
             # Only the top of the box is the person's: keep the height the track knows, so the foot point
             # does not jump up to wherever the person in front begins.
             box = box.copy()

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecount_core.geometry import Line
-from edgecount_core.occlusion import hidden_fraction
+from edgecount_core.occlusion import cover_by_nearer
 
 __all__ = [
     "FLAT_SHARE",
@@ -91,9 +91,9 @@ class ViewSurvey:
         self.frames += 1
         if not len(b) or width <= 0 or height <= 0:
             return
-        hidden = hidden_fraction(b)
-        hides = _hides_someone(b)
-        involved = (hidden >= OVERLAP) | hides
+        # Hidden by a nearer person (a row of the cover matrix), or hiding a farther one (a column).
+        overlaps = cover_by_nearer(b) >= OVERLAP
+        involved = overlaps.any(axis=1) | overlaps.any(axis=0)
         h = np.maximum(b[:, 3] - b[:, 1], 1.0)
         feet = np.column_stack([(b[:, 0] + b[:, 2]) / 2, b[:, 3]])
         for ln in self.lines:
@@ -131,22 +131,6 @@ class ViewSurvey:
         else:
             verdict, advice = "ok", f"people overlap in {share:.0%} of sightings; {med:.0%} of the frame tall"
         return LineView(name, t.sightings, round(share, 3), round(med, 3), verdict, advice)
-
-
-def _hides_someone(b: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    """Whether each box hides at least :data:`OVERLAP` of some farther box."""
-    n = len(b)
-    out = np.zeros(n, dtype=bool)
-    if n < 2:
-        return out
-    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
-    # share[i, j]: how much of j box i covers, where i is nearer (reaches lower) than j.
-    share = w * h / area[None, :]
-    nearer = b[:, None, 3] > b[None, :, 3]
-    out[:] = ((share >= OVERLAP) & nearer).any(axis=1)
-    return out
 
 
 def _segment_distance(p: npt.NDArray[np.float64], a: tuple[float, float], b: tuple[float, float]) -> npt.NDArray[

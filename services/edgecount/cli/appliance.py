@@ -216,7 +216,6 @@ def _view_checks(args: argparse.Namespace) -> list[Check]:
     from edgecount.tools.doctor import Check
     from edgecount.tools.viewsurvey import survey_view
 
-    check = Check
     cfg = load_config(config_path(args))
     status = {"ok": "pass", "warn": "warn", "unknown": "warn", "small": "warn", "tall": "warn", "flat": "fail"}
     found = []
@@ -230,15 +229,15 @@ def _view_checks(args: argparse.Namespace) -> list[Check]:
             views, frames, where = with_progress(f"watching {prefix or 'the camera '}for {args.seconds:g} s",
                                                  args.json, watch)
         except (RuntimeError, OSError, AssetError) as exc:
-            found.append(check(f"{prefix}view", "fail", f"no detections to survey: {exc}",
+            found.append(Check(f"{prefix}view", "fail", f"no detections to survey: {exc}",
                                "start the appliance (edgecount run) or fix the camera first"))
             continue
         if not views:
-            found.append(check(f"{prefix}view", "warn", "no counting lines to judge", "add [[lines]]"))
+            found.append(Check(f"{prefix}view", "warn", "no counting lines to judge", "add [[lines]]"))
         for v in views:
             detail = (f"{v.sightings} sightings over {frames} frames from {where}: {v.overlap_share:.0%} "
                       f"overlapping, people {v.median_height:.0%} of the frame tall")
-            found.append(check(f"{prefix}view at {v.line}", status[v.verdict], detail,
+            found.append(Check(f"{prefix}view at {v.line}", status[v.verdict], detail,
                                "" if v.verdict == "ok" else v.advice))
     return found
 

@@ -21,6 +21,7 @@ TOLERANCE_NOTE = ("tolerant: a crossing within 0.02 (normalised) of a segment's 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from edgecount.tools.scenes import SceneError, SceneSpec, load_scenes, parse_scene
+    from edgecount.tools.sweep import VARIANTS
 
     try:
         import trackeval  # noqa: F401  (evaluation only: not installed on the device)
@@ -42,6 +43,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sweep and lines:
         err.print("[red]--sweep generates its own lines:[/] drop --line")
         return EXIT_USAGE
+    unknown = [n for n in _variant_names(args) if n not in VARIANTS]
+    if unknown:
+        # Before the scenes are read: checking a scene decodes its whole video.
+        err.print(f"[red]unknown variants {unknown}[/]; choose from {', '.join(VARIANTS)}")
+        return EXIT_USAGE
     specs: list[SceneSpec] = []
     try:
         if args.source is not None:
@@ -60,6 +66,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sweep:
         return _eval_sweep(cfg, args, scenes)
     return _eval_clip(cfg, args, lines, scenes[0])
+
+
+def _variant_names(args: argparse.Namespace) -> list[str]:
+    from edgecount.tools.sweep import VARIANTS
+
+    return args.variants.split(",") if args.variants else list(VARIANTS)
 
 
 def _scene_name(source: str) -> str:
@@ -121,11 +133,7 @@ def _eval_sweep(cfg: Any, args: argparse.Namespace, scenes: list[Any]) -> int:
     from edgecount.tools.replay import ReplayError
     from edgecount.tools.sweep import VARIANTS, evaluate_variant, split_lines, sweep_lines
 
-    names = args.variants.split(",") if args.variants else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        err.print(f"[red]unknown variants {unknown}[/]; choose from {', '.join(VARIANTS)}")
-        return EXIT_USAGE
+    names = _variant_names(args)
     lines = sweep_lines()
     tune, held = split_lines(lines)
     logger = logs.configure("eval", level="warning")

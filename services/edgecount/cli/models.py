@@ -17,7 +17,7 @@ from edgecount.cli.common import (
     out,
     with_progress,
 )
-from edgecount.runtime.assets import AssetError, AssetStore
+from edgecount.runtime.assets import AssetError, AssetStore, accepted_sha256
 from edgecount.runtime.settings import load_config
 
 
@@ -82,7 +82,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     summary["name"] = args.name
     summary["manifest_sha256"] = entry.get("sha256", "")
-    summary["matches_manifest"] = summary["sha256"] in AssetStore.accepted(entry)
+    summary["matches_manifest"] = summary["sha256"] in accepted_sha256(entry, entry.get("sha256"))
     if args.json:
         print(json.dumps(summary))
     else:

@@ -125,10 +125,6 @@ class AssetStore:
         return cls(cfg.assets.mirror or None, cfg.assets.cache or None, cfg.assets.allow_download)
 
     # -- lookup -------------------------------------------------------------------------
-    @staticmethod
-    def accepted(entry: dict[str, Any]) -> frozenset[str]:
-        """Every sha256 the main file of ``entry`` may have (:func:`accepted_sha256`)."""
-        return accepted_sha256(entry, entry.get("sha256"))
 
     def entry(self, kind: str, name: str) -> dict[str, Any]:
         section = self.manifest.get(kind, {})
