@@ -237,6 +237,10 @@ class PrivacySection(_Section):
         description="what may leave the device",
     )
     bucket_s: float = Field(60.0, ge=1.0, le=86400.0, description="aggregation bucket length in seconds")
+    max_zero_fill_s: float = Field(
+        600.0, ge=0.0, le=86400.0,
+        description="a stretch without frames up to this long still gets zero rows (nobody passed); a longer one "
+        "(camera down, clock stepped forward) gets none, since the device did not watch, and is reported as a gap")
     snapshot_interval_s: float = Field(600.0, ge=1.0, description="policy 'snapshots': one redacted still per interval")
     event_resolution_s: float = Field(
         10.0, ge=1.0, le=3600.0, description="policy 'events': crossing times are rounded down to this")

@@ -31,6 +31,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "edgecount_outbox_backlog_records": ("gauge", "records some sink has not confirmed yet"),
     "edgecount_outbox_oldest_undelivered_age_seconds": ("gauge", "age of the oldest record not yet confirmed"),
     "edgecount_outbox_dropped_records_total": ("counter", "records merged or dropped to bound the outbox"),
+    "edgecount_late_events_total": ("counter", "crossings privacy could not count: their bucket had been sent"),
+    "edgecount_clock_steps_back_total": ("counter", "backward steps of the wall clock seen in the frame times"),
+    "edgecount_bucket_clock_ahead_seconds": ("gauge", "how far bucket times run ahead of the clock after a step back"),
+    "edgecount_stream_gaps_total": ("counter", "stretches without frames too long to fill with zero rows"),
+    "edgecount_stream_gap_seconds_total": ("counter", "stream time in those gaps (no rows: the device did not watch)"),
     "edgecount_records_delivered_total": ("counter", "records a sink confirmed (file fsynced, MQTT PUBACK, 2xx)"),
 }
 
@@ -44,6 +49,11 @@ _SERVICE_STATS = {  # (service, stat) -> metric
     ("uplink", "backlog"): "edgecount_outbox_backlog_records",
     ("uplink", "oldest_undelivered_s"): "edgecount_outbox_oldest_undelivered_age_seconds",
     ("uplink", "dropped_records"): "edgecount_outbox_dropped_records_total",
+    ("privacy", "late_events"): "edgecount_late_events_total",
+    ("privacy", "clock_steps_back"): "edgecount_clock_steps_back_total",
+    ("privacy", "clock_ahead_s"): "edgecount_bucket_clock_ahead_seconds",
+    ("privacy", "stream_gaps"): "edgecount_stream_gaps_total",
+    ("privacy", "stream_gap_s"): "edgecount_stream_gap_seconds_total",
 }
 
 

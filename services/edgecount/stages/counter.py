@@ -44,6 +44,7 @@ from edgecount_core.messages import (
 )
 
 STATE_VERSION = 5  # 4: tracks keep their colours; 5: line sides remember which way a new track leaned
+WATERMARK_EVERY_S = 1.0  # stream time between watermarks: how soon privacy may close a bucket
 
 
 def state_key(camera: str) -> str:
@@ -168,10 +169,11 @@ class Counter(Service):
                                          rows=out.rows.astype("<f4").tobytes(), ended=out.ended, camera=cs.name))
         for t, m in outgoing:
             self.pub.send(t, m)
-        if msg.ts >= cs.next_watermark:
+        # Also after the clock stepped back: waiting for it to pass the old mark would hold every bucket open.
+        if msg.ts >= cs.next_watermark or msg.ts < cs.next_watermark - WATERMARK_EVERY_S:
             self.pub.send(bus.WATERMARK, Watermark(ts=msg.ts, seq=msg.seq, event_seq=self.store.last_seq,
                                                    camera=cs.name))
-            cs.next_watermark = msg.ts + 1.0
+            cs.next_watermark = msg.ts + WATERMARK_EVERY_S
 
     def tick(self) -> int:
         now = time.monotonic()

@@ -15,6 +15,7 @@ import io
 import math
 import pickle
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ class Privacy(Service):
     def _aggregator(self, camera: str, bucket_s: float) -> BucketAggregator:
         view = self.cfg.for_camera(camera)
         return BucketAggregator(device=self._source(camera), lines=[ln.name for ln in view.lines],
-                                zones=[z.name for z in view.zones], bucket_s=bucket_s, camera=camera)
+                                zones=[z.name for z in view.zones], bucket_s=bucket_s, camera=camera,
+                                max_zero_fill_s=self.cfg.privacy.max_zero_fill_s)
 
     def _source(self, camera: str) -> str:
         return source_id(self.cfg.device.site, self.cfg.device.id, camera)
@@ -193,7 +195,7 @@ class Privacy(Service):
                 self.late += 1
             if self.cfg.privacy.policy in ("events", "snapshots"):
                 res = self.cfg.privacy.event_resolution_s
-                coarse = math.floor(msg.ts / res) * res
+                coarse = math.floor(agg.now / res) * res  # stream time: never behind a closed bucket
                 events.append(CountRecord(
                     record_id=record_id(agg.device, "event", msg.line, msg.event_seq), kind="event",
                     name=msg.line, bucket_start=coarse, bucket_s=res,
@@ -217,11 +219,25 @@ class Privacy(Service):
             if agg is None:
                 return
             if self.follower.caught_up(msg.event_seq):
+                steps = agg.clock.steps_back
                 closed = agg.advance(msg.ts)
+                self._report_time_faults(agg, steps)
                 if closed:
                     self._publish(self._commit(closed, changed=[agg]))
             else:
                 self.follower.on_tail(msg.event_seq)
+
+    def _report_time_faults(self, agg: BucketAggregator, steps_before: int) -> None:
+        """Say once, in the log, that a camera's clock stepped back or its stream went silent."""
+        if agg.clock.steps_back > steps_before:
+            self.log.warning("privacy.clock_stepped_back", camera=agg.camera, ahead_s=round(agg.clock.ahead_s, 1),
+                             hint="bucket times run ahead of the clock until it catches up at half speed; "
+                                  "no crossing is dropped. Check NTP (`edgecount doctor`) and the RTC")
+        for gap in agg.take_gaps():
+            self.log.warning("privacy.stream_gap", camera=agg.camera, start=_iso(gap.start), end=_iso(gap.end),
+                             seconds=round(gap.seconds), max_zero_fill_s=agg.max_zero_fill_s,
+                             hint="no frame for that long, or the clock stepped forward: those buckets get no "
+                                  "rows (the device did not watch); counting goes on")
 
     def forward_eos(self, msg: EndOfStream) -> None:
         needed = int(msg.stats.get("counter_last_event_seq", 0))
@@ -244,7 +260,12 @@ class Privacy(Service):
         return 200
 
     def stats(self) -> dict[str, StatValue]:
+        clocks = [agg.clock for agg in self.aggs.values()]
         return {"records": self.records, "late_events": self.late, "snapshots": self.snapshots,
+                "clock_steps_back": sum(c.steps_back for c in clocks),
+                "clock_ahead_s": round(max((c.ahead_s for c in clocks), default=0.0), 1),
+                "stream_gaps": sum(a.gap_count for a in self.aggs.values()),
+                "stream_gap_s": round(sum(a.gap_s for a in self.aggs.values())),
                 "applied": self.follower.applied, "gaps": self.follower.gaps, "recovered": self.follower.recovered,
                 "duplicates": self.follower.duplicates, "log_pending": self.store.pending(),
                 "unknown_camera": self.unknown_camera,
@@ -286,7 +307,17 @@ def legacy_state(raw: bytes) -> dict[str, Any]:
     agg = _AggregatorUnpickler(io.BytesIO(raw)).load()
     if not isinstance(agg, BucketAggregator):
         raise ValueError("saved privacy state is not an aggregator")
+    fresh = BucketAggregator(agg.device, (), bucket_s=agg.bucket_s, grace_s=agg.grace_s)
+    for name, value in vars(fresh).items():  # what later builds added: as a fresh aggregator has it
+        vars(agg).setdefault(name, value)
     return agg.to_state()
+
+
+def _iso(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return repr(ts)
 
 
 def _event_seq(msg: Message) -> int:

@@ -75,14 +75,31 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
     checks.append(_edgetpu(cfg))
     checks.append(_shm(cfg))
     checks.extend(_broker(cfg))
-    sync = clock_synchronised()
-    checks.append(Check("clock", "pass" if sync else "warn",
-                        {True: "synchronised (NTP)", False: "NOT synchronised", None: "sync state unknown"}[sync],
-                        "" if sync else "enable NTP (timedatectl set-ntp true): count buckets use the clock"))
+    checks.append(_clock(appliance))
     checks.append(_disk(cfg))
     if appliance and appliance.get("total_pss_mb"):
         checks.append(_memory(appliance))
     return checks
+
+
+def _clock(appliance: dict[str, Any] | None) -> Check:
+    """NTP sync, and what the running privacy filter saw of the clock: steps back, long silences."""
+    sync = clock_synchronised()
+    detail = {True: "synchronised (NTP)", False: "NOT synchronised", None: "sync state unknown"}[sync]
+    fix = "" if sync else "enable NTP (timedatectl set-ntp true): count buckets use the clock"
+    privacy = next((s for s in (appliance or {}).get("services", []) if s.get("service") == "privacy"), None)
+    stats = (privacy or {}).get("stats") or {}
+    ahead, steps = float(stats.get("clock_ahead_s", 0) or 0), int(stats.get("clock_steps_back", 0) or 0)
+    gaps, gap_s = int(stats.get("stream_gaps", 0) or 0), float(stats.get("stream_gap_s", 0) or 0)
+    notes = []
+    if steps:
+        notes.append(f"stepped back {steps}x" + (f", bucket times {ahead:.0f} s ahead, catching up" if ahead else ""))
+    if gaps:
+        notes.append(f"{gaps} gap(s) without frames, {gap_s / 3600:.1f} h in all, sent as no rows")
+    if notes:
+        fix = fix or "no count was lost; an RTC kept in local time or without battery steps at every boot " \
+                     "(`edgecount logs privacy` has each step and gap)"
+    return Check("clock", "pass" if sync and not ahead else "warn", "; ".join([detail, *notes]), fix)
 
 
 def _memory(appliance: dict[str, Any]) -> Check:
