@@ -8,6 +8,7 @@ anything but counts.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -269,6 +270,82 @@ def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker,
             seen.add(r["id"])
             first_seen.append(r["bucket_start"])
     assert first_seen == sorted(first_seen), "records arrived out of order"
+
+
+def _mount_tmpfs(path: Path, size: str) -> str:
+    """Mount a tmpfs of ``size`` on ``path`` (root, or sudo without a password); "" or why it could not."""
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)]
+    if os.geteuid() != 0:
+        cmd = ["sudo", "-n", *cmd]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if r.returncode == 0 else (r.stderr.strip() or f"mount exited {r.returncode}")
+
+
+def _umount(path: Path) -> None:
+    cmd = ["umount", "-l", str(path)]
+    subprocess.run(cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd], capture_output=True, timeout=30)
+
+
+def _fill(path: Path) -> int:
+    """Write ``path`` until the file system is full; the bytes written."""
+    chunk, written = b"\0" * (1 << 16), 0
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                written += f.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return written
+
+
+def test_e_a_full_state_partition_degrades_and_resumes_losing_nothing(broker: Broker, baseline: dict[str, Any],
+                                                                     tmp_path: Path, machine_load: str) -> None:
+    """The state partition (a 16 MiB tmpfs) fills up mid-replay. Before: ``database or disk is full`` escaped the
+    stages, the watchdog restarted them into the same full disk and gave up. Now every stage stays up,
+    heartbeating, reports ``degraded`` with ``disk_full_s``, and once the space is back the replay ends with
+    the undisturbed run's counts, every frame processed, and no half line in the jsonl file."""
+    cap = MqttCapture(broker.port)
+    cfg = write_config(tmp_path / "c.toml", broker.port)
+    runtime = Path(tempfile.mkdtemp(prefix="ece-", dir="/tmp"))
+    state = runtime / "state"
+    state.mkdir()
+    why = _mount_tmpfs(state, "16m")
+    if why:
+        shutil.rmtree(runtime, ignore_errors=True)
+        pytest.skip(f"cannot mount a tmpfs here ({why}): needs root or passwordless sudo")
+    proc = run_replay(cfg, runtime)
+    names = ("counter", "privacy", "uplink")
+    watcher = HealthWatcher(runtime, names)
+    ballast = state / "ballast"
+    try:
+        watcher.wait_for(lambda h: len(h) == 3 and int(h["counter"].stats.get("processed", 0)) > 100, 300,
+                         "counting started")
+        pids = {k: h.pid for k, h in watcher.latest.items()}
+        _fill(ballast)
+        watcher.wait_for(lambda h: "disk_full_s" in h["counter"].stats and h["counter"].state == "degraded", 60,
+                         "the counter reports the full disk")
+        watcher.pump(8)  # longer than a crash-and-restart would take
+        assert proc.poll() is None, "the replay must wait for room, not end"
+        assert {k: h.pid for k, h in watcher.latest.items()} == pids, "a service was restarted"
+        full_for = float(watcher.latest["counter"].stats["disk_full_s"])
+        ballast.unlink()
+        watcher.wait_for(lambda h: all("disk_full_s" not in h[k].stats for k in names), 120, "room again")
+        out, err = proc.communicate(timeout=900)
+        delivered = device_record_ids(state)  # json.loads of every line: a half line fails here
+        counter_log = (state / "logs" / "counter.log").read_text()
+    finally:
+        watcher.close()
+        if proc.poll() is None:
+            stop_group(proc)
+        _umount(state)
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert full_for >= 8
+    assert "service.disk_space_back" in counter_log
+    assert_quiet_run_counts(proc, out, err, cap, delivered, baseline)
+    print(f"\nthe disk was full for {full_for:.0f} s; counts equal the undisturbed run's")
 
 
 def test_c_power_cut_loses_no_record(broker: Broker, tmp_path: Path, pets09_clip: Path, machine_load: str) -> None:

@@ -296,6 +296,11 @@ class UplinkSection(_Section):
         "",
         description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl",
     )
+    jsonl_max_mb: float = Field(
+        32.0, gt=0, le=1_000_000,
+        description="past this size the jsonl file is rotated to <file>.1, .2 (older ones deleted): "
+        "the default sink must not be what fills the state partition")
+    jsonl_keep: int = Field(2, ge=0, le=100, description="rotated jsonl files kept")
     mqtt: MqttSection = MqttSection()
     webhook: WebhookSection = WebhookSection()
     outbox: OutboxSection = OutboxSection()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -35,7 +35,35 @@ def configure(service: str, level: str | None = None, fmt: str | None = None) ->
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_LossyStream(sys.stderr)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     return structlog.get_logger().bind(service=service)
+
+
+class _LossyStream:
+    """stderr that drops a line it cannot write (log file on a full disk, closed pipe) instead of raising:
+    a log line must never be what stops a stage. Lines dropped are counted."""
+
+    dropped = 0
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            _LossyStream.dropped += 1
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            _LossyStream.dropped += 1
+
+
+def dropped_lines() -> int:
+    """Log lines this process could not write."""
+    return _LossyStream.dropped

@@ -22,6 +22,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "edgecount_service_degraded": ("gauge", "1 while the service reports degraded (camera down, no Edge TPU, broker)"),
     "edgecount_service_restarts_total": ("counter", "restarts of the service by the watchdog"),
     "edgecount_bus_bad_messages_total": ("counter", "malformed or invalid bus messages the service dropped"),
+    "edgecount_service_disk_full_seconds": ("gauge", "how long the service has been unable to write for want of "
+                                             "space (degraded, waiting; absent when it can write)"),
+    "edgecount_log_lines_dropped_total": ("counter", "log lines the service could not write (full disk)"),
     "edgecount_frames_read_total": ("counter", "frames capture read from the camera"),
     "edgecount_frames_processed_total": ("counter", "frames inference ran the detector on"),
     "edgecount_frames_skipped_total": ("counter", "frames inference skipped to keep up (live: newest frame wins)"),
@@ -39,7 +42,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "edgecount_records_delivered_total": ("counter", "records a sink confirmed (file fsynced, MQTT PUBACK, 2xx)"),
 }
 
-_PER_SERVICE = {"bad_messages": "edgecount_bus_bad_messages_total"}
+_PER_SERVICE = {"bad_messages": "edgecount_bus_bad_messages_total",
+                "disk_full_s": "edgecount_service_disk_full_seconds",
+                "log_lines_dropped": "edgecount_log_lines_dropped_total"}
 _SERVICE_STATS = {  # (service, stat) -> metric
     ("capture", "frames_read"): "edgecount_frames_read_total",
     ("inference", "processed"): "edgecount_frames_processed_total",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import ClassVar
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -20,13 +21,21 @@ CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, pa
 """
 
 
+WAL_LIMIT_BYTES = 1 << 20
+
+
 class Store:
+    commits: ClassVar[int] = 0
+    """Transactions committed by any store of this process (a stage knows the disk has room again)."""
+
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
+        # After a checkpoint the WAL shrinks back to this (it otherwise keeps its largest size for ever).
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self.db.executescript(_SCHEMA)
         self.last_seq = int(self.get_int("log.last_seq"))
 
@@ -35,11 +44,14 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) may have rolled back already: nothing left to roll back then.
+            with suppress(sqlite3.OperationalError):
+                self.db.execute("ROLLBACK")
             self.last_seq = int(self.get_int("log.last_seq"))
             raise
-        self.db.execute("COMMIT")
+        Store.commits += 1
 
     def get(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -31,6 +31,7 @@ import zmq
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
+from edgecount.runtime.logfiles import bound_log_files
 from edgecount.runtime.memory import pss_mb, total_pss_mb
 from edgecount.runtime.metrics import render, samples, write_textfile
 from edgecount.runtime.sdnotify import SdNotify
@@ -80,6 +81,7 @@ class Watchdog:
         self.failed: str | None = None
         self._next_ping = 0.0
         self._next_metrics = 0.0
+        self._next_log_check = 0.0
         self._metrics_warned = False
         self._status_sent = ""
         self.stopping = False
@@ -204,7 +206,16 @@ class Watchdog:
         self.check()
         self._systemd()
         self._metrics()
+        self._bound_logs()
         return last
+
+    def _bound_logs(self) -> None:
+        now = time.monotonic()
+        if self.log_dir is None or now < self._next_log_check:
+            return
+        self._next_log_check = now + 30.0
+        for path in bound_log_files(self.log_dir):
+            self.log.info("watchdog.log_rotated", file=str(path))
 
     def _serve_control(self) -> None:
         while True:

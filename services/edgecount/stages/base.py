@@ -3,7 +3,10 @@
 A stage subclasses :class:`Service` and implements :meth:`Service.handle`;
 what it subscribes to comes from the topology table (:mod:`edgecount.stages`). The loop sends a heartbeat from the same
 thread that does the work, so a service whose work hangs stops heartbeating
-and the watchdog restarts it.
+and the watchdog restarts it. A write that fails for want of space
+(:mod:`edgecount.runtime.space`) is no crash: the stage drops what it had not
+committed (:meth:`Service.after_write_failure`), reports ``degraded`` and
+tries again after a pause, heartbeating all along.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import attrs
 import zmq
 
 from edgecount.runtime import bus, logs
+from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.settings import load_config
+from edgecount.runtime.space import describe, is_disk_full
+from edgecount.runtime.store import Store
 from edgecount.stages import stage
 from edgecount_core.config import Config, ConfigError
 from edgecount_core.messages import EndOfStream, Health, Marker, Message, StatValue
@@ -50,6 +56,10 @@ class Service:
         self.started = time.time()
         self._next_heartbeat = 0.0
         self.eos_seen: EndOfStream | None = None
+        self.disk_full_since: float | None = None
+        self._retry_writes_at = 0.0
+        self._commits_at_failure = 0
+        self._space_backoff = Backoff(DISK_FULL_RETRY_FIRST_S, DISK_FULL_RETRY_MAX_S)
 
     def watch(self, sock: Any, on_readable: Any) -> None:
         """Also wake the loop when ``sock`` is readable, and call ``on_readable()`` then."""
@@ -73,6 +83,10 @@ class Service:
     def teardown(self) -> None:
         """Release resources on a clean stop."""
 
+    def after_write_failure(self) -> None:
+        """A commit failed for want of space and was rolled back: drop what memory holds beyond the last
+        commit (the input that was not acknowledged comes again). The default holds nothing."""
+
     def on_eos(self, msg: EndOfStream) -> EndOfStream:
         """Add this stage's figures to an end-of-stream before it goes downstream."""
         return msg
@@ -91,8 +105,14 @@ class Service:
             stats["cpu_s"] = round(time.process_time(), 3)
             if self.subs:
                 stats["bad_messages"] = sum(sub.bad for sub in self.subs)
+            state = self.state
+            if self.disk_full_since is not None:
+                stats["disk_full_s"] = round(now - self.disk_full_since, 1)
+                state = "degraded" if state == "ok" else state
+            if logs.dropped_lines():
+                stats["log_lines_dropped"] = logs.dropped_lines()
             self.pub.send(bus.HEALTH, Health(service=self.process, pid=os.getpid(), ts=time.time(),
-                                            state=self.state, stats=stats))
+                                            state=state, stats=stats))
             self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
 
     def _drain(self, sub: bus.Subscriber) -> None:
@@ -115,6 +135,31 @@ class Service:
                 break
             got = sub.recv(0)
 
+    def _turn(self) -> None:
+        wait = self.tick()
+        ready = dict(self.poller.poll(wait)) if (self.subs or self._readers) else {}
+        if not self.subs and not self._readers and wait:
+            time.sleep(wait / 1000.0)
+        for sock, fn in self._readers.items():
+            if sock in ready:
+                fn()
+        for sub in self.subs:
+            if sub.sock in ready:
+                self._drain(sub)
+
+    def _no_room(self, exc: Exception) -> None:
+        """A write failed for want of space: back to the last commit, degraded, and a pause before retrying."""
+        self.after_write_failure()
+        now = time.monotonic()
+        pause = self._space_backoff.next()
+        if self.disk_full_since is None:
+            self.disk_full_since = now
+            self.log.error("service.disk_full", reason=describe(exc), retry_in_s=round(pause, 1),
+                           hint="free space on the state partition (`edgecount doctor` shows it); nothing is "
+                                "acknowledged until it is written, and counting resumes by itself")
+        self._commits_at_failure = Store.commits
+        self._retry_writes_at = now + pause
+
     def _stop(self, signum: int, _frame: Any) -> None:
         self.running = False
 
@@ -129,16 +174,21 @@ class Service:
             self.log.info("service.started", pid=os.getpid())
             while self.running:
                 self.heartbeat()
-                wait = self.tick()
-                ready = dict(self.poller.poll(wait)) if (self.subs or self._readers) else {}
-                if not self.subs and not self._readers and wait:
-                    time.sleep(wait / 1000.0)
-                for sock, fn in self._readers.items():
-                    if sock in ready:
-                        fn()
-                for sub in self.subs:
-                    if sub.sock in ready:
-                        self._drain(sub)
+                if self.disk_full_since is not None and time.monotonic() < self._retry_writes_at:
+                    time.sleep(0.2)  # waiting for room: heartbeat, nothing else
+                    continue
+                try:
+                    self._turn()
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._no_room(exc)
+                    continue
+                if self.disk_full_since is not None and Store.commits > self._commits_at_failure:
+                    self.log.warning("service.disk_space_back",
+                                     full_for_s=round(time.monotonic() - self.disk_full_since))
+                    self.disk_full_since = None
+                    self._space_backoff.reset()
         finally:
             self.state = "stopping"
             self.heartbeat(force=True)
@@ -148,6 +198,10 @@ class Service:
                 sub.close()
             self.ctx.term()
             self.log.info("service.stopped")
+
+
+DISK_FULL_RETRY_FIRST_S = 1.0
+DISK_FULL_RETRY_MAX_S = 30.0
 
 
 def main_for(cls: type[Service], argv: Iterable[str] | None = None, process: str = "") -> int:

@@ -79,10 +79,7 @@ class Counter(Service):
         self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
         self.stream = (self.store.get("stream") or b"").decode()
         self.cams: dict[str, CameraState] = {}
-        for cam in config.camera_names():
-            view = config.for_camera(cam)
-            self.cams[cam] = self._restore(CameraState(cam, view.camera_counter(),
-                                                       FramePosition(live=view.capture.realtime)))
+        self._load_cameras()
         self.gaps = 0
         self.gap_logged = 0
         self.unknown_camera = 0
@@ -94,6 +91,18 @@ class Counter(Service):
         self.watch(self.sync.sock, self.sync.handle)
         self.track_ms = 0.0
         self.next_tail = 0.0
+
+    def _load_cameras(self) -> None:
+        """Every camera's counting as last committed (or fresh)."""
+        for cam in self.cfg.camera_names():
+            view = self.cfg.for_camera(cam)
+            self.cams[cam] = self._restore(CameraState(cam, view.camera_counter(),
+                                                       FramePosition(live=view.capture.realtime)))
+
+    def after_write_failure(self) -> None:
+        # The frame's tracker step and crossings were rolled back on disk: forget them in memory too, so the
+        # frame, sent again (replay) or not (live), is counted once or not at all, never twice.
+        self._load_cameras()
 
     def _restore(self, cs: CameraState) -> CameraState:
         raw = self.store.get(state_key(cs.name))

@@ -71,6 +71,13 @@ class Privacy(Service):
         if closed:
             self._commit(closed)  # buckets of another length, emitted as they were; fetched by the uplink
 
+    def after_write_failure(self) -> None:
+        # Buckets counted or closed in memory whose commit failed: back to the committed ones. The follower
+        # did not advance, so the same events are applied again once there is room.
+        for cam in self.aggs:
+            self.aggs[cam] = self._aggregator(cam, self.cfg.privacy.bucket_s)
+            self._restore_state(cam)
+
     def _aggregator(self, camera: str, bucket_s: float) -> BucketAggregator:
         view = self.cfg.for_camera(camera)
         return BucketAggregator(device=self._source(camera), lines=[ln.name for ln in view.lines],

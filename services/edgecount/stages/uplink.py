@@ -185,18 +185,21 @@ class Uplink(Service):
             "WHERE kind != 'snapshot' ORDER BY id").fetchall()
         if len(rows) <= ob.max_rows and not rows:
             return
-        pending = [PendingRecord(*r) for r in rows]
+        # Rows a sink has handed over and awaits confirmation for stay as they are (their PUBACK may come).
+        in_flight = [(self._cursor(s), s.offered_upto(self._cursor(s))) for s in self.sinks]
+        pending = [PendingRecord(*r) for r in rows if not any(lo < r[0] <= hi for lo, hi in in_flight)]
         plan = plan_compaction(pending, ob.max_rows, ob.max_age_days * 86400.0, time.time(),
-                               keep_recent=ob.max_rows // 2)
+                               keep_recent=ob.max_rows // 2, cursors=[self._cursor(s) for s in self.sinks])
         if plan.empty:
             return
         with self.store.transaction():
             self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in plan.delete])
+            # Each merged row takes the place (row id) of the newest it replaces: sinks past it never get it.
             self.store.db.executemany(
-                "INSERT OR REPLACE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                "camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time(), r.camera)
-                 for r in plan.insert])
+                "INSERT INTO outbox(id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
+                "camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.row_id, r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time(),
+                  r.camera) for r in plan.insert])
             for key, add in (("dropped.records", plan.dropped_records), ("dropped.in", plan.dropped_in),
                              ("dropped.out", plan.dropped_out)):
                 self.store.put_int(key, self.store.get_int(key) + add)

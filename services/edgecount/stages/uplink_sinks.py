@@ -9,6 +9,7 @@ sent again later (consumers de-duplicate by the record's ``id``).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -19,7 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -122,24 +123,62 @@ class Sink(Protocol):
 
 
 class JsonlSink:
+    """Appends records to a file, fsynced before they count as delivered; bounded by rotation.
+
+    A write that fails (a full disk) is cut back to where it started, so the file never holds half a line,
+    and nothing is confirmed: the rows come again. A full file is renamed to ``.1`` (older ones shift up to
+    ``keep``) before the next write, never in the middle of a batch.
+    """
+
     name = "jsonl"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 32 << 20, keep: int = 2) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.f: IO[str] = path.open("a", encoding="utf-8")
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.fd = self._open()
         self._confirmed = 0
+        self.rotations = 0
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def wants(self) -> int:
         return 1000
 
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        for n in range(self.keep, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if n == self.keep:
+                older.unlink(missing_ok=True)
+            newer = self.path if n == 1 else self.path.with_name(f"{self.path.name}.{n - 1}")
+            if newer.exists():
+                newer.rename(older)
+        if self.keep == 0:
+            self.path.unlink(missing_ok=True)
+        self.fd = self._open()
+        self.rotations += 1
+
     def offer(self, rows: list[OutRow]) -> None:
-        for r in rows:
-            self.f.write(json.dumps(r.as_json(), sort_keys=True) + "\n")
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        if rows:
-            self._confirmed = rows[-1].row_id
+        if not rows:
+            return
+        if os.fstat(self.fd).st_size >= self.max_bytes:
+            self._rotate()
+        data = b"".join((json.dumps(r.as_json(), sort_keys=True) + "\n").encode() for r in rows)
+        start = os.fstat(self.fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+            os.fsync(self.fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, start)  # no half line for a reader; the rows are offered again
+            raise
+        self._confirmed = rows[-1].row_id
 
     def offered_upto(self, confirmed: int) -> int:
         return confirmed
@@ -151,10 +190,12 @@ class JsonlSink:
         pass  # the local file holds records only
 
     def status(self) -> dict[str, Any]:
-        return {"jsonl_path": str(self.path)}
+        return {"jsonl_path": str(self.path), "jsonl_rotations": self.rotations}
 
     def close(self) -> None:
-        self.f.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class MqttSink:
@@ -392,7 +433,8 @@ class WebhookSink:
 
 #: ``uplink.sinks`` names and how each sink is built from the configuration.
 SINKS: dict[str, Callable[[Config, Any], Sink]] = {
-    "jsonl": lambda cfg, log: JsonlSink(Path(cfg.uplink.jsonl_path or state_dir(cfg) / "uplink.jsonl")),
+    "jsonl": lambda cfg, log: JsonlSink(Path(cfg.uplink.jsonl_path or state_dir(cfg) / "uplink.jsonl"),
+                                        int(cfg.uplink.jsonl_max_mb * 2**20), cfg.uplink.jsonl_keep),
     "mqtt": lambda cfg, log: MqttSink(
         cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log,
         discovery=discovery_configs(cfg) if cfg.uplink.mqtt.discovery else None,
