@@ -108,6 +108,14 @@ def test_a_windows_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://h/x", "timeout_s": 10}}}, "<top>",
      "hang_timeout_s"),
     ({"runtime": {"dir": "/tmp/" + "d" * 90}}, "<top>", "unix socket limit"),
+    # issue 32, item 4: each of these passed `config check` and crash-looped the uplink
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://"}}}, "uplink", "no host name"),
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://h:99999/x"}}}, "uplink", "out of range"),
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://h:abc/x"}}}, "uplink", "Port could not"),
+    ({"uplink": {"sinks": ["webhook"], "webhook": {"url": "https://[::1/x"}}}, "uplink", "IPv6"),
+    ({"uplink": {"mqtt": {"keepalive_s": float("inf")}}}, "uplink.mqtt.keepalive_s", "65535"),
+    ({"uplink": {"mqtt": {"keepalive_s": 70000}}}, "uplink.mqtt.keepalive_s", "65535"),
+    ({"uplink": {"mqtt": {"reconnect_max_s": float("inf")}}}, "uplink.mqtt.reconnect_max_s", "3600"),
 ])
 def test_what_would_fail_at_run_time_is_refused_by_config_check(data: dict, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -155,3 +163,17 @@ def test_auto_threads_leave_one_core_for_the_rest_of_the_pipeline() -> None:
     inf = parse_config({"inference": {"threads": "auto"}}).inference
     assert [inf.thread_count(n) for n in (1, 2, 4, 8, 64)] == [1, 1, 3, 4, 4]
     assert parse_config({"inference": {"threads": 3}}).inference.thread_count(2) == 3  # explicit wins
+
+
+def test_a_missing_certificate_is_refused_by_config_check_and_run(tmp_path: Path,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """Before: `config check` passed a TLS ca_file that does not exist, and the uplink failed at every start."""
+    from edgecount.cli import main
+
+    f = tmp_path / "c.toml"
+    f.write_text(f'[runtime]\nstate_dir = "{tmp_path}/state"\n[uplink]\nsinks = ["mqtt"]\n'
+                 f'[uplink.mqtt]\ntls = true\nport = 8883\nca_file = "{tmp_path}/missing-ca.pem"\n')
+    assert main(["config", "check", str(f)]) == 1
+    assert "uplink.mqtt.ca_file" in capfd.readouterr().err
+    assert main(["run", "--config", str(f)]) == 2
+    assert "missing-ca.pem does not exist" in capfd.readouterr().err

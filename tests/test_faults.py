@@ -31,7 +31,7 @@ from edgecount.runtime.memory import descendants
 from edgecount.runtime.store import Store
 from edgecount_core.messages import EndOfStream
 
-from .helpers import ROOT, Broker, HealthWatcher, MqttCapture, stop_group
+from .helpers import ROOT, Broker, HealthWatcher, MqttCapture, mount_tmpfs, stop_group, umount
 
 pytestmark = pytest.mark.slow
 
@@ -272,23 +272,6 @@ def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker,
     assert first_seen == sorted(first_seen), "records arrived out of order"
 
 
-def _mount_tmpfs(path: Path, size: str) -> str:
-    """Mount a tmpfs of ``size`` on ``path`` (root, or sudo without a password); "" or why it could not."""
-    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)]
-    if os.geteuid() != 0:
-        cmd = ["sudo", "-n", *cmd]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return "" if r.returncode == 0 else (r.stderr.strip() or f"mount exited {r.returncode}")
-
-
-def _umount(path: Path) -> None:
-    cmd = ["umount", "-l", str(path)]
-    subprocess.run(cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd], capture_output=True, timeout=30)
-
-
 def _fill(path: Path) -> int:
     """Write ``path`` until the file system is full; the bytes written."""
     chunk, written = b"\0" * (1 << 16), 0
@@ -312,7 +295,7 @@ def test_e_a_full_state_partition_degrades_and_resumes_losing_nothing(broker: Br
     runtime = Path(tempfile.mkdtemp(prefix="ece-", dir="/tmp"))
     state = runtime / "state"
     state.mkdir()
-    why = _mount_tmpfs(state, "16m")
+    why = mount_tmpfs(state, "16m")
     if why:
         shutil.rmtree(runtime, ignore_errors=True)
         pytest.skip(f"cannot mount a tmpfs here ({why}): needs root or passwordless sudo")
@@ -340,7 +323,7 @@ def test_e_a_full_state_partition_degrades_and_resumes_losing_nothing(broker: Br
         watcher.close()
         if proc.poll() is None:
             stop_group(proc)
-        _umount(state)
+        umount(state)
         shutil.rmtree(runtime, ignore_errors=True)
     assert full_for >= 8
     assert "service.disk_space_back" in counter_log

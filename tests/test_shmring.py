@@ -182,14 +182,85 @@ def test_a_frame_header_larger_than_its_slot_is_rejected(runtime_dir: Path) -> N
         w.close()
 
 
-def test_a_segment_of_another_user_is_a_clear_error(runtime_dir: Path) -> None:
+def test_a_squatted_ring_name_is_left_to_its_owner_and_readers_follow_ours(runtime_dir: Path) -> None:
+    """Another user made a segment under our ring's (guessable) name. Before: capture refused to start, and
+    restarted until the watchdog gave up. Now the ring takes an unguessable name, the pointer in the
+    private runtime directory leads readers to it, and no reader maps the squatter's segment."""
     if os.getuid() != 0:
         pytest.skip("needs root to create a segment owned by another user")
     path = segment_path(runtime_dir)
-    path.write_bytes(b"x")
+    path.write_bytes(b"x" * 4096)
     os.chown(path, 65534, 65534)
     try:
         with pytest.raises(RingError, match="belongs to uid 65534"):
-            RingWriter(runtime_dir, slots=3, max_w=64, max_h=48)
+            RingReader(runtime_dir).view(1, 0, 1)  # no pointer yet: the usual name, and it is not ours
+        w = RingWriter(runtime_dir, slots=3, max_w=64, max_h=48)
+        assert w.squatted == path and w.path != path and w.path.name.startswith("edgecount-")
+        seq, slot, view = w.begin(64, 48)
+        view[:] = 7
+        w.commit(seq, 1.0)
+        got = RingReader(runtime_dir).view(w.generation, slot, seq)
+        assert got is not None and int(got[0, 0, 0]) == 7
+        w.close(unlink=True)
+        assert not w.path.exists() and path.exists()  # the squatter's file is not ours to remove
     finally:
         path.unlink()
+
+
+def test_a_ring_that_does_not_fit_the_shared_memory_is_refused_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """Before: the segment was made sparse and the capture died of SIGBUS at the first frame past the free
+    memory (every camera's capture, the whole device)."""
+    import edgecount.runtime.segments as segments
+
+    from .helpers import mount_tmpfs, umount
+
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    why = mount_tmpfs(shm, "2m")
+    if why:
+        pytest.skip(f"cannot mount a small tmpfs here ({why})")
+    monkeypatch.setattr(segments, "SHM_DIR", shm)
+    try:
+        with pytest.raises(RingError, match="does not fit"):
+            RingWriter(tmp_path, slots=8, max_w=640, max_h=480)
+        assert not list(shm.iterdir())  # nothing half-made left behind
+        small = RingWriter(tmp_path, slots=3, max_w=64, max_h=48)
+        small.close(unlink=True)
+    finally:
+        umount(shm)
+
+
+def test_a_capture_without_room_for_its_ring_waits_degraded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                           runtime_dir: Path, pets09_clip: Path) -> None:
+    """The capture stays up, heartbeating and degraded with the reason, and makes its ring once there is
+    room; before, it died (SIGBUS) and was restarted until the watchdog gave up on the whole device."""
+    import edgecount.runtime.segments as segments
+    from edgecount.runtime.settings import load_config
+    from edgecount.stages.capture import Capture
+
+    from .helpers import mount_tmpfs, umount
+
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    why = mount_tmpfs(shm, "2m")
+    if why:
+        pytest.skip(f"cannot mount a small tmpfs here ({why})")
+    monkeypatch.setattr(segments, "SHM_DIR", shm)
+    cfg = runtime_dir / "c.toml"
+    cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
+                   f'[capture]\nsource = "{pets09_clip}"\nring_slots = 8\nmax_width = 768\nmax_height = 576\n')
+    svc = Capture(load_config(cfg), runtime_dir)
+    try:
+        svc.setup()
+        assert svc.state == "degraded" and "does not fit" in str(svc.stats()["ring_error"])
+        assert svc.cap is None
+        umount(shm)  # room again: the same directory, no longer a 2 MiB tmpfs
+        svc.reopen_at = 0.0
+        svc.tick()
+        assert svc.state == "ok" and svc.stats()["ring_error"] == "" and svc.cap is not None
+    finally:
+        svc.teardown()
+        svc.pub.close()
+        svc.ctx.term()
+        umount(shm)

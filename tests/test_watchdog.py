@@ -223,3 +223,59 @@ def test_prometheus_metrics_through_a_real_node_exporter(runtime_dir: Path, pets
         stop_appliance(proc)
         exporter.terminate()
         exporter.wait(timeout=10)
+
+
+class _Unkillable:
+    """A stage stuck in the kernel (D state) or a fork server slow to report: SIGKILL sent, death unconfirmed."""
+
+    pid = 424242
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.kills = 0
+
+    def poll(self) -> int | None:
+        return -9 if self.dead else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def kill(self) -> None:
+        self.kills += 1
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self.dead:
+            raise subprocess.TimeoutExpired("stage", timeout or 0)
+        return -9
+
+
+def test_a_hung_stage_that_does_not_die_at_once_does_not_kill_the_watchdog(runtime_dir: Path, tmp_path: Path) -> None:
+    """Before: ``TimeoutExpired`` from the 5 s wait escaped, the watchdog died and took every stage with it.
+    Now it logs, and starts the replacement only once the old one is gone (never two at once)."""
+    from edgecount.runtime.settings import load_config
+    from edgecount.runtime.watchdog import Supervised, Watchdog
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n[watchdog]\n'
+                        'heartbeat_s = 0.3\nhang_timeout_s = 1\nbackoff_initial_s = 0.1\nbackoff_max_s = 0.1\n')
+    wd = Watchdog(load_config(cfg_file), cfg_file, runtime_dir, services=())
+    stuck = _Unkillable()
+    spawned: list[str] = []
+    wd._spawn = lambda child: spawned.append(child.name)  # type: ignore[method-assign]
+    child = Supervised("counter", proc=stuck, started_at=time.monotonic() - 100,  # type: ignore[arg-type]
+                       last_heartbeat=time.monotonic() - 50, state="ok")
+    wd.children["counter"] = child
+    try:
+        wd.check()  # hung: killed, death not confirmed within 5 s
+        assert child.state == "backoff" and stuck.kills == 1
+        child.next_start = 0.0
+        wd.check()  # its time to restart has come, but the old one is still there
+        assert spawned == [] and stuck.kills == 2
+        stuck.dead = True
+        child.next_start = 0.0
+        wd.check()
+        assert spawned == ["counter"]
+    finally:
+        del wd.children["counter"]
+        wd.stop_all()

@@ -7,6 +7,7 @@ every bad key, what was found and what is expected.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -257,9 +258,13 @@ class MqttSection(_Section):
     key_file: str = ""
     username: str = ""
     password_file: str = Field("", description="file holding the password, mode 0600; never logged")
-    keepalive_s: float = Field(30.0, ge=5)
+    keepalive_s: float = Field(30.0, ge=5, le=65535, description="MQTT keep-alive (the protocol's limit is 65535)")
     max_inflight: int = Field(10, ge=1, le=1000, description="records awaiting PUBACK at once")
-    reconnect_max_s: float = Field(30.0, ge=1)
+    reconnect_max_s: float = Field(30.0, ge=1, le=3600)
+    ack_timeout_s: float = Field(
+        60.0, ge=1, le=3600,
+        description="a record without PUBACK for this long: the broker is taken as stuck, the sink reconnects "
+        "(the outbox sends again) and reports degraded")
     topic_layout: Literal["auto", "camera", "device"] = Field(
         "auto", description="'camera': <prefix>/<site>/<device>/<camera>/counts/<kind>/<name>; 'device': the "
         "single-camera layout <prefix>/<site>/<device>/counts/<kind>/<name>; 'auto': 'device' for a file without "
@@ -268,6 +273,23 @@ class MqttSection(_Section):
     discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant's discovery prefix")
 
     _prefix = field_validator("topic_prefix", "discovery_prefix")(_topic_level)
+
+
+def url_problem(url: str) -> str:
+    """Why ``url`` cannot be POSTed to ("" when it can): checked here, not when the first record is sent."""
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # reading it checks it
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be https:// (or http://)"
+    if not parts.hostname:
+        return "no host name"
+    if port == 0:
+        return "port 0"
+    return ""
 
 
 class WebhookSection(_Section):
@@ -309,6 +331,11 @@ class UplinkSection(_Section):
     def _sinks_configured(self) -> UplinkSection:
         if "webhook" in self.sinks and not self.webhook.url.startswith(("https://", "http://")):
             raise ValueError("sink 'webhook' needs uplink.webhook.url (https://...)")
+        if "webhook" in self.sinks:
+            problem = url_problem(self.webhook.url)
+            if problem:
+                raise ValueError(f"uplink.webhook.url {self.webhook.url!r}: {problem}; fix: "
+                                 "https://HOST[:PORT]/PATH, an IPv6 address in brackets")
         if self.mqtt.tls and self.mqtt.port == 1883:
             raise ValueError("uplink.mqtt.tls is on but port is 1883; TLS brokers listen on 8883")
         dup = sorted({x for x in self.sinks if self.sinks.count(x) > 1})

@@ -90,6 +90,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         else:
             err.print(f"[red]invalid configuration[/]\n{exc}")
         return EXIT_FAILED
+    from edgecount.stages.uplink_sinks import check_secrets
+
+    files = check_secrets(cfg)  # what `run` refuses too: a check that passes must mean it starts
+    if files:
+        if args.json:
+            print(json.dumps({"ok": False, "errors": files}))
+        else:
+            err.print("[red]invalid configuration[/]\n" + "\n".join(files))
+        return EXIT_FAILED
     views = {cam: cfg.for_camera(cam) for cam in cfg.camera_names()}
     if args.json:
         report: dict[str, Any] = {"ok": True, "lines": [ln.name for ln in cfg.lines],

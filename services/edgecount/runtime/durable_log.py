@@ -9,6 +9,11 @@ effects. On start-up, on a gap, or when the publisher's periodic
 number and applies the answer. Duplicates (a resent message that also came
 live) are recognised by their number and ignored. The subscriber acknowledges
 what it has made durable, and only then may the publisher trim its log.
+
+A publisher whose log starts again from 1 (its file was damaged and set
+aside, or deleted by hand) says so by a last number below what the
+subscriber applied; the subscriber then follows the new log from its start
+instead of taking its entries for duplicates of the old one's.
 """
 
 from __future__ import annotations
@@ -116,8 +121,23 @@ class Follower:
         self.duplicates = 0
         self.recovered = 0
         self.lost = 0
+        self.resets = 0
         self._acked = 0
         self.request()
+
+    def _upstream_restarted(self, last: int) -> bool:
+        """The upstream's log ends below what we applied: it started again from 1. Follow it from there."""
+        if last >= self.applied:
+            return False
+        self.resets += 1
+        self.log.error("sync.upstream_restarted", upstream=self.upstream, applied=self.applied, upstream_last=last,
+                       action="following the new log from its start (its entries are new, not duplicates)")
+        self.applied = 0
+        self._acked = 0
+        self.upstream_last = last
+        self.requested_at = 0.0
+        self.request()
+        return True
 
     def request(self) -> None:
         now = time.monotonic()
@@ -146,6 +166,8 @@ class Follower:
             self.recovered += 1
 
     def on_tail(self, last_seq: int) -> None:
+        if self._upstream_restarted(last_seq):
+            return
         self.upstream_last = max(self.upstream_last, last_seq)
         if last_seq > self.applied:
             self.request()
@@ -172,6 +194,8 @@ class Follower:
                 self.log.error("sync.bad_reply", upstream=self.upstream)
                 continue
             self.requested_at = 0.0
+            if self._upstream_restarted(int(reply.get("last", 0))):
+                continue
             self.upstream_last = max(self.upstream_last, int(reply.get("last", 0)))
             if first > self.applied + 1 and not entries:
                 # The upstream trimmed entries we never applied: only possible if our state was lost.

@@ -20,7 +20,13 @@ this user, so a killed replay or appliance never leaks shared memory.
 Frames are stored as BGR ``uint8`` (OpenCV's order: capture decodes
 straight into the slot). The segment's name derives from the
 runtime directory, so a restarted capture finds and replaces a segment left
-behind by a killed one instead of leaking it.
+behind by a killed one instead of leaking it. That name can be guessed: if
+another user holds it (squatting), the writer takes an unguessable one and
+says so in a pointer file in the private runtime directory, where readers
+look first; a reader maps only a segment of its own user. The segment's
+memory is allocated when it is made: a ring that does not fit the shared
+memory is refused then, with its size and what is free, instead of killing
+the writer with SIGBUS at the first frame that lands past the end.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ import fcntl
 import mmap
 import os
 import secrets
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from edgecount.runtime.segments import _held, reclaim_stale_segments, segment_path
+from edgecount.runtime.segments import _held, current_segment, reclaim_stale_segments, ring_pointer, segment_path
 from edgecount_core.messages import DEFAULT_CAMERA
 
 __all__ = ["RingError", "RingReader", "RingWriter", "reclaim_stale_segments", "segment_path"]
@@ -100,19 +107,33 @@ class RingWriter:
     def __init__(self, runtime_dir: str | os.PathLike[str], slots: int, max_w: int, max_h: int,
                  camera: str = DEFAULT_CAMERA) -> None:
         self.path = segment_path(runtime_dir, camera)
+        self.pointer = ring_pointer(runtime_dir, camera)
+        self.squatted: Path | None = None
+        """The usual name, when another user held it and this ring took another."""
         slot_bytes = max_w * max_h * 3
         data_off, stride = _layout(slots, slot_bytes)
         size = data_off + stride * slots
-        self._replace_stale()
+        if self._owned_by_another_user():
+            self.squatted = self.path
+            self.path = self.path.with_name(f"{self.path.stem}-{secrets.token_hex(8)}.ring")
+        else:
+            self._replace_stale()
         # Built under a private name, locked, then renamed into place: no reclaimer can ever see it unlocked.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, size)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                free = os.statvfs(tmp.parent)
+                raise RingError(f"a frame ring of {size / 2**20:.0f} MiB does not fit {tmp.parent} "
+                                f"({free.f_bavail * free.f_frsize / 2**20:.0f} MiB free: {exc.strerror}); fix: "
+                                "lower capture.ring_slots/max_width/max_height or enlarge /dev/shm") from None
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             os.rename(tmp, self.path)
+            self._point_readers_here()
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -126,6 +147,17 @@ class RingWriter:
         self._ring = _Mapped(mm)
         self.max_w, self.max_h = max_w, max_h
         self.seq = 0
+
+    def _owned_by_another_user(self) -> bool:
+        try:
+            return self.path.stat().st_uid != os.getuid()
+        except FileNotFoundError:
+            return False
+
+    def _point_readers_here(self) -> None:
+        tmp = self.pointer.with_name(f".{self.pointer.name}.{os.getpid()}")
+        tmp.write_text(str(self.path))
+        os.replace(tmp, self.pointer)
 
     def _replace_stale(self) -> None:
         """Remove a segment a killed writer left at our path; refuse one a live writer or another user holds."""
@@ -177,6 +209,9 @@ class RingWriter:
         self._ring.close()
         if unlink:
             self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if self.pointer.read_text() == str(self.path):
+                    self.pointer.unlink()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the lock: a segment left behind is now reclaimable
             self._lock_fd = -1
@@ -186,17 +221,24 @@ class RingReader:
     """Maps the ring read-only and hands out frame views with an overwrite check."""
 
     def __init__(self, runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> None:
+        self.runtime_dir = runtime_dir
+        self.camera = camera
         self.path = segment_path(runtime_dir, camera)
         self._ring: _Mapped | None = None
         self.overwritten = 0
 
     def _open(self) -> _Mapped:
+        self.path = current_segment(self.runtime_dir, self.camera)
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             raise RingError(f"frame ring {self.path} does not exist (is capture running?)") from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if st.st_uid != os.getuid():
+                raise RingError(f"frame ring {self.path} belongs to uid {st.st_uid}, not to this user: refused "
+                                "(someone else's frames)")
+            size = st.st_size
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)

@@ -52,3 +52,21 @@ def segment_path(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAME
     key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     base = SHM_DIR if SHM_DIR.is_dir() else Path(runtime_dir)
     return base / f"{PREFIX}{key}.ring"
+
+
+def ring_pointer(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> Path:
+    """Where the writer says which segment it uses: in the private runtime directory, which no other user
+    can write, so a reader never follows a name someone else chose."""
+    return Path(runtime_dir) / f"ring@{camera}"
+
+
+def current_segment(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> Path:
+    """The segment a reader should map: the writer's pointer if it left a sound one, else the usual name."""
+    try:
+        named = Path(ring_pointer(runtime_dir, camera).read_text().strip())
+    except (OSError, UnicodeDecodeError):
+        return segment_path(runtime_dir, camera)
+    usual = segment_path(runtime_dir, camera)
+    if named.parent == usual.parent and named.name.startswith(PREFIX) and named.suffix == ".ring":
+        return named
+    return usual

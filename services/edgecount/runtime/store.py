@@ -10,10 +10,13 @@ uplink outbox).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import ClassVar
+
+import structlog
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -31,13 +34,40 @@ class Store:
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+        self.set_aside: Path | None = None
+        """Where a damaged file of this store was moved before a fresh one was started (``None``: it was fine)."""
+        self.db = self._open_checked(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         # After a checkpoint the WAL shrinks back to this (it otherwise keeps its largest size for ever).
         self.db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self.db.executescript(_SCHEMA)
         self.last_seq = int(self.get_int("log.last_seq"))
+
+    def _open_checked(self, path: Path) -> sqlite3.Connection:
+        """The file, or a fresh one if it is damaged: a file SQLite cannot read would keep the service from
+        ever starting. The damaged file is kept beside it (``<name>.damaged-<UTC time>``) for a post-mortem;
+        what it held is lost, and downstream services see the log start again (``durable_log``)."""
+        db = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict == "ok":
+                return db
+            reason = str(verdict)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            reason = str(exc)
+        db.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.set_aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(path.with_name(self.set_aside.name + suffix))
+        structlog.get_logger().error("store.damaged_file_set_aside", file=str(path), reason=reason[:200],
+                                     kept_as=str(self.set_aside), action="starting with an empty store")
+        return sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

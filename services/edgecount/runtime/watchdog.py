@@ -157,9 +157,15 @@ class Watchdog:
                          in_s=round(wait, 2), restarts=child.total_restarts)
 
     def _kill(self, child: Supervised) -> None:
+        """SIGKILL; a process not reported dead within 5 s (stuck in the kernel, a slow fork server) is no
+        reason for the supervisor to die too: its replacement waits until it is (see :meth:`check`)."""
         if child.proc is not None and child.proc.poll() is None:
             child.proc.kill()
-            child.proc.wait(timeout=5)
+            try:
+                child.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.log.error("watchdog.kill_unconfirmed", child=child.name, pid=child.proc.pid,
+                               action="the replacement starts once it is gone")
 
     def check(self) -> None:
         now = time.monotonic()
@@ -168,7 +174,10 @@ class Watchdog:
             if child.state == "failed":
                 continue
             if child.state == "backoff":
-                if now >= child.next_start:
+                if now >= child.next_start and child.proc is not None and child.proc.poll() is None:
+                    child.proc.kill()  # killed but not yet gone: two of one stage must never run
+                    child.next_start = now + 1.0
+                elif now >= child.next_start:
                     self._spawn(child)
                 continue
             assert child.proc is not None
@@ -259,8 +268,10 @@ class Watchdog:
                 try:
                     child.proc.wait(timeout=8)
                 except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait(timeout=5)
+                    self._kill(child)
+                if child.proc.poll() is None:
+                    return {"ok": False, "error": f"{child.name} (pid {child.proc.pid}) does not die; its "
+                            "replacement starts once it is gone"}
             child.total_restarts += 1
             self.log.info("watchdog.restart_requested", child=child.name)
             self._spawn(child)
@@ -339,7 +350,10 @@ class Watchdog:
             except subprocess.TimeoutExpired:
                 self.log.warning("watchdog.kill_on_stop", pid=p.pid)
                 p.kill()
-                p.wait(timeout=5)
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.log.error("watchdog.kill_unconfirmed", pid=p.pid)
         for c in self.children.values():
             c.state = "stopped"
             if c.log_file is not None:

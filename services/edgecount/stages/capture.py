@@ -28,7 +28,7 @@ import cv2
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, missing_source_file, resolve_source
 from edgecount.runtime.backoff import Backoff
-from edgecount.runtime.ring import RingWriter
+from edgecount.runtime.ring import RingError, RingWriter
 from edgecount.stages import split_process
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
@@ -55,7 +55,8 @@ class Capture(Service):
         # This camera's one-camera view: its source, capture settings, lines.
         super().__init__(config.for_camera(self.camera), runtime_dir, process)
         c = self.cfg.capture
-        self.ring = RingWriter(runtime_dir, c.ring_slots, c.max_width, c.max_height, self.camera)
+        self._ring: RingWriter | None = None  # made in setup(): one that does not fit is waited for, degraded
+        self.ring_error = ""
         self.realtime = c.realtime
         self.window = max(1, c.ring_slots - 2)
         self.cap: cv2.VideoCapture | None = None
@@ -98,7 +99,38 @@ class Capture(Service):
             raise FileNotFoundError(f"capture.source {self.source!r}: no such file")
         self._open()
 
+    @property
+    def ring(self) -> RingWriter:
+        assert self._ring is not None, "the ring is made before the source is opened"
+        return self._ring
+
+    def _make_ring(self) -> bool:
+        """The frame ring, or degraded until it can be made (shared memory full, a name squatted and no
+        other to take): this camera waits, retrying, and no other stops. Before, capture restarted until
+        the watchdog gave up and the whole device stopped counting."""
+        c = self.cfg.capture
+        try:
+            self._ring = RingWriter(self.runtime_dir, c.ring_slots, c.max_width, c.max_height, self.camera)
+        except (RingError, OSError) as exc:
+            wait = self.backoff.next()
+            if self.ring_error != str(exc):
+                self.log.error("capture.ring_unavailable", reason=str(exc), retry_in_s=round(wait, 1))
+            self.ring_error = str(exc)
+            self.reopen_at = time.monotonic() + wait
+            self.state = "degraded"
+            return False
+        if self._ring.squatted is not None:
+            self.log.warning("capture.ring_name_taken", usual=str(self._ring.squatted), using=str(self._ring.path),
+                             hint="another user made a segment under this appliance's ring name; remove it")
+        if self.ring_error:
+            self.log.info("capture.ring_made", path=str(self._ring.path))
+        self.ring_error = ""
+        self.backoff.reset()
+        return True
+
     def _open(self) -> bool:
+        if self._ring is None and not self._make_ring():
+            return False
         cap = open_source(self.source, *self.cfg.capture_timeouts())
         if not cap.isOpened():
             cap.release()
@@ -313,10 +345,12 @@ class Capture(Service):
                 "camera": self.camera, "capped": self.capped,
                 "source_fps": self.fps, "in_flight": len(self.in_flight),
                 "source_down_s": round(time.monotonic() - self.down_since, 1) if self.down_since else 0.0,
-                "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0}
+                "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0,
+                "ring_error": self.ring_error[:200]}
 
     def teardown(self) -> None:
         if self.cap is not None:
             self.cap.release()
-        self.ring.close(unlink=True)
+        if self._ring is not None:
+            self._ring.close(unlink=True)
 

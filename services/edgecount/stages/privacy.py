@@ -41,7 +41,7 @@ from edgecount_core.messages import (
     ZoneEvent,
     encode,
 )
-from edgecount_core.privacy import BucketAggregator, record_id, source_id
+from edgecount_core.privacy import BucketAggregator, source_id
 
 
 class Privacy(Service):
@@ -204,7 +204,8 @@ class Privacy(Service):
                 res = self.cfg.privacy.event_resolution_s
                 coarse = math.floor(agg.now / res) * res  # stream time: never behind a closed bucket
                 events.append(CountRecord(
-                    record_id=record_id(agg.device, "event", msg.line, msg.event_seq), kind="event",
+                    # The counter's log id, stream included: a counter.db started afresh numbers from 1 again.
+                    record_id=f"{agg.device}/event/{msg.line}/{msg.event_id}", kind="event",
                     name=msg.line, bucket_start=coarse, bucket_s=res,
                     n_in=int(msg.direction == "in"), n_out=int(msg.direction == "out"), camera=agg.camera))
         elif isinstance(msg, ZoneEvent) and not agg.add("zone", msg.zone, msg.kind, msg.ts, msg.occupancy):
@@ -277,7 +278,7 @@ class Privacy(Service):
                 "duplicates": self.follower.duplicates, "log_pending": self.store.pending(),
                 "unknown_camera": self.unknown_camera,
                 # Entries the counter trimmed before we applied them: non-zero only if our state was lost.
-                "lost": self.follower.lost}
+                "lost": self.follower.lost, "resets": self.follower.resets}
 
     def teardown(self) -> None:
         for reader in self.readers.values():

@@ -230,8 +230,9 @@ class Uplink(Service):
             for s in self.sinks:
                 s.publish_health({"ts": round(time.time()), "state": state, "backlog": backlog})
             self.next_health = now + 60.0
-        connected = all(s.status().get("broker_connected", True) for s in self.sinks)
-        self.state = "ok" if connected else "degraded"
+        fine = all(s.status().get("broker_connected", True) and not s.status().get("sink_degraded", False)
+                   for s in self.sinks)
+        self.state = "ok" if fine else "degraded"
         return 20 if backlog else 200
 
     def _device_state(self) -> tuple[str, list[str]]:
@@ -269,6 +270,7 @@ class Uplink(Service):
     def stats(self) -> dict[str, StatValue]:
         s: dict[str, StatValue] = {"backlog": self.backlog(), "applied": self.follower.applied,
                                    "recovered": self.follower.recovered, "lost": self.follower.lost,
+                                   "resets": self.follower.resets,
                                    "dropped_records": self.store.get_int("dropped.records")}
         for sink in self.sinks:
             s[f"delivered.{sink.name}"] = self.store.get_int(f"confirmed.{sink.name}")

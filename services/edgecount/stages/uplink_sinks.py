@@ -78,13 +78,17 @@ def read_secret(path: str, what: str) -> str:
 
 
 def check_secrets(cfg: Config) -> list[str]:
-    """Every problem with the configured sinks' secret files, before anything starts."""
+    """Every problem with the configured sinks' files, before anything starts: secrets must be private,
+    certificates readable (a missing one would otherwise fail the uplink at every start)."""
     up = cfg.uplink
-    files = []
+    files, certs = [], []
     if "mqtt" in up.sinks:
         files += [(up.mqtt.password_file, "uplink.mqtt.password_file"), (up.mqtt.key_file, "uplink.mqtt.key_file")]
+        if up.mqtt.tls:
+            certs += [(up.mqtt.ca_file, "uplink.mqtt.ca_file"), (up.mqtt.cert_file, "uplink.mqtt.cert_file")]
     if "webhook" in up.sinks:
         files += [(up.webhook.token_file, "uplink.webhook.token_file")]
+        certs += [(up.webhook.ca_file, "uplink.webhook.ca_file")]
     problems = []
     for path, what in files:
         if path:
@@ -92,6 +96,10 @@ def check_secrets(cfg: Config) -> list[str]:
                 check_private(path, what)
             except SinkError as exc:
                 problems.append(str(exc))
+    for path, what in certs:
+        if path and not os.access(path, os.R_OK):
+            why = "does not exist" if not os.path.exists(path) else "is not readable by this user"
+            problems.append(f"{what} {path} {why}; fix: copy the certificate there or correct the path")
     return problems
 
 
@@ -199,7 +207,14 @@ class JsonlSink:
 
 
 class MqttSink:
-    """QoS 1 publisher with a retained ``status`` topic and an ``offline`` last will."""
+    """QoS 1 publisher (MQTT 5) with a retained ``status`` topic and an ``offline`` last will.
+
+    MQTT 5, because a 3.1.1 broker cannot say "refused": Mosquitto acknowledges a publish its ACL denies,
+    and the record would count as delivered and be gone. Under MQTT 5 the PUBACK carries a reason code; a
+    refused record stays in the outbox, the sink reports degraded with the broker's reason and the topic,
+    and tries again after a back-off (the operator fixes the ACL; nothing is lost). A broker that never
+    acknowledges (``ack_timeout_s``) gets the same: reconnect, send again, degraded.
+    """
 
     name = "mqtt"
 
@@ -219,7 +234,7 @@ class MqttSink:
         self.status_topic = f"{self.base}/status"
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         client_id = cfg.client_id or f"edgecount-{site}-{device}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
         if cfg.username:
             password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
@@ -233,18 +248,61 @@ class MqttSink:
         self.client.reconnect_delay_set(min_delay=1, max_delay=int(cfg.reconnect_max_s))
         self.client.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
         self.client.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
-        self.client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", mid))
+        self.client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", (mid, rc)))
         self.client.on_connect_fail = lambda c, u: self.events.put(("connect_fail", None))
         self.client.on_message = lambda c, u, msg: self.events.put(("retained", (msg.topic, len(msg.payload))))
         self.connected = False
-        self.inflight: dict[int, int] = {}  # mid -> row id
+        self.inflight: dict[int, tuple[int, str]] = {}  # mid -> row id, topic
         self.order: list[int] = []  # row ids sent on this connection, in order
+        self.sent_at: dict[int, float] = {}  # row id -> when it was handed to the client
         self.acked: set[int] = set()
         self._confirmed = 0
         self.last_error = ""
         self.published = 0
-        self.client.connect_async(cfg.host, cfg.port, keepalive=int(cfg.keepalive_s))
+        self.refused = 0
+        self.ack_timeouts = 0
+        self.trouble = ""  # why the sink is degraded though connected (refused, unacknowledged); "" when fine
+        self.retry_at = 0.0
+        self.backoff = Backoff(1.0, float(cfg.reconnect_max_s))
+        self._connect()
+
+    def _connect(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive_s),
+                                  clean_start=True)
         self.client.loop_start()
+
+    def _forget_in_flight(self) -> None:
+        """Whatever was not acknowledged is sent again from the outbox (consumers de-duplicate by id)."""
+        self.inflight.clear()
+        self.order.clear()
+        self.sent_at.clear()
+        self.acked.clear()
+
+    def _refused(self, row: int, topic: str, reason: Any) -> None:
+        self.refused += 1
+        self.trouble = f"broker refused {topic}: {reason}"
+        delay = self.backoff.next()
+        self.retry_at = time.monotonic() + delay
+        self.log.error("mqtt.publish_refused", broker=f"{self.cfg.host}:{self.cfg.port}", topic=topic,
+                       reason=str(reason), retry_in_s=round(delay, 1),
+                       hint="the record stays in the outbox; check the broker's ACL for this client and topic")
+        self._forget_in_flight()
+
+    def _check_ack_age(self) -> None:
+        if not self.order or not self.connected:
+            return
+        age = time.monotonic() - self.sent_at.get(self.order[0], time.monotonic())
+        if age < self.cfg.ack_timeout_s:
+            return
+        self.ack_timeouts += 1
+        self.trouble = f"no PUBACK for {age:.0f} s from {self.cfg.host}:{self.cfg.port}"
+        self.log.warning("mqtt.ack_timeout", broker=f"{self.cfg.host}:{self.cfg.port}", waited_s=round(age),
+                         in_flight=len(self.order), action="reconnecting; the outbox sends again")
+        self._forget_in_flight()
+        self.connected = False
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connect()
 
     def _drain_events(self) -> None:
         while True:
@@ -268,10 +326,7 @@ class MqttSink:
                                      reason=str(value) if value is not None else "connection failed")
                 self.last_error = f"not connected to {self.cfg.host}:{self.cfg.port}"
                 self.connected = False
-                # Whatever was not acknowledged is sent again from the outbox after reconnecting.
-                self.inflight.clear()
-                self.order.clear()
-                self.acked.clear()
+                self._forget_in_flight()
             elif kind == "retained":
                 topic, size = value
                 if size and topic not in self.discovery:
@@ -279,9 +334,18 @@ class MqttSink:
                     self.client.publish(topic, b"", qos=1, retain=True)
                     self.log.info("mqtt.discovery_removed", topic=topic)
             elif kind == "puback":
-                row = self.inflight.pop(int(value), None)
-                if row is not None:
-                    self.acked.add(row)
+                mid, reason = value
+                sent = self.inflight.pop(int(mid), None)
+                if sent is None:
+                    continue
+                if getattr(reason, "is_failure", False):
+                    self._refused(sent[0], sent[1], reason)
+                    continue
+                self.acked.add(sent[0])
+                if self.trouble:
+                    self.log.info("mqtt.acknowledging_again", broker=f"{self.cfg.host}:{self.cfg.port}")
+                    self.trouble = ""
+                    self.backoff.reset()
         # Confirm in order: a later PUBACK waits for the earlier ones.
         while self.order and self.order[0] in self.acked:
             row = self.order.pop(0)
@@ -297,7 +361,8 @@ class MqttSink:
 
     def wants(self) -> int:
         self._drain_events()
-        if not self.connected:
+        self._check_ack_age()
+        if not self.connected or time.monotonic() < self.retry_at:
             return 0
         return max(0, int(self.cfg.max_inflight) - len(self.order))
 
@@ -315,8 +380,9 @@ class MqttSink:
             if info.rc != 0:
                 self.connected = False
                 return
-            self.inflight[info.mid] = r.row_id
+            self.inflight[info.mid] = (r.row_id, topic)
             self.order.append(r.row_id)
+            self.sent_at[r.row_id] = time.monotonic()
             self.published += 1
 
     def offered_upto(self, confirmed: int) -> int:
@@ -332,8 +398,9 @@ class MqttSink:
 
     def status(self) -> dict[str, Any]:
         return {"broker_connected": self.connected, "broker": f"{self.cfg.host}:{self.cfg.port}",
-                "mqtt_error": self.last_error, "mqtt_inflight": len(self.order),
-                "mqtt_published": self.published}
+                "mqtt_error": self.trouble or self.last_error, "mqtt_inflight": len(self.order),
+                "mqtt_published": self.published, "mqtt_refused": self.refused,
+                "mqtt_ack_timeouts": self.ack_timeouts, "sink_degraded": not self.connected or bool(self.trouble)}
 
     def close(self) -> None:
         if self.connected:

@@ -125,6 +125,10 @@ def _camera(full: Config, camera: str, store: AssetStore, appliance: dict[str, A
     if appliance:
         cap = next((s for s in appliance["services"] if s["service"] == process), None)
         stats = cap["stats"] if cap else {}
+        if cap and stats.get("ring_error"):
+            return Check(title, "fail", f"{process} has no frame ring: {stats['ring_error']} (degraded, retrying; "
+                         "the other cameras go on)", "free shared memory or lower the ring; "
+                         f"`edgecount logs {process}`")
         if cap and cap["state"] == "degraded" and float(stats.get("source_down_s", 0)) > 0:
             return Check(title, "fail",
                          f"{cfg.capture.source}: unavailable for {stats.get('source_down_s')} s; capture retries in "
