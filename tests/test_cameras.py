@@ -492,3 +492,73 @@ source = "rtsp://127.0.0.1:{free_port()}/nothing"
         assert checks["camera good"] == "pass" and checks["camera dead"] == "fail", checks
     finally:
         stop_appliance(proc)
+
+
+def test_line_names_that_read_the_same_once_sanitised_keep_an_entity_each() -> None:
+    """Issue 32, LOW: 'door.1' and 'door_1' gave one discovery topic, so one entity deleted the other's."""
+    cfg = parse_config({"device": {"site": "shop", "id": "d1"}, "uplink": {"mqtt": {"discovery": True}},
+                        "lines": [{"name": "door.1", "a": [0.2, 0.1], "b": [0.2, 0.9]},
+                                  {"name": "door_1", "a": [0.6, 0.1], "b": [0.6, 0.9]}]})
+    configs = discovery_configs(cfg)
+    topics = {p["state_topic"] for p in configs.values()}
+    assert {"edgecount/shop/d1/counts/line/door.1", "edgecount/shop/d1/counts/line/door_1"} <= topics
+    assert len(configs) == 2 * 2 + 2
+    assert len({p["unique_id"] for p in configs.values()}) == len(configs)
+
+
+def test_the_number_of_cameras_is_bounded() -> None:
+    """Issue 32, LOW: 3,000 cameras were accepted (a capture process and a ring each)."""
+    cams = [{"name": f"c{i}", "source": f"rtsp://cam{i}/s", "lines": []} for i in range(17)]
+    with pytest.raises(ConfigError, match="cameras"):
+        parse_config({"cameras": cams})
+    parse_config({"cameras": cams[:16]})
+
+
+def test_per_camera_capture_figures_and_the_write_time_reach_the_metrics() -> None:
+    """Issue 32, LOW: with [[cameras]] the capture processes are capture@NAME and their frames were missing
+    from the metrics; and a file no one rewrites any more looked as fresh as a new one."""
+    from edgecount.runtime.metrics import render, samples
+
+    text = render(samples([{"service": "capture@front", "state": "ok", "stats": {"frames_read": 10}},
+                           {"service": "capture@back", "state": "ok", "stats": {"frames_read": 7}}], now=1.7e9))
+    assert 'edgecount_frames_read_total{camera="front"} 10' in text
+    assert 'edgecount_frames_read_total{camera="back"} 7' in text
+    assert "edgecount_metrics_written_timestamp_seconds 1700000000" in text
+
+
+def test_moving_to_cameras_sends_the_open_bucket_instead_of_dropping_it(runtime_dir: Path) -> None:
+    """Issue 32, LOW: the single-camera file's open bucket was saved as main's, and no camera of the new
+    [[cameras]] file read it: those crossings were never sent."""
+    from edgecount.runtime.settings import load_config
+    from edgecount.stages.privacy import AGG_KEY, Privacy
+    from edgecount_core.messages import CountRecord, Crossing, decode
+
+    def close(svc: Privacy) -> None:
+        svc.teardown()
+        svc.pub.close()
+        for sub in svc.subs:
+            sub.close()
+        svc.ctx.term()
+
+    head = f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
+    single = runtime_dir / "single.toml"
+    single.write_text(head + '[[lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n')
+    svc = Privacy(load_config(single), runtime_dir)
+    try:
+        for n in (1, 2, 3):
+            svc.handle(b"crossing", Crossing(event_id=f"s:{n}", line="door", direction="in", ts=1000.0 + n,
+                                             track_id=n, seq=n, event_seq=n))
+    finally:
+        close(svc)
+    multi = runtime_dir / "multi.toml"
+    multi.write_text(head + '[[cameras]]\nname = "front"\nsource = "rtsp://cam/s"\n'
+                     '[[cameras.lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n')
+    svc = Privacy(load_config(multi), runtime_dir)
+    try:
+        records = [m for _, _, p in svc.store.read_from(1, 1000) if isinstance(m := decode(p), CountRecord)]
+        kept = svc.store.get(AGG_KEY)
+    finally:
+        close(svc)
+    door = [r for r in records if r.name == "door"]
+    assert sum(r.n_in for r in door) == 3 and {r.camera for r in door} == {"main"}
+    assert kept is None  # sent once: a restart does not send it again

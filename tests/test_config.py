@@ -177,3 +177,29 @@ def test_a_missing_certificate_is_refused_by_config_check_and_run(tmp_path: Path
     assert "uplink.mqtt.ca_file" in capfd.readouterr().err
     assert main(["run", "--config", str(f)]) == 2
     assert "missing-ca.pem does not exist" in capfd.readouterr().err
+
+
+def test_lines_set_keeps_a_symlink_its_owner_and_a_concurrent_edit(tmp_path: Path) -> None:
+    """Issue 32, LOW: `lines set` replaced a symlinked configuration with a file, gave the file to whoever ran
+    it, and overwrote an edit saved while it worked."""
+    import os
+
+    from edgecount.tools.config_edit import set_line, write_validated
+    from edgecount_core.config import LineSection
+
+    real = tmp_path / "etc" / "edgecount.toml"
+    real.parent.mkdir()
+    real.write_text('[[lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n')
+    link = tmp_path / "site.toml"
+    link.symlink_to(real)
+    if os.geteuid() == 0:
+        os.chown(real, 65534, 65534)
+    set_line(link, LineSection(name="gate", a=(0.2, 0.1), b=(0.2, 0.9)))
+    assert link.is_symlink() and "gate" in real.read_text()
+    if os.geteuid() == 0:
+        assert (real.stat().st_uid, real.stat().st_gid) == (65534, 65534)
+    before = real.read_text()
+    with pytest.raises(ConfigError, match="changed by someone else"):
+        write_validated(real, before + '\n[[lines]]\nname = "x"\na = [0.1, 0.1]\nb = [0.1, 0.9]\n',
+                        original=before.replace("gate", "gate2"))
+    assert real.read_text() == before

@@ -50,3 +50,12 @@ def test_chart_is_drawn_in_text(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "people per 30 min" in text and "line:door in" in text and "line:door out" in text
     assert "\x1b[" not in text  # no colour codes when not on a terminal
     assert main(["counts", "--chart", "--since", "30d", "--by", "1m", "--config", str(cfg)]) == 2
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-2h", "nanm", "infd"])
+def test_a_duration_that_is_not_one_is_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str], bad: str) -> None:
+    """Issue 32, LOW: `--since nan` and `--by inf` were taken as durations."""
+    cfg = _history(tmp_path)
+    assert main(["counts", "--config", str(cfg), "--chart", f"--since={bad}"]) == 2
+    assert main(["counts", "--config", str(cfg), "--chart", f"--by={bad}"]) == 2
+    assert "use a duration" in capfd.readouterr().err

@@ -91,3 +91,31 @@ def test_a_request_given_up_on_never_runs() -> None:
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["gave_up"]
     assert out["left"] == [out["later"]], "the abandoned request is still running"
+
+
+def test_a_reused_pid_is_not_taken_for_dead() -> None:
+    """Issue 32, LOW: exit codes were kept by pid, so a new stage that got the pid of an old, exited one was
+    reported dead at once and started a second time. The server's messages arrive in order (it reaps a
+    process before its pid can be reused): an exit on record for a pid that starts again is the old one's."""
+    import json
+    import socket
+
+    from edgecount.runtime.forkserver import ForkServer
+
+    fs = ForkServer()
+    ours, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fs._sock = ours
+    try:
+        fs._live.add(4242)
+        server.send(json.dumps({"op": "exited", "pid": 4242, "code": -9}).encode())
+        assert fs.exitcode(4242, timeout=1) == -9  # the old stage, killed
+        server.send(json.dumps({"op": "started", "id": 1, "pid": 4242}).encode())  # answer to the next spawn
+        assert fs.spawn("edgecount.stages:whatever", []) == 4242
+        assert server.recv(65536)  # the request went out
+        assert fs.exitcode(4242) is None  # the new stage runs
+        server.send(json.dumps({"op": "exited", "pid": 4242, "code": 0}).encode())
+        assert fs.exitcode(4242, timeout=1) == 0
+    finally:
+        fs._sock = None
+        ours.close()
+        server.close()

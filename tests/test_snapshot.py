@@ -243,3 +243,15 @@ def test_stills_queued_before_the_policy_changed_are_never_sent(runtime_dir: Pat
     assert not [r for r in map(json.loads, sent) if r["kind"] == "snapshot"]
     assert after.backlog() == 0 and after.store.get_int("applied") == 2  # consumed, not queued
     close(after)
+
+
+def test_a_frame_of_a_ring_that_is_gone_is_skipped_not_a_crash(runtime_dir: Path) -> None:
+    """Issue 32, LOW: privacy with snapshots crashed on a stale ring (capture restarted or stopped)."""
+    from edgecount_core.messages import FrameReady
+
+    h = _PrivacyHarness(runtime_dir)
+    try:
+        h.svc.handle(b"frame", FrameReady(seq=5, slot=1, ts=h.now, width=768, height=576, ring=12345))
+        assert h.stills() == [] and h.svc.pending_frame is None
+    finally:
+        h.close()

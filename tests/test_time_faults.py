@@ -305,3 +305,4 @@ def test_the_counter_keeps_sending_watermarks_after_the_clock_steps_back(runtime
         svc.ctx.term()
     marks = [m.ts for m in sent if isinstance(m, Watermark)]
     assert marks[-1] == 409.0 and 400.0 in marks
+

@@ -232,6 +232,9 @@ class ZoneSection(_Section):
         return self
 
 
+MAX_CAMERAS = 16  # a capture process and a frame ring each: far beyond what an edge board runs
+
+
 class PrivacySection(_Section):
     policy: Literal["counts", "events", "snapshots"] = Field(
         "counts",
@@ -411,7 +414,8 @@ class Config(_Section):
     uplink: UplinkSection = UplinkSection()
     watchdog: WatchdogSection = WatchdogSection()
     cameras: tuple[CameraSection, ...] = Field(
-        (), description="several cameras, each [[cameras]] with name, source, lines and zones; empty = the one "
+        (), max_length=MAX_CAMERAS,
+        description="several cameras, each [[cameras]] with name, source, lines and zones; empty = the one "
         "camera of [capture] and the top-level lines and zones, named 'main'")
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from typing import Any
@@ -116,9 +117,12 @@ def _chart(db: Any, since: float, until: float, by_s: float, names: list[str], a
 def _parse_since(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
-        raise ConfigError(f"--since {text!r}: use a duration such as 30m, 2h or 1d") from None
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:  # nan, inf and negative durations parse as floats too
+        raise ConfigError(f"--since {text!r}: use a duration such as 30m, 2h or 1d")
+    return seconds
 
 
 def cmd_events(args: argparse.Namespace) -> int:

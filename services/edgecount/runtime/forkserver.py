@@ -188,7 +188,12 @@ class ForkServer:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(msg["pid"]), signal.SIGKILL)
             elif msg["op"] == "started":
-                self._started[int(msg["id"])] = int(msg["pid"])
+                pid = int(msg["pid"])
+                # The server reaps a process before its pid can be reused and reports in order, so an exit
+                # on record for this pid is an older process's: it must not make the new one look dead.
+                self._exits.pop(pid, None)
+                self._orphans.discard(pid)
+                self._started[int(msg["id"])] = pid
             elif msg["op"] == "exited":
                 pid = int(msg["pid"])
                 self._live.discard(pid)

@@ -3,7 +3,9 @@
 The device opens no port. The watchdog, which already receives every service's heartbeat, renders
 their figures as Prometheus text and renames a complete file into node_exporter's textfile directory
 (Debian's ``prometheus-node-exporter`` reads ``/var/lib/prometheus/node-exporter/*.prom``). Labels are
-the service, the sink or a quantile: never a track, a person or anything per event.
+the service, the camera, the sink or a quantile: never a track, a person or anything per event. The file
+says when it was written, so a supervisor that stopped writing it is seen (the figures would otherwise
+stay at their last values).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ Sample = tuple[dict[str, str], float]
 
 # name -> (type, help)
 METRICS: dict[str, tuple[str, str]] = {
+    "edgecount_metrics_written_timestamp_seconds": ("gauge", "when the watchdog wrote this file (alert when old)"),
     "edgecount_service_up": ("gauge", "1 while the service heartbeats (ok or degraded)"),
     "edgecount_service_degraded": ("gauge", "1 while the service reports degraded (camera down, no Edge TPU, broker)"),
     "edgecount_service_restarts_total": ("counter", "restarts of the service by the watchdog"),
@@ -62,9 +65,12 @@ _SERVICE_STATS = {  # (service, stat) -> metric
 }
 
 
-def samples(services: Iterable[Mapping[str, Any]]) -> dict[str, list[Sample]]:
-    """The metrics of the watchdog's status rows (``edgecount status --json``'s ``services``)."""
+def samples(services: Iterable[Mapping[str, Any]], now: float | None = None) -> dict[str, list[Sample]]:
+    """The metrics of the watchdog's status rows (``edgecount status --json``'s ``services``), written at
+    wall-clock ``now``."""
     out: dict[str, list[Sample]] = {name: [] for name in METRICS}
+    if now is not None:
+        out["edgecount_metrics_written_timestamp_seconds"].append(({}, round(now, 3)))
     for s in services:
         name, stats = str(s["service"]), s.get("stats") or {}
         label = {"service": name}
@@ -74,9 +80,10 @@ def samples(services: Iterable[Mapping[str, Any]]) -> dict[str, list[Sample]]:
         for stat, metric in _PER_SERVICE.items():
             if isinstance(stats.get(stat), int | float):
                 out[metric].append((label, float(stats[stat])))
+        stage, _, camera = name.partition("@")  # capture@door: one per camera, labelled with it
         for (svc, stat), metric in _SERVICE_STATS.items():
-            if svc == name and isinstance(stats.get(stat), int | float) and not isinstance(stats[stat], bool):
-                out[metric].append(({}, float(stats[stat])))
+            if svc == stage and isinstance(stats.get(stat), int | float) and not isinstance(stats[stat], bool):
+                out[metric].append(({"camera": camera} if camera else {}, float(stats[stat])))
         if name == "inference":
             for q, key in (("0.5", "latency_ms_p50"), ("0.95", "latency_ms_p95")):
                 if isinstance(stats.get(key), int | float) and int(stats.get("processed", 0)):

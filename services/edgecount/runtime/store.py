@@ -91,6 +91,15 @@ class Store:
         raw = self.get(key)
         return int(raw.decode()) if raw is not None else default
 
+    def keys(self, prefix: str) -> list[str]:
+        """The keys that start with ``prefix``, sorted."""
+        rows = self.db.execute("SELECT key FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
+                               (len(prefix), prefix)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def delete(self, key: str) -> None:
+        self.db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
     def put(self, key: str, value: bytes) -> None:
         self.db.execute("INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                         (key, value))

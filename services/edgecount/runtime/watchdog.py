@@ -311,7 +311,7 @@ class Watchdog:
             return
         self._next_metrics = now + w.metrics_interval_s
         try:
-            write_textfile(Path(w.metrics_dir), render(samples(self.status())))
+            write_textfile(Path(w.metrics_dir), render(samples(self.status(), now=time.time())))
         except OSError as exc:
             if not self._metrics_warned:  # e.g. node_exporter not installed: say so once, carry on
                 self.log.warning("watchdog.metrics_not_written", dir=w.metrics_dir, reason=str(exc))

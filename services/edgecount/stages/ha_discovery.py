@@ -9,6 +9,7 @@ will. Only counts and health are described: nothing per person, no snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -78,8 +79,12 @@ def discovery_configs(cfg: Config) -> dict[str, Payload]:
                      "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:tray-full"}),
     ]
     out: dict[str, Payload] = {}
-    for object_id, fields in entities:
+    taken: set[str] = set()
+    for object_id, fields in sorted(entities, key=lambda e: e[0]):
         oid = _safe_id(object_id)
+        if oid in taken:  # "door.1" and "door_1" read the same once sanitised: one would replace the other
+            oid = f"{oid}_{hashlib.sha1(object_id.encode()).hexdigest()[:6]}"
+        taken.add(oid)
         out[f"{m.discovery_prefix}/sensor/{node}/{oid}/config"] = {
             **fields, "unique_id": f"{node}_{oid}", "object_id": f"{node}_{oid}", **common}
     return out

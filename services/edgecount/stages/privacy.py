@@ -51,7 +51,8 @@ class Privacy(Service):
         super().__init__(config, runtime_dir, process)
         self.store = Store(state_dir(config) / "privacy.db", synchronous="FULL")
         self.aggs = {cam: self._aggregator(cam, config.privacy.bucket_s) for cam in config.camera_names()}
-        closed = [r for cam in self.aggs for r in self._restore_state(cam)]
+        self._retired_keys: list[str] = []  # saved states of cameras no longer configured, dropped at commit
+        closed = [r for cam in self.aggs for r in self._restore_state(cam)] + self._orphaned_buckets()
         applied = self.store.get_int("applied")
         self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -114,6 +115,28 @@ class Privacy(Service):
                            hint="the open (not yet emitted) buckets of the last run are lost")
             return []
 
+    def _orphaned_buckets(self) -> list[CountRecord]:
+        """Open buckets saved for a camera the configuration no longer has (a file moved to ``[[cameras]]``
+        leaves ``main``'s; a camera renamed or removed leaves its own): emitted as they were, under the
+        camera they were counted for, instead of dropped. Their saved state goes in the same commit."""
+        out: list[CountRecord] = []
+        for key in self.store.keys(AGG_KEY):
+            camera = DEFAULT_CAMERA if key == AGG_KEY else key.partition("@")[2]
+            if camera in self.aggs:
+                continue
+            try:
+                state = msgpack.unpackb(self.store.get(key) or b"", raw=False, strict_map_key=False)
+                old = BucketAggregator(self._source(camera), (), bucket_s=float(state["bucket_s"]), camera=camera)
+                old.restore(state)
+                records = old.flush()
+            except Exception as exc:  # damaged: as in _restore_state, never a failed start
+                self.log.error("privacy.state_discarded", camera=camera, reason=f"{type(exc).__name__}: {exc}"[:300])
+                records = []
+            self.log.warning("privacy.camera_gone", camera=camera, open_buckets_sent=len(records))
+            out += records
+            self._retired_keys.append(key)
+        return out
+
     def setup(self) -> None:
         if self.cfg.privacy.policy != "snapshots":
             return
@@ -141,7 +164,13 @@ class Privacy(Service):
         reader = self.readers.get(getattr(msg, "camera", DEFAULT_CAMERA))
         if isinstance(msg, FrameReady) and reader is not None and not self.pairing.waiting(now) \
                 and now >= self.next_snapshot:
-            view = reader.view(msg.ring, msg.slot, msg.seq)
+            from edgecount.runtime.ring import RingError
+
+            try:
+                view = reader.view(msg.ring, msg.slot, msg.seq)
+            except RingError as exc:  # capture restarted (a new ring) or is gone: the next still comes later
+                self.log.warning("privacy.snapshot_skipped", reason=str(exc)[:200])
+                return
             if view is None:
                 return
             frame = view.copy()
@@ -183,6 +212,9 @@ class Privacy(Service):
                 out.append(rec)
             for agg in self.aggs.values() if changed is None else changed:
                 self.store.put(agg_key(agg.camera), msgpack.packb(agg.to_state(), use_bin_type=True))
+            for key in self._retired_keys:
+                self.store.delete(key)
+            self._retired_keys = []
             if applied is not None:
                 self.store.put_int("applied", applied)
         return out

@@ -15,7 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from edgecount.runtime.files import replace_text
+from edgecount.runtime.files import FileChangedError, replace_text
 from edgecount_core.config import ConfigError, LineSection, parse_config
 from edgecount_core.messages import DEFAULT_CAMERA
 
@@ -40,8 +40,10 @@ def _camera_table(path: Path, doc: Any, camera: str | None) -> Any:
 def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
     """Add ``line`` to the file at ``path`` (to ``camera``'s lines with ``[[cameras]]``), or move the line of that
     name; ``ConfigError`` if it cannot."""
+    path = path.resolve()  # a symlinked configuration: edit what it points to, keep the link
     try:
-        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+        original = path.read_text(encoding="utf-8")
+        doc = tomlkit.parse(original)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except TOMLKitError as exc:
@@ -65,13 +67,19 @@ def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
         table["a"] = list(line.a)
         table["b"] = list(line.b)
         lines.append(table)
-    write_validated(path, tomlkit.dumps(doc))
+    write_validated(path, tomlkit.dumps(doc), original)
 
 
-def write_validated(path: Path, text: str) -> None:
-    """Replace the file with ``text`` only if it parses and validates; readers see old or new, never half."""
+def write_validated(path: Path, text: str, original: str | None = None) -> None:
+    """Replace the file with ``text`` only if it parses and validates; readers see old or new, never half.
+    The file keeps its mode and owner; with ``original`` (what the edit started from), a file someone saved
+    in the meantime is not overwritten."""
     try:
         parse_config(tomllib.loads(text), source=str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: the edited file would not be valid TOML ({exc}); nothing was written") from None
-    replace_text(path, text, path.stat().st_mode & 0o777)
+    st = path.stat()
+    try:
+        replace_text(path, text, st.st_mode & 0o777, owner=(st.st_uid, st.st_gid), unless_changed_from=original)
+    except FileChangedError as exc:
+        raise ConfigError(f"{exc}; nothing was written: run the command again") from None
