@@ -298,3 +298,12 @@ def mount_tmpfs(path: Path, size: str) -> str:
 def umount(path: Path) -> None:
     cmd = ["umount", "-l", str(path)]
     subprocess.run(cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd], capture_output=True, timeout=30)
+
+
+def close_service(svc: Any) -> None:
+    """Stop a stage built in-process (no loop was started): its resources, then its sockets."""
+    svc.teardown()
+    svc.pub.close()
+    for sub in svc.subs:
+        sub.close()
+    svc.ctx.term()

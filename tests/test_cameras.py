@@ -33,7 +33,7 @@ from edgecount_core.messages import Crossing, Health, Tracks, decode, encode
 from edgecount_core.outbox import PendingRecord, plan_compaction
 from edgecount_core.privacy import BucketAggregator, source_id
 
-from .helpers import Broker, HealthWatcher, MqttCapture, edgecount
+from .helpers import Broker, HealthWatcher, MqttCapture, close_service, edgecount
 
 LINE = {"name": "door", "a": [0.5, 0.1], "b": [0.5, 0.9]}
 
@@ -533,13 +533,6 @@ def test_moving_to_cameras_sends_the_open_bucket_instead_of_dropping_it(runtime_
     from edgecount.stages.privacy import AGG_KEY, Privacy
     from edgecount_core.messages import CountRecord, Crossing, decode
 
-    def close(svc: Privacy) -> None:
-        svc.teardown()
-        svc.pub.close()
-        for sub in svc.subs:
-            sub.close()
-        svc.ctx.term()
-
     head = f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
     single = runtime_dir / "single.toml"
     single.write_text(head + '[[lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n')
@@ -549,7 +542,7 @@ def test_moving_to_cameras_sends_the_open_bucket_instead_of_dropping_it(runtime_
             svc.handle(b"crossing", Crossing(event_id=f"s:{n}", line="door", direction="in", ts=1000.0 + n,
                                              track_id=n, seq=n, event_seq=n))
     finally:
-        close(svc)
+        close_service(svc)
     multi = runtime_dir / "multi.toml"
     multi.write_text(head + '[[cameras]]\nname = "front"\nsource = "rtsp://cam/s"\n'
                      '[[cameras.lines]]\nname = "door"\na = [0.5, 0.1]\nb = [0.5, 0.9]\n')
@@ -558,7 +551,7 @@ def test_moving_to_cameras_sends_the_open_bucket_instead_of_dropping_it(runtime_
         records = [m for _, _, p in svc.store.read_from(1, 1000) if isinstance(m := decode(p), CountRecord)]
         kept = svc.store.get(AGG_KEY)
     finally:
-        close(svc)
+        close_service(svc)
     door = [r for r in records if r.name == "door"]
     assert sum(r.n_in for r in door) == 3 and {r.camera for r in door} == {"main"}
     assert kept is None  # sent once: a restart does not send it again

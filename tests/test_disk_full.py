@@ -19,6 +19,8 @@ from edgecount.runtime.store import Store
 from edgecount.stages.uplink_sinks import JsonlSink, OutRow
 from edgecount_core.messages import Crossing, Detections, Watermark
 
+from .helpers import close_service
+
 
 def _full_store(path: Path) -> Store:
     """A store whose file may not grow: SQLite's own ``database or disk is full``."""
@@ -61,14 +63,6 @@ def _config(runtime_dir: Path) -> Any:
     cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
                    '[[lines]]\nname = "door"\na = [0.5, 0.0]\nb = [0.5, 1.0]\n')
     return load_config(cfg)
-
-
-def _close(svc: Any) -> None:
-    svc.teardown()
-    svc.pub.close()
-    for sub in svc.subs:
-        sub.close()
-    svc.ctx.term()
 
 
 class _DiskFillsAtCommit:
@@ -120,7 +114,7 @@ def test_the_counter_forgets_a_frame_it_could_not_commit(runtime_dir: Path) -> N
                 svc.handle(b"detections", frame)  # not acknowledged: capture sends it again
     finally:
         svc.store.db = fault.db
-        _close(svc)
+        close_service(svc)
     crossings = [m for m in sent if isinstance(m, Crossing)]
     assert fault.refused == 1, "the commit of the crossing was never refused"
     assert [(c.line, c.event_seq) for c in crossings] == [("door", 1)]
@@ -152,7 +146,7 @@ def test_privacy_applies_again_what_it_could_not_commit(runtime_dir: Path) -> No
         svc.store.db = fault.db
         applied = svc.follower.applied
     finally:
-        _close(svc)
+        close_service(svc)
     door = [m for m in published if getattr(m, "name", "") == "door"]
     assert fault.refused == 1 and applied == 3
     assert sum(r.n_in for r in door) == 3

@@ -19,6 +19,8 @@ from edgecount.runtime.store import Store
 from edgecount_core.messages import Crossing, Message, encode
 from edgecount_core.outbox import PendingRecord, plan_compaction
 
+from .helpers import close_service
+
 NOW = 1_800_000_000.0
 
 
@@ -206,11 +208,7 @@ def test_the_uplinks_health_carries_the_whole_devices_state(tmp_path: Path, runt
         (runtime_dir / "control.sock").unlink()
         assert up._device_state() == ("ok", [])  # no supervisor (replay-service): its own state
     finally:
-        up.teardown()
-        up.pub.close()
-        for sub in up.subs:
-            sub.close()
-        up.ctx.term()
+        close_service(up)
         ctx.term()
 
 
@@ -267,11 +265,7 @@ def test_compaction_with_the_broker_down_does_not_double_the_file(tmp_path: Path
         backlog = up.backlog()
         queued = up.store.db.execute("SELECT SUM(n_in) FROM outbox").fetchone()[0]
     finally:
-        up.teardown()
-        up.pub.close()
-        for sub in up.subs:
-            sub.close()
-        up.ctx.term()
+        close_service(up)
     lines = [json.loads(x) for x in (runtime_dir / "state" / "uplink.jsonl").read_text().splitlines()]
     assert len({r["id"] for r in lines}) == len(lines)
     assert sum(r["in"] for r in lines) == 60

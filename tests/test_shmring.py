@@ -8,6 +8,7 @@ import stat
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -207,10 +208,9 @@ def test_a_squatted_ring_name_is_left_to_its_owner_and_readers_follow_ours(runti
         path.unlink()
 
 
-def test_a_ring_that_does_not_fit_the_shared_memory_is_refused_at_once(monkeypatch: pytest.MonkeyPatch,
-                                                                        tmp_path: Path) -> None:
-    """Before: the segment was made sparse and the capture died of SIGBUS at the first frame past the free
-    memory (every camera's capture, the whole device)."""
+@pytest.fixture
+def small_shm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Shared memory of 2 MiB (a tmpfs in place of /dev/shm); unmounted after, which leaves the directory."""
     import edgecount.runtime.segments as segments
 
     from .helpers import mount_tmpfs, umount
@@ -222,31 +222,30 @@ def test_a_ring_that_does_not_fit_the_shared_memory_is_refused_at_once(monkeypat
         pytest.skip(f"cannot mount a small tmpfs here ({why})")
     monkeypatch.setattr(segments, "SHM_DIR", shm)
     try:
-        with pytest.raises(RingError, match="does not fit"):
-            RingWriter(tmp_path, slots=8, max_w=640, max_h=480)
-        assert not list(shm.iterdir())  # nothing half-made left behind
-        small = RingWriter(tmp_path, slots=3, max_w=64, max_h=48)
-        small.close(unlink=True)
+        yield shm
     finally:
         umount(shm)
 
 
-def test_a_capture_without_room_for_its_ring_waits_degraded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                           runtime_dir: Path, pets09_clip: Path) -> None:
+def test_a_ring_that_does_not_fit_the_shared_memory_is_refused_at_once(small_shm: Path, tmp_path: Path) -> None:
+    """Before: the segment was made sparse and the capture died of SIGBUS at the first frame past the free
+    memory (every camera's capture, the whole device)."""
+    with pytest.raises(RingError, match="does not fit"):
+        RingWriter(tmp_path, slots=8, max_w=640, max_h=480)
+    assert not list(small_shm.iterdir())  # nothing half-made left behind
+    small = RingWriter(tmp_path, slots=3, max_w=64, max_h=48)
+    small.close(unlink=True)
+
+
+def test_a_capture_without_room_for_its_ring_waits_degraded(small_shm: Path, runtime_dir: Path,
+                                                           pets09_clip: Path) -> None:
     """The capture stays up, heartbeating and degraded with the reason, and makes its ring once there is
     room; before, it died (SIGBUS) and was restarted until the watchdog gave up on the whole device."""
-    import edgecount.runtime.segments as segments
     from edgecount.runtime.settings import load_config
     from edgecount.stages.capture import Capture
 
-    from .helpers import mount_tmpfs, umount
+    from .helpers import umount
 
-    shm = tmp_path / "shm"
-    shm.mkdir()
-    why = mount_tmpfs(shm, "2m")
-    if why:
-        pytest.skip(f"cannot mount a small tmpfs here ({why})")
-    monkeypatch.setattr(segments, "SHM_DIR", shm)
     cfg = runtime_dir / "c.toml"
     cfg.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'
                    f'[capture]\nsource = "{pets09_clip}"\nring_slots = 8\nmax_width = 768\nmax_height = 576\n')
@@ -255,7 +254,7 @@ def test_a_capture_without_room_for_its_ring_waits_degraded(monkeypatch: pytest.
         svc.setup()
         assert svc.state == "degraded" and "does not fit" in str(svc.stats()["ring_error"])
         assert svc.cap is None
-        umount(shm)  # room again: the same directory, no longer a 2 MiB tmpfs
+        umount(small_shm)  # room again: the same directory, no longer a 2 MiB tmpfs
         svc.reopen_at = 0.0
         svc.tick()
         assert svc.state == "ok" and svc.stats()["ring_error"] == "" and svc.cap is not None
@@ -263,4 +262,3 @@ def test_a_capture_without_room_for_its_ring_waits_degraded(monkeypatch: pytest.
         svc.teardown()
         svc.pub.close()
         svc.ctx.term()
-        umount(shm)

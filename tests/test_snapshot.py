@@ -12,6 +12,8 @@ from edgecount.detection.detector import TFLiteDetector
 from edgecount.detection.redaction import FaceDetector, find_faces, redact_snapshot
 from edgecount_core.faces import blazeface_anchors
 
+from .helpers import close_service
+
 pytestmark = pytest.mark.assets
 
 
@@ -156,11 +158,7 @@ class _PrivacyHarness:
         return out
 
     def close(self) -> None:
-        self.svc.teardown()
-        self.svc.pub.close()
-        for sub in self.svc.subs:
-            sub.close()
-        self.svc.ctx.term()
+        close_service(self.svc)
 
 
 def test_a_still_is_redacted_with_its_own_frames_boxes_or_not_sent(runtime_dir: Path, pets09_clip: Path,
@@ -222,11 +220,7 @@ def test_stills_queued_before_the_policy_changed_are_never_sent(runtime_dir: Pat
         return Uplink(load_config(cfg), runtime_dir)
 
     def close(u: Uplink) -> None:
-        u.teardown()
-        u.pub.close()
-        for sub in u.subs:
-            sub.close()
-        u.ctx.term()
+        close_service(u)
 
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     before = uplink("snapshots")

@@ -21,6 +21,8 @@ from edgecount_core.messages import CountRecord, Crossing, Watermark, decode
 from edgecount_core.privacy import BucketAggregator, record_id
 from edgecount_core.streamclock import CATCH_UP_RATE, StreamClock
 
+from .helpers import close_service
+
 LINES = ["north", "south", "east", "west"]
 DAY = 86400.0
 
@@ -174,11 +176,7 @@ class _Privacy:
             self.svc._publish(self.svc._commit(agg.flush(), changed=[agg]))
 
     def close(self) -> None:
-        self.svc.teardown()
-        self.svc.pub.close()
-        for sub in self.svc.subs:
-            sub.close()
-        self.svc.ctx.term()
+        close_service(self.svc)
 
 
 def test_privacy_survives_a_clock_stepped_forward_30_days(runtime_dir: Path) -> None:
@@ -298,11 +296,7 @@ def test_the_counter_keeps_sending_watermarks_after_the_clock_steps_back(runtime
                 seq=seq, ts=ts, width=640, height=480, boxes=np.zeros((0, 4), np.float32),
                 scores=np.zeros(0, np.float32), classes=np.zeros(0, np.float32)))
     finally:
-        svc.teardown()
-        svc.pub.close()
-        for sub in svc.subs:
-            sub.close()
-        svc.ctx.term()
+        close_service(svc)
     marks = [m.ts for m in sent if isinstance(m, Watermark)]
     assert marks[-1] == 409.0 and 400.0 in marks
 
