@@ -100,7 +100,8 @@ class _SilentBroker:
     """Speaks just enough MQTT (5 or 3.1.1) to be connected to (CONNACK, PINGRESP) and never acknowledges a
     publish."""
 
-    def __init__(self) -> None:
+    def __init__(self, only_311: bool = False, acknowledge: bool = False) -> None:
+        self.only_311, self.acknowledge = only_311, acknowledge
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.connections = 0
@@ -142,6 +143,9 @@ class _SilentBroker:
                     if not byte & 0x80:
                         break
                 body = self._read(conn, length)
+                if kind == 1 and body[6] == 5 and self.only_311:  # a 3.1.1 broker: unacceptable protocol version
+                    conn.sendall(struct.pack("!BBBB", 0x20, 2, 0, 1))
+                    return
                 if kind == 1 and body[6] == 5:  # CONNECT (MQTT 5) -> CONNACK: no session, success, no properties
                     conn.sendall(struct.pack("!BBBBB", 0x20, 3, 0, 0, 0))
                 elif kind == 1:  # CONNECT (3.1.1) -> CONNACK
@@ -149,7 +153,10 @@ class _SilentBroker:
                 elif kind == 12:  # PINGREQ -> PINGRESP
                     conn.sendall(b"\xd0\x00")
                 elif kind == 3:
-                    self.publishes += 1  # and never a PUBACK
+                    self.publishes += 1
+                    if self.acknowledge:  # 3.1.1 QoS 1: topic, then the packet id
+                        topic_len = struct.unpack("!H", body[:2])[0]
+                        conn.sendall(b"\x40\x02" + body[2 + topic_len:4 + topic_len])
                 elif kind == 14:
                     return
         except (ConnectionError, OSError):
@@ -178,3 +185,19 @@ def test_a_broker_that_never_acknowledges_is_left_and_reported() -> None:
     assert status["mqtt_ack_timeouts"] >= 2 and broker.connections >= 2, (status, broker.connections)
     assert status["sink_degraded"] and "no PUBACK" in status["mqtt_error"]
     assert broker.publishes >= 10  # the same records sent again after each reconnect
+
+
+def test_a_broker_that_speaks_only_mqtt_311_still_gets_the_records() -> None:
+    """A broker without MQTT 5 (Mosquitto 1.x) refuses the protocol version: the sink says what that costs
+    and connects with 3.1.1, rather than never delivering."""
+    broker = _SilentBroker(only_311=True, acknowledge=True)
+    sink = MqttSink(MqttSection(host="127.0.0.1", port=broker.port, reconnect_max_s=1), "test", "dev1",
+                    structlog.get_logger())
+    rows = _rows(5)
+    try:
+        assert _wait(lambda: sink.wants() > 0, 20), "the sink never connected"
+        assert _wait(lambda: (_deliver(sink, rows, 0.3), sink.confirmed())[1] == 5, 20), sink.status()
+    finally:
+        sink.close()
+        broker.close()
+    assert not sink.v5 and broker.connections >= 2

@@ -221,9 +221,6 @@ class MqttSink:
     def __init__(self, cfg: Any, site: str, device: str, log: Any,
                  discovery: dict[str, dict[str, Any]] | None = None, discovery_filter: str = "",
                  per_camera: bool = False) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         self.cfg = cfg
         # Home Assistant discovery: what to announce (retained), and where our earlier announcements live.
         self.discovery = discovery or {}
@@ -233,24 +230,9 @@ class MqttSink:
         self.per_camera = per_camera  # topic layout 'camera': counts under <base>/<camera>/...
         self.status_topic = f"{self.base}/status"
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        client_id = cfg.client_id or f"edgecount-{site}-{device}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
-        if cfg.username:
-            password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
-            self.client.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            if cfg.key_file:
-                check_private(cfg.key_file, "uplink.mqtt.key_file")  # a private key is a secret like the password
-            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
-                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
-        self.client.max_inflight_messages_set(max(1, cfg.max_inflight))
-        self.client.reconnect_delay_set(min_delay=1, max_delay=int(cfg.reconnect_max_s))
-        self.client.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
-        self.client.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
-        self.client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", (mid, rc)))
-        self.client.on_connect_fail = lambda c, u: self.events.put(("connect_fail", None))
-        self.client.on_message = lambda c, u, msg: self.events.put(("retained", (msg.topic, len(msg.payload))))
+        self.client_id = cfg.client_id or f"edgecount-{site}-{device}"
+        self.v5 = True
+        self.client = self._make_client()
         self.connected = False
         self.inflight: dict[int, tuple[int, str]] = {}  # mid -> row id, topic
         self.order: list[int] = []  # row ids sent on this connection, in order
@@ -266,9 +248,47 @@ class MqttSink:
         self.backoff = Backoff(1.0, float(cfg.reconnect_max_s))
         self._connect()
 
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        cfg = self.cfg
+        if self.v5:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
+                                 clean_session=True)
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        if cfg.username:
+            password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls:
+            if cfg.key_file:
+                check_private(cfg.key_file, "uplink.mqtt.key_file")  # a private key is a secret like the password
+            client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                           keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        client.max_inflight_messages_set(max(1, cfg.max_inflight))
+        client.reconnect_delay_set(min_delay=1, max_delay=int(cfg.reconnect_max_s))
+        client.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))
+        client.on_disconnect = lambda c, u, f, rc, p: self.events.put(("disconnect", rc))
+        client.on_publish = lambda c, u, mid, rc, p: self.events.put(("puback", (mid, rc)))
+        client.on_connect_fail = lambda c, u: self.events.put(("connect_fail", None))
+        client.on_message = lambda c, u, msg: self.events.put(("retained", (msg.topic, len(msg.payload))))
+        return client
+
+    def _fall_back_to_311(self) -> None:
+        """A broker that speaks only MQTT 3.1.1 (Mosquitto 1.x): connect with that, and say what is lost."""
+        self.v5 = False
+        self.log.warning("mqtt.v5_unsupported", broker=f"{self.cfg.host}:{self.cfg.port}",
+                         consequence="MQTT 3.1.1 cannot say a publish was refused: a record the broker's ACL "
+                                     "denies counts as delivered", fix="use a broker with MQTT 5 (Mosquitto 2)")
+        self.client.loop_stop()
+        self.client = self._make_client()
+        self._connect()
+
     def _connect(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive_s),
-                                  clean_start=True)
+                                  **({"clean_start": True} if self.v5 else {}))
         self.client.loop_start()
 
     def _forget_in_flight(self) -> None:
@@ -311,6 +331,9 @@ class MqttSink:
             except queue.Empty:
                 break
             if kind == "connect":
+                if self.v5 and getattr(value, "is_failure", False) and "protocol version" in str(value).lower():
+                    self._fall_back_to_311()
+                    continue
                 if getattr(value, "is_failure", False):
                     self.last_error = f"broker refused the connection: {value}"
                     self.log.error("mqtt.refused", broker=f"{self.cfg.host}:{self.cfg.port}", reason=str(value))
