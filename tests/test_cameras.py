@@ -530,7 +530,8 @@ def test_moving_to_cameras_sends_the_open_bucket_instead_of_dropping_it(runtime_
     """Issue 32, LOW: the single-camera file's open bucket was saved as main's, and no camera of the new
     [[cameras]] file read it: those crossings were never sent."""
     from edgecount.runtime.settings import load_config
-    from edgecount.stages.privacy import AGG_KEY, Privacy
+    from edgecount.stages.privacy import Privacy
+    from edgecount.stages.saved_buckets import AGG_KEY
     from edgecount_core.messages import CountRecord, Crossing, decode
 
     head = f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n'

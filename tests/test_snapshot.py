@@ -130,7 +130,8 @@ class _PrivacyHarness:
         self.svc = Privacy(load_config(cfg), runtime_dir)
         self.svc.setup()
         self.now = 1000.0
-        self.svc.clock = lambda: self.now
+        assert self.svc.stills is not None
+        self.svc.stills.clock = lambda: self.now
 
     def frame(self, ring, frame: np.ndarray) -> tuple[int, int]:
         from edgecount_core.messages import FrameReady
@@ -246,6 +247,6 @@ def test_a_frame_of_a_ring_that_is_gone_is_skipped_not_a_crash(runtime_dir: Path
     h = _PrivacyHarness(runtime_dir)
     try:
         h.svc.handle(b"frame", FrameReady(seq=5, slot=1, ts=h.now, width=768, height=576, ring=12345))
-        assert h.stills() == [] and h.svc.pending_frame is None
+        assert h.stills() == [] and h.svc.stills is not None and h.svc.stills.pending_frame is None
     finally:
         h.close()

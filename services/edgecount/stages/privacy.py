@@ -7,28 +7,28 @@ is a count per line/zone per time bucket; policy ``events`` adds one record
 per crossing whose time is rounded down to ``event_resolution_s`` and which
 carries no track id. Frames, boxes, track ids and per-person timestamps stop
 here. Each camera has its own aggregator, closed by that camera's watermarks.
+Its two helpers have rooms of their own: the saved open buckets
+(:mod:`edgecount.stages.saved_buckets`) and the redacted stills of policy
+``snapshots`` (:mod:`edgecount.stages.stills`).
 """
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import attrs
-import msgpack
 
 from edgecount.runtime import bus
 from edgecount.runtime.durable_log import Follower, SyncServer
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
+from edgecount.stages.saved_buckets import SavedBuckets
+from edgecount.stages.stills import Still, StillTaker
 from edgecount_core.config import Config
-from edgecount_core.frames import StillPairing
 from edgecount_core.messages import (
     DEFAULT_CAMERA,
     CountRecord,
@@ -36,6 +36,7 @@ from edgecount_core.messages import (
     EndOfStream,
     LogTail,
     Message,
+    Snapshot,
     StatValue,
     Watermark,
     ZoneEvent,
@@ -51,8 +52,8 @@ class Privacy(Service):
         super().__init__(config, runtime_dir, process)
         self.store = Store(state_dir(config) / "privacy.db", synchronous="FULL")
         self.aggs = {cam: self._aggregator(cam, config.privacy.bucket_s) for cam in config.camera_names()}
-        self._retired_keys: list[str] = []  # saved states of cameras no longer configured, dropped at commit
-        closed = [r for cam in self.aggs for r in self._restore_state(cam)] + self._orphaned_buckets()
+        self.saved = SavedBuckets(self.store, self.log, self._aggregator, self._source)
+        closed = [r for agg in self.aggs.values() for r in self.saved.restore(agg)] + self.saved.orphans(self.aggs)
         applied = self.store.get_int("applied")
         self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -61,13 +62,7 @@ class Privacy(Service):
         self.records = 0
         self.late = 0
         self.next_tail = 0.0
-        self.snapshots = 0
-        self.next_snapshot = 0.0
-        self.pending_frame: Any = None
-        self.pairing = StillPairing(max_wait_s=SNAPSHOT_WAIT_S)
-        self.clock = time.monotonic  # replaced by tests that need time to pass
-        self.face_detectors: list[Any] = []
-        self.readers: dict[str, Any] = {}
+        self.stills: StillTaker | None = None  # policy "snapshots" only (setup)
         self.unknown_camera = 0
         if closed:
             self._commit(closed)  # buckets of another length, emitted as they were; fetched by the uplink
@@ -77,7 +72,7 @@ class Privacy(Service):
         # did not advance, so the same events are applied again once there is room.
         for cam in self.aggs:
             self.aggs[cam] = self._aggregator(cam, self.cfg.privacy.bucket_s)
-            self._restore_state(cam)
+            self.saved.restore(self.aggs[cam])
 
     def _aggregator(self, camera: str, bucket_s: float) -> BucketAggregator:
         view = self.cfg.for_camera(camera)
@@ -88,116 +83,22 @@ class Privacy(Service):
     def _source(self, camera: str) -> str:
         return source_id(self.cfg.device.site, self.cfg.device.id, camera)
 
-    def _restore_state(self, camera: str) -> list[CountRecord]:
-        """Take over a camera's open buckets saved by the last run. Lines or zones may have changed since (the
-        open counts are kept, the new names used). A state that cannot be read is discarded with an error
-        logged, never a failed start; buckets saved with another length are returned, closed, to emit."""
-        agg = self.aggs[camera]
-        raw = self.store.get(agg_key(camera))
-        legacy = self.store.get(LEGACY_AGG_KEY) if camera == DEFAULT_CAMERA else None
-        try:
-            if raw is not None:
-                state = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-            elif legacy is not None:
-                state = legacy_state(legacy)
-            else:
-                return []
-            saved_s = float(state["bucket_s"])
-            if saved_s == agg.bucket_s:
-                agg.restore(state)
-                return []
-            old = self._aggregator(camera, saved_s)
-            old.restore(state)
-            self.log.warning("privacy.bucket_length_changed", camera=camera, was_s=saved_s, now_s=agg.bucket_s)
-            return old.flush()
-        except Exception as exc:  # any damage to the saved state: start clean rather than never start
-            self.log.error("privacy.state_discarded", camera=camera, reason=f"{type(exc).__name__}: {exc}"[:300],
-                           hint="the open (not yet emitted) buckets of the last run are lost")
-            return []
-
-    def _orphaned_buckets(self) -> list[CountRecord]:
-        """Open buckets saved for a camera the configuration no longer has (a file moved to ``[[cameras]]``
-        leaves ``main``'s; a camera renamed or removed leaves its own): emitted as they were, under the
-        camera they were counted for, instead of dropped. Their saved state goes in the same commit."""
-        out: list[CountRecord] = []
-        for key in self.store.keys(AGG_KEY):
-            camera = DEFAULT_CAMERA if key == AGG_KEY else key.partition("@")[2]
-            if camera in self.aggs:
-                continue
-            try:
-                state = msgpack.unpackb(self.store.get(key) or b"", raw=False, strict_map_key=False)
-                old = BucketAggregator(self._source(camera), (), bucket_s=float(state["bucket_s"]), camera=camera)
-                old.restore(state)
-                records = old.flush()
-            except Exception as exc:  # damaged: as in _restore_state, never a failed start
-                self.log.error("privacy.state_discarded", camera=camera, reason=f"{type(exc).__name__}: {exc}"[:300])
-                records = []
-            self.log.warning("privacy.camera_gone", camera=camera, open_buckets_sent=len(records))
-            out += records
-            self._retired_keys.append(key)
-        return out
-
     def setup(self) -> None:
         if self.cfg.privacy.policy != "snapshots":
             return
-        from edgecount.detection.redaction import FaceDetector
-        from edgecount.runtime.assets import AssetStore
-        from edgecount.runtime.ring import RingReader
-
-        store = AssetStore.for_config(self.cfg)
-        self.face_detectors = [FaceDetector(store.fetch_model(n))
-                               for n in ("face_detection_short_range", "face_detection_full_range")]
-        self.readers = {cam: RingReader(self.runtime_dir, cam) for cam in self.aggs}
+        self.stills = StillTaker(self.cfg, self.runtime_dir, self.aggs, self.log)
         self.log.warning("privacy.snapshots_enabled", interval_s=self.cfg.privacy.snapshot_interval_s)
 
-    def _maybe_snapshot(self, msg: Message) -> None:
-        from edgecount.detection.redaction import redact_snapshot
-        from edgecount_core.messages import Detections, FrameReady, Snapshot
-
-        now = self.clock()
-        if self.pairing.expired(now):
-            # Inference skipped that frame (live mode drops frames): its detections will never come.
-            self.log.warning("privacy.snapshot_abandoned", reason="no detections for the frame within "
-                             f"{self.pairing.max_wait_s:.0f} s")
-            self.pairing.clear()
-            self.pending_frame = None
-        reader = self.readers.get(getattr(msg, "camera", DEFAULT_CAMERA))
-        if isinstance(msg, FrameReady) and reader is not None and not self.pairing.waiting(now) \
-                and now >= self.next_snapshot:
-            from edgecount.runtime.ring import RingError
-
-            try:
-                view = reader.view(msg.ring, msg.slot, msg.seq)
-            except RingError as exc:  # capture restarted (a new ring) or is gone: the next still comes later
-                self.log.warning("privacy.snapshot_skipped", reason=str(exc)[:200])
-                return
-            if view is None:
-                return
-            frame = view.copy()
-            del view
-            if reader.still_valid(msg.slot, msg.seq):
-                self.pending_frame = frame
-                self.pairing.take(msg.ring, msg.seq, now)
-        elif isinstance(msg, Detections) and self.pending_frame is not None and self.pairing.matches(msg.ring,
-                                                                                                      msg.seq):
-            frame = self.pending_frame
-            self.pending_frame = None
-            self.pairing.clear()
-            try:
-                jpeg = redact_snapshot(frame, msg.box_array(), self.face_detectors)
-            except RuntimeError as exc:
-                self.log.error("privacy.snapshot_refused", reason=str(exc))
-                return
-            res = self.cfg.privacy.bucket_s
-            start = math.floor(msg.ts / res) * res
-            with self.store.transaction():
-                n = self.store.next_seq()
-                snap = Snapshot(snapshot_id=f"{self._source(msg.camera)}/snapshot/{n}", bucket_start=start,
-                                jpeg=jpeg, log_seq=n, camera=msg.camera)
-                self.store.append(n, bus.SNAPSHOT, encode(snap))
-            self.pub.send(bus.SNAPSHOT, snap)
-            self.snapshots += 1
-            self.next_snapshot = now + self.cfg.privacy.snapshot_interval_s
+    def _send_still(self, still: Still) -> None:
+        """A redacted still into the durable log (the uplink fetches it from there), then published."""
+        res = self.cfg.privacy.bucket_s
+        with self.store.transaction():
+            n = self.store.next_seq()
+            snap = Snapshot(snapshot_id=f"{self._source(still.camera)}/snapshot/{n}",
+                            bucket_start=math.floor(still.ts / res) * res, jpeg=still.jpeg, log_seq=n,
+                            camera=still.camera)
+            self.store.append(n, bus.SNAPSHOT, encode(snap))
+        self.pub.send(bus.SNAPSHOT, snap)
 
     def _commit(self, records: list[CountRecord], applied: int | None = None,
                 changed: list[BucketAggregator] | None = None) -> list[CountRecord]:
@@ -211,10 +112,8 @@ class Privacy(Service):
                 self.store.append(n, bus.RECORD, encode(rec))
                 out.append(rec)
             for agg in self.aggs.values() if changed is None else changed:
-                self.store.put(agg_key(agg.camera), msgpack.packb(agg.to_state(), use_bin_type=True))
-            for key in self._retired_keys:
-                self.store.delete(key)
-            self._retired_keys = []
+                self.saved.save(agg)
+            self.saved.retire()
             if applied is not None:
                 self.store.put_int("applied", applied)
         return out
@@ -246,8 +145,9 @@ class Privacy(Service):
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if topic in (bus.FRAME, bus.DETECTIONS):
-            if self.readers:
-                self._maybe_snapshot(msg)
+            still = self.stills.offer(msg) if self.stills is not None else None
+            if still is not None:
+                self._send_still(still)
             return
         if isinstance(msg, Crossing | ZoneEvent):
             self.follower.on_message(msg)
@@ -301,7 +201,7 @@ class Privacy(Service):
 
     def stats(self) -> dict[str, StatValue]:
         clocks = [agg.clock for agg in self.aggs.values()]
-        return {"records": self.records, "late_events": self.late, "snapshots": self.snapshots,
+        return {"records": self.records, "late_events": self.late, "snapshots": self.stills.taken if self.stills else 0,
                 "clock_steps_back": sum(c.steps_back for c in clocks),
                 "clock_ahead_s": round(max((c.ahead_s for c in clocks), default=0.0), 1),
                 "stream_gaps": sum(a.gap_count for a in self.aggs.values()),
@@ -313,44 +213,11 @@ class Privacy(Service):
                 "lost": self.follower.lost, "resets": self.follower.resets}
 
     def teardown(self) -> None:
-        for reader in self.readers.values():
-            reader.close()
+        if self.stills is not None:
+            self.stills.close()
         self.follower.close()
         self.sync.close()
         self.store.close()
-
-
-AGG_KEY = "aggregator.msgpack"
-
-
-def agg_key(camera: str) -> str:
-    """Where a camera's open buckets are saved (``main``: where single-camera builds saved them)."""
-    return AGG_KEY if camera == DEFAULT_CAMERA else f"{AGG_KEY}@{camera}"
-
-SNAPSHOT_WAIT_S = 10.0  # how long a still waits for its frame's detections before it is given up
-LEGACY_AGG_KEY = "aggregator"  # pickled by builds up to 0.1.0
-
-
-class _AggregatorUnpickler(pickle.Unpickler):
-    """Reads the state of older builds once, allowing no class but the aggregator's own two."""
-
-    ALLOWED = frozenset({("edgecount_core.privacy", "BucketAggregator"), ("edgecount_core.privacy", "_Bucket")})
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in saved privacy state")
-        return super().find_class(module, name)
-
-
-def legacy_state(raw: bytes) -> dict[str, Any]:
-    """An older build's pickled aggregator as today's plain state."""
-    agg = _AggregatorUnpickler(io.BytesIO(raw)).load()
-    if not isinstance(agg, BucketAggregator):
-        raise ValueError("saved privacy state is not an aggregator")
-    fresh = BucketAggregator(agg.device, (), bucket_s=agg.bucket_s, grace_s=agg.grace_s)
-    for name, value in vars(fresh).items():  # what later builds added: as a fresh aggregator has it
-        vars(agg).setdefault(name, value)
-    return agg.to_state()
 
 
 def _iso(ts: float) -> str:
