@@ -28,6 +28,7 @@ from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.settings import state_dir
 from edgecount.stages.ha_discovery import discovery_configs, own_config_filter
 from edgecount_core.config import Config
+from edgecount_core.inflight import InFlight
 
 
 @attrs.frozen
@@ -234,11 +235,7 @@ class MqttSink:
         self.v5 = True
         self.client = self._make_client()
         self.connected = False
-        self.inflight: dict[int, tuple[int, str]] = {}  # mid -> row id, topic
-        self.order: list[int] = []  # row ids sent on this connection, in order
-        self.sent_at: dict[int, float] = {}  # row id -> when it was handed to the client
-        self.acked: set[int] = set()
-        self._confirmed = 0
+        self.window = InFlight()
         self.last_error = ""
         self.published = 0
         self.refused = 0
@@ -291,14 +288,7 @@ class MqttSink:
                                   **({"clean_start": True} if self.v5 else {}))
         self.client.loop_start()
 
-    def _forget_in_flight(self) -> None:
-        """Whatever was not acknowledged is sent again from the outbox (consumers de-duplicate by id)."""
-        self.inflight.clear()
-        self.order.clear()
-        self.sent_at.clear()
-        self.acked.clear()
-
-    def _refused(self, row: int, topic: str, reason: Any) -> None:
+    def _refused(self, topic: str, reason: Any) -> None:
         self.refused += 1
         self.trouble = f"broker refused {topic}: {reason}"
         delay = self.backoff.next()
@@ -306,19 +296,17 @@ class MqttSink:
         self.log.error("mqtt.publish_refused", broker=f"{self.cfg.host}:{self.cfg.port}", topic=topic,
                        reason=str(reason), retry_in_s=round(delay, 1),
                        hint="the record stays in the outbox; check the broker's ACL for this client and topic")
-        self._forget_in_flight()
+        self.window.forget()  # sent again from the outbox after the back-off (consumers de-duplicate by id)
 
     def _check_ack_age(self) -> None:
-        if not self.order or not self.connected:
-            return
-        age = time.monotonic() - self.sent_at.get(self.order[0], time.monotonic())
-        if age < self.cfg.ack_timeout_s:
+        age = self.window.oldest_age(time.monotonic())
+        if not self.connected or age < self.cfg.ack_timeout_s:
             return
         self.ack_timeouts += 1
         self.trouble = f"no PUBACK for {age:.0f} s from {self.cfg.host}:{self.cfg.port}"
         self.log.warning("mqtt.ack_timeout", broker=f"{self.cfg.host}:{self.cfg.port}", waited_s=round(age),
-                         in_flight=len(self.order), action="reconnecting; the outbox sends again")
-        self._forget_in_flight()
+                         in_flight=len(self.window), action="reconnecting; the outbox sends again")
+        self.window.forget()
         self.connected = False
         self.client.disconnect()
         self.client.loop_stop()
@@ -349,7 +337,7 @@ class MqttSink:
                                      reason=str(value) if value is not None else "connection failed")
                 self.last_error = f"not connected to {self.cfg.host}:{self.cfg.port}"
                 self.connected = False
-                self._forget_in_flight()
+                self.window.forget()  # sent again from the outbox after reconnecting
             elif kind == "retained":
                 topic, size = value
                 if size and topic not in self.discovery:
@@ -358,22 +346,15 @@ class MqttSink:
                     self.log.info("mqtt.discovery_removed", topic=topic)
             elif kind == "puback":
                 mid, reason = value
-                sent = self.inflight.pop(int(mid), None)
-                if sent is None:
-                    continue
                 if getattr(reason, "is_failure", False):
-                    self._refused(sent[0], sent[1], reason)
+                    refused = self.window.refused(int(mid))
+                    if refused is not None:
+                        self._refused(refused[1], reason)
                     continue
-                self.acked.add(sent[0])
-                if self.trouble:
+                if self.window.acknowledged(int(mid)) is not None and self.trouble:
                     self.log.info("mqtt.acknowledging_again", broker=f"{self.cfg.host}:{self.cfg.port}")
                     self.trouble = ""
                     self.backoff.reset()
-        # Confirm in order: a later PUBACK waits for the earlier ones.
-        while self.order and self.order[0] in self.acked:
-            row = self.order.pop(0)
-            self.acked.discard(row)
-            self._confirmed = max(self._confirmed, row)
 
     def _announce(self) -> None:
         if not self.discovery_filter:
@@ -387,11 +368,11 @@ class MqttSink:
         self._check_ack_age()
         if not self.connected or time.monotonic() < self.retry_at:
             return 0
-        return max(0, int(self.cfg.max_inflight) - len(self.order))
+        return max(0, int(self.cfg.max_inflight) - len(self.window))
 
     def offer(self, rows: list[OutRow]) -> None:
         for r in rows:
-            if r.row_id <= (self.order[-1] if self.order else self._confirmed):
+            if r.row_id <= self.window.last_sent:
                 continue
             base = f"{self.base}/{r.record['camera']}" if self.per_camera else self.base
             if r.blob is not None:
@@ -403,17 +384,15 @@ class MqttSink:
             if info.rc != 0:
                 self.connected = False
                 return
-            self.inflight[info.mid] = (r.row_id, topic)
-            self.order.append(r.row_id)
-            self.sent_at[r.row_id] = time.monotonic()
+            self.window.sent(info.mid, r.row_id, topic, time.monotonic())
             self.published += 1
 
     def offered_upto(self, confirmed: int) -> int:
-        return self.order[-1] if self.order else confirmed
+        return self.window.last_sent if len(self.window) else confirmed
 
     def confirmed(self) -> int:
         self._drain_events()
-        return self._confirmed
+        return self.window.confirmed
 
     def publish_health(self, health: dict[str, Any]) -> None:
         if self.connected:
@@ -421,7 +400,7 @@ class MqttSink:
 
     def status(self) -> dict[str, Any]:
         return {"broker_connected": self.connected, "broker": f"{self.cfg.host}:{self.cfg.port}",
-                "mqtt_error": self.trouble or self.last_error, "mqtt_inflight": len(self.order),
+                "mqtt_error": self.trouble or self.last_error, "mqtt_inflight": len(self.window),
                 "mqtt_published": self.published, "mqtt_refused": self.refused,
                 "mqtt_ack_timeouts": self.ack_timeouts, "sink_degraded": not self.connected or bool(self.trouble)}
 
