@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-import msgpack
 import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.control import ControlServer
 from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
-from edgecount.runtime.logfiles import bound_log_files
 from edgecount.runtime.memory import pss_mb, total_pss_mb
-from edgecount.runtime.metrics import render, samples, write_textfile
-from edgecount.runtime.sdnotify import SdNotify
+from edgecount.runtime.reports import SupervisorReports
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
@@ -65,8 +63,7 @@ class Watchdog:
         self.runtime_dir = bus.ensure_runtime_dir(runtime_dir)
         self.log_dir = log_dir
         self.log = logger or logs.configure("watchdog")
-        self.notify = SdNotify()
-        self.ready_sent = False
+        self.reports = SupervisorReports(cfg, self.log, log_dir)
         w = cfg.watchdog
         self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
                          for name in services}
@@ -79,20 +76,9 @@ class Watchdog:
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
         self.failed: str | None = None
-        self._next_ping = 0.0
-        self._next_metrics = 0.0
-        self._next_log_check = 0.0
-        self._metrics_warned = False
-        self._status_sent = ""
         self.stopping = False
         self.started_wall = time.time()
-        # The technician's CLI talks to us here (local only: a 0600 unix socket).
-        self.control = self.ctx.socket(zmq.REP)
-        self.control.setsockopt(zmq.LINGER, 0)
-        ctl = Path(self.runtime_dir, "control.sock")
-        ctl.unlink(missing_ok=True)
-        self.control.bind(f"ipc://{ctl}")
-        ctl.chmod(0o600)
+        self.control = ControlServer(self.ctx, self.runtime_dir)  # the technician's CLI talks to us here
 
     # -- processes ----------------------------------------------------------------------
     def _spawn(self, child: Supervised) -> None:
@@ -213,37 +199,11 @@ class Watchdog:
             got = self.sub.recv(0)
         self._serve_control()
         self.check()
-        self._systemd()
-        self._metrics()
-        self._bound_logs()
+        self.reports.tick(self.all_up(), self.failed is not None, self.device_state()[1], self.status)
         return last
 
-    def _bound_logs(self) -> None:
-        now = time.monotonic()
-        if self.log_dir is None or now < self._next_log_check:
-            return
-        self._next_log_check = now + 30.0
-        for path in bound_log_files(self.log_dir):
-            self.log.info("watchdog.log_rotated", file=str(path))
-
     def _serve_control(self) -> None:
-        while True:
-            try:
-                parts = self.control.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            # REP must answer every request it took, so a malformed one gets an error reply.
-            reply: dict[str, Any]
-            if len(parts) != 1:
-                reply = {"ok": False, "error": f"bad request: expected 1 frame, got {len(parts)}"}
-            else:
-                try:
-                    req = msgpack.unpackb(parts[0], raw=False)
-                    reply = self._control(req) if isinstance(req, dict) else {
-                        "ok": False, "error": "bad request: a request is a map"}
-                except Exception as exc:
-                    reply = {"ok": False, "error": f"bad request: {type(exc).__name__}"}
-            self.control.send(msgpack.packb(reply, use_bin_type=True))
+        self.control.serve(self._control)
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
@@ -283,40 +243,6 @@ class Watchdog:
         degraded = [c.name for c in self.children.values() if c.state == "degraded"]
         return ("degraded" if degraded else "ok"), degraded
 
-    def _systemd(self) -> None:
-        if not self.notify.enabled:
-            return
-        if not self.ready_sent and self.all_up():
-            self.notify.send("READY=1\nSTATUS=counting")
-            self.ready_sent = True
-        if not self.ready_sent:
-            return
-        now = time.monotonic()
-        # This loop runs only while the supervisor is responsive, and it restarts any service that stops
-        # heartbeating: that is what the ping vouches for. A camera outage is degraded, not a hang.
-        if self.failed is None and now >= self._next_ping:
-            self.notify.send("WATCHDOG=1")
-            self._next_ping = now + min(1.0, (self.notify.watchdog_s or 4.0) / 4)
-        state, degraded = self.device_state()
-        status = "counting" if state == "ok" else f"degraded: {', '.join(degraded)}"
-        if status != self._status_sent:
-            self.notify.send(f"STATUS={status}")
-            self._status_sent = status
-
-    def _metrics(self) -> None:
-        """Prometheus textfile for node_exporter's textfile collector (no port is opened on the device)."""
-        w = self.cfg.watchdog
-        now = time.monotonic()
-        if not w.metrics_dir or now < self._next_metrics:
-            return
-        self._next_metrics = now + w.metrics_interval_s
-        try:
-            write_textfile(Path(w.metrics_dir), render(samples(self.status(), now=time.time())))
-        except OSError as exc:
-            if not self._metrics_warned:  # e.g. node_exporter not installed: say so once, carry on
-                self.log.warning("watchdog.metrics_not_written", dir=w.metrics_dir, reason=str(exc))
-                self._metrics_warned = True
-
     def all_up(self) -> bool:
         return all(c.state in ("ok", "degraded") for c in self.children.values())
 
@@ -332,7 +258,7 @@ class Watchdog:
             while not self.stopping and self.failed is None:
                 self.poll(200)
         finally:
-            self.notify.send("STOPPING=1")
+            self.reports.stopping()
             self.stop_all()
         if self.failed:
             self.log.error("watchdog.giving_up", reason=self.failed)
