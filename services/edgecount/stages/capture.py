@@ -33,6 +33,8 @@ from edgecount.stages import split_process
 from edgecount.stages.base import Service
 from edgecount_core.config import Config
 from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, FrameReady, Marker, Message, StatValue, Tracks
+from edgecount_core.pacing import Pacer
+from edgecount_core.replaywindow import ReplayWindow
 
 
 def open_source(source: str, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> cv2.VideoCapture:
@@ -58,7 +60,8 @@ class Capture(Service):
         self._ring: RingWriter | None = None  # made in setup(): one that does not fit is waited for, degraded
         self.ring_error = ""
         self.realtime = c.realtime
-        self.window = max(1, c.ring_slots - 2)
+        self.window: ReplayWindow[FrameReady] = ReplayWindow(size=max(1, c.ring_slots - 2),
+                                                             last_progress=time.monotonic())
         self.cap: cv2.VideoCapture | None = None
         self.source = ""
         self.is_file = False
@@ -70,13 +73,11 @@ class Capture(Service):
         self.resends = 0
         self.ended = False
         self.truncated = False
-        self.acked = 0
-        self.last_progress = time.monotonic()
         self.synced = self.realtime
         self.sync_token = secrets.token_hex(8)
         self.next_sync = 0.0
         self.next_eos = 0.0
-        self.next_frame_at = 0.0
+        self.file_pace = Pacer()  # a file played at its own speed (realtime)
         self.stream_t0 = time.time()
         # Replay stamps frame N at t0 + N / fps. A restarted capture reads the file again and must stamp each
         # frame as before, or the tracker sees time jump ahead by the outage and loses every track it held.
@@ -84,11 +85,10 @@ class Capture(Service):
         self.backoff = Backoff(c.reconnect_initial_s, c.reconnect_max_s)
         self.reopen_at = 0.0
         self.down_since = 0.0
-        self.in_flight: dict[int, FrameReady] = {}
         self._warned_resize = False
         self._fps_ema = 0.0
         self._last_frame_wall = 0.0
-        self.next_publish_at = 0.0
+        self.cap_pace = Pacer()  # capture.max_fps
         self.capped = 0
 
     def setup(self) -> None:
@@ -145,7 +145,7 @@ class Capture(Service):
         self.fps = fps if fps and 1 <= fps <= 240 else 10.0
         self.expected_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.backoff.reset()
-        self.next_frame_at = time.monotonic()  # pace from now: no burst of "late" frames at the start
+        self.file_pace.start(time.monotonic())
         if self.down_since:
             self.log.info("capture.source_back", source=self.source,
                           down_s=round(time.monotonic() - self.down_since, 1))
@@ -257,17 +257,12 @@ class Capture(Service):
                 self._send_eos()
                 self.next_eos = now + 1.0
             return 200
-        if self.is_file:
-            if now < self.next_frame_at:
-                return max(1, int((self.next_frame_at - now) * 1000))
-            period = 1.0 / (self.fps * self.cfg.capture.file_speed)
-            self.next_frame_at = max(self.next_frame_at + period, now - 0.5)
+        if self.is_file and not self.file_pace.take(now, 1.0 / (self.fps * self.cfg.capture.file_speed)):
+            return max(1, int(self.file_pace.wait_s(now) * 1000))
         max_fps = self.cfg.capture.max_fps
-        if max_fps:
-            if now < self.next_publish_at:
-                self._skip_one()
-                return 0
-            self.next_publish_at = max(self.next_publish_at + 1.0 / max_fps, now - 0.5)
+        if max_fps and not self.cap_pace.take(now, 1.0 / max_fps):
+            self._skip_one()
+            return 0
         self._read_one()
         return 0
 
@@ -286,22 +281,18 @@ class Capture(Service):
                 self.pub.send(bus.MARKER, Marker(token=self.sync_token, origin_ts=time.time()))
                 self.next_sync = now + 0.2
             return 50
-        while not self.ended and len(self.in_flight) < self.window:
-            ts = self.stream_t0 + self.frames_read / self.fps
-            msg = self._read_one(ts)
+        while not self.ended and self.window.has_room():
+            msg = self._read_one(self.stream_t0 + self.frames_read / self.fps)
             if msg is None:
                 break
-            self.in_flight[msg.seq] = msg
-            self.last_progress = now
-        if self.in_flight and now - self.last_progress > 2.0:
-            # Something downstream restarted and lost frames: announce them again.
-            for seq in sorted(self.in_flight):
-                m = self.in_flight[seq]
-                self.pub.send(bus.FRAME, attrs.evolve(m, resend=True))
-                self.resends += 1
-            self.last_progress = now
-            self.log.warning("capture.resend", frames=len(self.in_flight), acked=self.acked)
-        if self.ended and not self.in_flight and now >= self.next_eos:
+            self.window.sent(msg.seq, msg, now)
+        again = self.window.to_resend(now)  # something downstream restarted and lost frames
+        for m in again:
+            self.pub.send(bus.FRAME, attrs.evolve(m, resend=True))
+            self.resends += 1
+        if again:
+            self.log.warning("capture.resend", frames=len(again), acked=self.window.acked)
+        if self.ended and not len(self.window) and now >= self.next_eos:
             self._send_eos()
             self.next_eos = now + 1.0
         return 20
@@ -313,11 +304,8 @@ class Capture(Service):
             "capture_cpu_s": round(time.process_time(), 3)}))
 
     def handle(self, topic: bytes, msg: Message) -> None:
-        if isinstance(msg, Tracks) and msg.camera == self.camera and msg.seq > self.acked:
-            self.acked = msg.seq
-            self.last_progress = time.monotonic()
-            for s in [s for s in self.in_flight if s <= msg.seq]:
-                del self.in_flight[s]
+        if isinstance(msg, Tracks) and msg.camera == self.camera:
+            self.window.acknowledged(msg.seq, time.monotonic())
 
     def forward_marker(self, msg: Marker) -> None:
         if msg.token == self.sync_token and not self.synced:
@@ -343,7 +331,7 @@ class Capture(Service):
         return {"frames_read": self.frames_read, "published": self.published, "fps_in": round(self._fps_ema, 2),
                 "reconnects": self.reconnects, "resends": self.resends, "ended": self.ended,
                 "camera": self.camera, "capped": self.capped,
-                "source_fps": self.fps, "in_flight": len(self.in_flight),
+                "source_fps": self.fps, "in_flight": len(self.window),
                 "source_down_s": round(time.monotonic() - self.down_since, 1) if self.down_since else 0.0,
                 "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0,
                 "ring_error": self.ring_error[:200]}
