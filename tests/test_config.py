@@ -203,3 +203,24 @@ def test_lines_set_keeps_a_symlink_its_owner_and_a_concurrent_edit(tmp_path: Pat
         write_validated(real, before + '\n[[lines]]\nname = "x"\na = [0.1, 0.1]\nb = [0.1, 0.9]\n',
                         original=before.replace("gate", "gate2"))
     assert real.read_text() == before
+
+
+def test_the_domain_defaults_and_the_configuration_defaults_agree() -> None:
+    """Issue 28: tracker and linker defaults were written twice (the domain types and the config sections)
+    with nothing checking the copies; the counter is now built from the section by field name."""
+    import attrs
+
+    from edgecount_core.camera import DEFAULT_BAND
+    from edgecount_core.config import LINK_FIELDS, CountingSection, TrackerSection
+    from edgecount_core.linking import LinkConfig
+    from edgecount_core.tracker import TrackerConfig
+
+    tracker_fields = {f.name for f in attrs.fields(TrackerConfig)}
+    for name, field in TrackerSection.model_fields.items():
+        assert name in tracker_fields, f"tracker.{name} sets no tracker field"
+        assert field.default == getattr(TrackerConfig(), name), f"tracker.{name}: two defaults"
+    for key, name in LINK_FIELDS.items():
+        assert CountingSection.model_fields[key].default == getattr(LinkConfig(), name), f"counting.{key}"
+    assert CountingSection.model_fields["band"].default == DEFAULT_BAND
+    counter = parse_config({"tracker": {"max_lost_s": 2.5, "colour_weight": 0}}).camera_counter()
+    assert counter.tracker.cfg.max_lost_s == 2.5 and counter.tracker.cfg.colour_weight == 0

@@ -194,6 +194,10 @@ class TrackerSection(_Section):
         return self
 
 
+LINK_FIELDS = {"link_gap_s": "max_gap_s", "link_gate": "gate"}
+"""[counting] keys that set the linker, and the linker's field each sets."""
+
+
 class CountingSection(_Section):
     band: float = Field(0.1, ge=0, le=1, description="hysteresis band around each line, as a fraction of the "
                         "person's box height (so it holds at any resolution and distance)")
@@ -510,14 +514,13 @@ class Config(_Section):
         from edgecount_core.linking import LinkConfig
         from edgecount_core.tracker import TrackerConfig
 
-        t, c = self.tracker, self.counting
+        c = self.counting
+        # Every [tracker] key is the tracker's field of that name: built by name, so none can be forgotten
+        # (tests/test_config.py checks that the defaults agree).
+        tracker = TrackerConfig(**{name: getattr(self.tracker, name) for name in TrackerSection.model_fields})
         return CameraCounter(
-            self.geometry_lines() if lines is None else lines, self.geometry_zones(),
-            tracker=TrackerConfig(high_score=t.high_score, low_score=t.low_score, new_track_score=t.new_track_score,
-                                  min_hits=t.min_hits, confirm_s=t.confirm_s, max_lost_s=t.max_lost_s,
-                                  match_iou=t.match_iou, recovery_distance=t.recovery_distance,
-                                  colour_weight=t.colour_weight),
-            link=LinkConfig(max_gap_s=c.link_gap_s, gate=c.link_gate), band=c.band)
+            self.geometry_lines() if lines is None else lines, self.geometry_zones(), tracker=tracker,
+            link=LinkConfig(**{LINK_FIELDS[name]: getattr(c, name) for name in LINK_FIELDS}), band=c.band)
 
 
 class ConfigError(ValueError):
