@@ -10,6 +10,7 @@ import pytest
 
 from edgecount.detection.detector import DetectorError, TFLiteDetector
 from edgecount.detection.runtime import probe_edgetpu
+from edgecount.runtime.assets import AssetStore
 from edgecount_core.decoders import ResizePlan, decode_ssd_postprocess, decode_yolox, nms
 
 pytestmark = pytest.mark.assets
@@ -186,3 +187,19 @@ def test_falls_back_to_tflite_runtime_when_ai_edge_litert_is_absent(ssd_model, i
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
     with pytest.raises(DetectorError, match="no TFLite runtime: install ai-edge-litert"):
         TFLiteDetector(ssd_model, threads=1)
+
+
+def test_preview_detects_as_the_appliance_does(store: AssetStore, tmp_path: Path) -> None:
+    """Issue 28: `preview` built a plain detector by hand and ignored tiles, resize and classes, so the
+    technician's preview detected differently from the device."""
+    from edgecount.detection.tiling import TiledDetector
+    from edgecount.runtime.settings import load_config
+    from edgecount.tools.preview import preview_detector
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inference]\nmodel = "ssd_mobilenet_v1_coco_quant"\ntiles = "2x1"\ntile_overlap = 0.1\n'
+                   'resize = "letterbox"\nclasses = ["person", "bicycle"]\n')
+    det = preview_detector(load_config(cfg), store)
+    assert isinstance(det, TiledDetector) and (det.cols, det.rows, det.overlap) == (2, 1, 0.1)
+    plain = det.det
+    assert len(plain.class_ids) == 2 and plain.mode == "letterbox"

@@ -8,7 +8,6 @@ for an unredacted image on the device itself. The JPEG carries no metadata.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import zmq
 from edgecount.detection.detector import TFLiteDetector
 from edgecount.detection.models import resolve_model, startup_model
 from edgecount.detection.redaction import pixelate
+from edgecount.detection.tiling import TiledDetector, configured_detector
 from edgecount.runtime import bus, logs
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.ring import RingReader
@@ -92,6 +92,12 @@ def from_appliance(cfg: Config, runtime_dir: Path, camera: str = DEFAULT_CAMERA,
     return None
 
 
+def preview_detector(cfg: Config, store: AssetStore) -> TFLiteDetector | TiledDetector:
+    """The appliance's own construction (tiles, resize, classes), on the CPU: the preview must detect what
+    the device does. Before, it built a plain detector and ignored all three."""
+    return configured_detector(cfg.inference, resolve_model(startup_model(cfg, store), store), device="cpu")
+
+
 def from_camera(cfg: Config) -> tuple[Any, Any, Any]:
     store = AssetStore.for_config(cfg)
     cap = cv2.VideoCapture(resolve_source(cfg.capture.source, store))
@@ -99,7 +105,5 @@ def from_camera(cfg: Config) -> tuple[Any, Any, Any]:
     cap.release()
     if not ok:
         raise RuntimeError(f"{cfg.capture.source} delivers no frame")
-    det = TFLiteDetector(resolve_model(startup_model(cfg, store), store),
-                         threads=cfg.inference.thread_count(os.cpu_count() or 1), min_score=cfg.inference.min_score)
-    d, _ = det.detect(np.asarray(frame, np.uint8))
+    d, _ = preview_detector(cfg, store).detect(np.asarray(frame, np.uint8))
     return frame, d.boxes, d.scores
