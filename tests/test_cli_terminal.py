@@ -88,7 +88,7 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
 
         t = _term(["lines", "set", "door", "0.1,0.7,0.9,0.7"], cfg)
         t.expect("line door set")
-        t.expect("counter and privacy filter reloaded")
+        t.expect("reloaded: counter, privacy, uplink")
         t.expect(pexpect.EOF)
         t.close()
         assert t.exitstatus == 0

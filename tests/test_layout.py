@@ -127,3 +127,17 @@ def test_one_manifest_file() -> None:
     from edgecount.runtime.assets import manifest_path
 
     assert manifest_path() == manifests[0]
+
+
+def test_the_topology_declares_who_follows_whom_and_what_a_changed_line_restarts() -> None:
+    """Issue 28: the durable-log links and which stages re-read the lines lived outside STAGES; `lines set`
+    restarted only counter and privacy, so a new line had no Home Assistant entity until the uplink
+    restarted by chance."""
+    from edgecount.stages import STAGES, reloaded_by
+
+    follows = {s.name: s.follows for s in STAGES if s.follows}
+    assert follows == {"privacy": "counter", "uplink": "privacy"}
+    for name, upstream in follows.items():  # a log is followed where its records are published
+        assert any(ln.upstream == upstream for ln in next(s for s in STAGES if s.name == name).links)
+    assert reloaded_by("lines") == ("counter", "privacy", "uplink")
+    assert reloaded_by("zones") == ("counter", "privacy", "uplink")

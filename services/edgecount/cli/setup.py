@@ -56,6 +56,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_lines_set(args: argparse.Namespace) -> int:
     from edgecount.runtime.control import NotRunning, ask
+    from edgecount.stages import reloaded_by
     from edgecount.tools.config_edit import set_line
 
     path = config_path(args)
@@ -72,10 +73,11 @@ def cmd_lines_set(args: argparse.Namespace) -> int:
     out.print(f"line {line.name}{where} set to A={line.a} B={line.b} in {path}")
     cfg = load_config(path)
     try:
-        # Counts are durable before this; the counter and privacy filter re-read the lines.
-        for service in ("counter", "privacy"):
+        # Counts are durable before this; every stage that reads the lines at start reads them again (the uplink
+        # too: Home Assistant gets the new line's entity).
+        for service in reloaded_by("lines"):
             ask(runtime_dir(cfg), {"cmd": "restart", "service": service}, timeout_ms=20000)
-        out.print("counter and privacy filter reloaded")
+        out.print(f"reloaded: {', '.join(reloaded_by('lines'))}")
     except NotRunning:
         out.print("the appliance is not running; the change applies at its next start")
     return EXIT_OK

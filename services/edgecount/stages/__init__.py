@@ -1,5 +1,9 @@
 """The five pipeline stages and who feeds whom: the appliance's topology, declared once.
 
+Three graphs are declared here: who subscribes to whom (``links``), whose
+durable log a stage follows (``follows``: the loss-free path of the counts),
+and which parts of the configuration a stage reads at start (``reloads_on``:
+what a change of them must restart, :func:`reloaded_by`).
 Every other place that needs the topology derives it from :data:`STAGES`: each
 stage's subscriptions (:meth:`Stage.subscriptions`), the watchdog's children,
 the ``python -m edgecount.stages NAME`` entry, record and replay-service, the
@@ -50,6 +54,10 @@ class Stage:
     job: str
     links: tuple[Link, ...]
     publishes: tuple[bytes, ...]
+    follows: str = ""
+    """The stage whose durable log this one applies in order (``""``: none)."""
+    reloads_on: tuple[str, ...] = ()
+    """Configuration parts read only at start (``lines``, ``zones``): a change of them restarts the stage."""
 
     def subscriptions(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
         """``(upstream process, topics)`` for every link active under ``config`` (one per camera's capture)."""
@@ -87,16 +95,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("counter", "edgecount.stages.counter:Counter",
           "ByteTrack-class tracker, line and zone counters per camera; commits each frame before acknowledging it",
           (Link("inference", (bus.DETECTIONS, *_HOP)),),
-          (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL)),
+          (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL), reloads_on=("lines", "zones")),
     Stage("privacy", "edgecount.stages.privacy:Privacy",
           "aggregates crossings into counts per line/zone per time bucket — the only producer for the uplink",
           (Link("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL, *_HOP)),
            Link("capture", (bus.FRAME,), when="snapshots"), Link("inference", (bus.DETECTIONS,), when="snapshots")),
-          (bus.RECORD, bus.SNAPSHOT, bus.TAIL)),
+          (bus.RECORD, bus.SNAPSHOT, bus.TAIL), follows="counter", reloads_on=("lines", "zones")),
     Stage("uplink", "edgecount.stages.uplink:Uplink",
           "delivers records from its outbox to the sinks (JSON lines, MQTT, webhook)",
           (Link("privacy", (bus.RECORD, bus.SNAPSHOT, bus.TAIL, *_HOP)),),
-          ()),
+          (), follows="privacy", reloads_on=("lines", "zones")),  # Home Assistant has an entity per line
 )
 
 BY_NAME = {s.name: s for s in STAGES}
@@ -108,6 +116,11 @@ def stage(name: str) -> Stage:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"no stage {name!r}; stages: {', '.join(NAMES)}") from None
+
+
+def reloaded_by(part: str) -> tuple[str, ...]:
+    """The stages to restart, in pipeline order, once ``part`` of the configuration (``lines``) changed."""
+    return tuple(s.name for s in STAGES if part in s.reloads_on)
 
 
 PER_CAMERA = "capture"

@@ -25,6 +25,7 @@ from edgecount.runtime import bus
 from edgecount.runtime.durable_log import Follower, SyncServer
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
+from edgecount.stages import stage
 from edgecount.stages.base import Service
 from edgecount.stages.saved_buckets import SavedBuckets
 from edgecount.stages.stills import Still, StillTaker
@@ -55,7 +56,8 @@ class Privacy(Service):
         self.saved = SavedBuckets(self.store, self.log, self._aggregator, self._source)
         closed = [r for agg in self.aggs.values() for r in self.saved.restore(agg)] + self.saved.orphans(self.aggs)
         applied = self.store.get_int("applied")
-        self.follower = Follower(self.ctx, runtime_dir, "counter", applied, self._apply, _event_seq, self.log)
+        self.follower = Follower(self.ctx, runtime_dir, stage(self.name).follows, applied, self._apply, _event_seq,
+                                 self.log)
         self.watch(self.follower.sock, self.follower.handle)
         self.sync = SyncServer(self.ctx, runtime_dir, self.name, self.store, self.log)
         self.watch(self.sync.sock, self.sync.handle)

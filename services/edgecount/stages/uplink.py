@@ -23,6 +23,7 @@ from edgecount.runtime.control import NotRunning, ask
 from edgecount.runtime.durable_log import Follower
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
+from edgecount.stages import stage
 from edgecount.stages.base import Service
 from edgecount.stages.uplink_sinks import OutRow, Sink, SinkError, build_sinks
 from edgecount_core.config import Config
@@ -64,7 +65,8 @@ class Uplink(Service):
         self.stills_allowed = config.privacy.policy == "snapshots"
         if not self.stills_allowed:
             self._drop_queued_stills()
-        self.follower = Follower(self.ctx, runtime_dir, "privacy", self.store.get_int("applied"), self._apply,
+        self.follower = Follower(self.ctx, runtime_dir, stage(self.name).follows, self.store.get_int("applied"),
+                                 self._apply,
                                  lambda m: int(getattr(m, "log_seq", 0)), self.log)
         self.watch(self.follower.sock, self.follower.handle)
         self.sinks: list[Sink] = []
