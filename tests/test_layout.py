@@ -141,3 +141,20 @@ def test_the_topology_declares_who_follows_whom_and_what_a_changed_line_restarts
         assert any(ln.upstream == upstream for ln in next(s for s in STAGES if s.name == name).links)
     assert reloaded_by("lines") == ("counter", "privacy", "uplink")
     assert reloaded_by("zones") == ("counter", "privacy", "uplink")
+
+
+def test_the_runtime_directorys_names_are_spelled_in_one_place() -> None:
+    """Issue 28: socket and file names of the runtime directory were spelled in 8 modules."""
+    import re
+
+    from .helpers import ROOT
+
+    spelled = re.compile(r"""["'][^"'\n]*(\.sock|\.sync\.sock|\.epoch|ring@)["']""")
+    owners = []
+    for path in sorted((ROOT / "services" / "edgecount").rglob("*.py")):
+        if path.name == "paths.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if spelled.search(line) and not line.lstrip().startswith("#"):
+                owners.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert owners == [], "use edgecount.runtime.paths.RuntimePaths:\n" + "\n".join(owners)

@@ -21,6 +21,7 @@ from edgecount.cli.common import (
     out,
 )
 from edgecount.runtime import logs
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import load_config, runtime_dir, state_dir
 from edgecount_core.config import ConfigError
 
@@ -135,8 +136,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     cfg = load_config(config_path(args))
     rd = runtime_dir(cfg)
-    if not (rd / "counter.sock").exists():
-        err.print(f"[red]the appliance is not running[/] (no {rd / 'counter.sock'})")
+    if not RuntimePaths(rd).bus("counter").exists():
+        err.print(f"[red]the appliance is not running[/] (no {RuntimePaths(rd).bus('counter')})")
         return EXIT_NOT_RUNNING
     ctx: _zmq.Context[Any] = _zmq.Context()
     sub = bus.Subscriber(ctx, rd, [("counter", (bus.CROSSING, bus.ZONE))], logs.configure("cli", level="error"))

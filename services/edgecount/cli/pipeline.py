@@ -24,6 +24,7 @@ from edgecount.cli.common import (
 )
 from edgecount.runtime import logs
 from edgecount.runtime.assets import AssetError
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import load_config, runtime_dir
 from edgecount_core.config import ConfigError
 
@@ -156,8 +157,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     path = config_path(args)
     cfg = load_config(path)
     rd = runtime_dir(cfg)
-    if not (rd / "control.sock").exists():
-        err.print(f"[red]the appliance is not running[/] (no {rd / 'control.sock'})")
+    if not RuntimePaths(rd).control.exists():
+        err.print(f"[red]the appliance is not running[/] (no {RuntimePaths(rd).control})")
         return EXIT_NOT_RUNNING
     topics = [t.encode() for t in args.topics.split(",")] if args.topics else [t for t in ALL_TOPICS if t != b"frame"]
     unknown = [t for t in topics if t not in ALL_TOPICS]

@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 
+from edgecount.runtime.paths import RuntimePaths
 from edgecount_core.config import MAX_IPC_PATH
 from edgecount_core.messages import Message, MessageError, decode, encode
 
@@ -54,7 +55,7 @@ def ensure_runtime_dir(path: str | os.PathLike[str]) -> Path:
 
 
 def endpoint(runtime_dir: str | os.PathLike[str], service: str) -> str:
-    path = Path(runtime_dir) / f"{service}.sock"
+    path = RuntimePaths(runtime_dir).bus(service)
     if len(str(path)) > MAX_IPC_PATH:
         raise BusError(f"ipc path {path} is too long for a unix socket; use a shorter runtime.dir")
     return f"ipc://{path}"

@@ -14,13 +14,15 @@ from typing import Any
 import msgpack
 import zmq
 
+from edgecount.runtime.paths import RuntimePaths
+
 
 class NotRunning(RuntimeError):
     pass
 
 
 def ask(runtime_dir: Path, request: dict[str, Any], timeout_ms: int = 3000) -> dict[str, Any]:
-    path = Path(runtime_dir) / "control.sock"
+    path = RuntimePaths(runtime_dir).control
     if not path.exists():
         raise NotRunning(f"the appliance is not running (no control socket at {path})")
     ctx: zmq.Context[Any] = zmq.Context()
@@ -44,7 +46,7 @@ class ControlServer:
     def __init__(self, ctx: zmq.Context[Any], runtime_dir: Path) -> None:
         self.sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
-        path = Path(runtime_dir, "control.sock")
+        path = RuntimePaths(runtime_dir).control
         path.unlink(missing_ok=True)
         self.sock.bind(f"ipc://{path}")
         path.chmod(0o600)

@@ -26,6 +26,7 @@ from typing import Any, TypeGuard
 import msgpack
 import zmq
 
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.store import Store
 from edgecount_core.messages import Message, MessageError, decode
 
@@ -36,7 +37,7 @@ def _seq(v: object) -> TypeGuard[int]:
 
 
 def sync_endpoint(runtime_dir: Path, service: str) -> str:
-    return f"ipc://{runtime_dir}/{service}.sync.sock"
+    return f"ipc://{RuntimePaths(runtime_dir).sync(service)}"
 
 
 class SyncServer:
@@ -45,7 +46,7 @@ class SyncServer:
     def __init__(self, ctx: zmq.Context[Any], runtime_dir: Path, service: str, store: Store, log: Any) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        path = Path(runtime_dir) / f"{service}.sync.sock"
+        path = RuntimePaths(runtime_dir).sync(service)
         path.unlink(missing_ok=True)
         self.sock.bind(sync_endpoint(runtime_dir, service))
         path.chmod(0o600)

@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from edgecount.runtime.paths import RuntimePaths
 from edgecount_core.messages import DEFAULT_CAMERA
 
 SHM_DIR = Path(os.environ.get("EDGECOUNT_SHM_DIR", "/dev/shm"))
@@ -57,7 +58,7 @@ def segment_path(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAME
 def ring_pointer(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> Path:
     """Where the writer says which segment it uses: in the private runtime directory, which no other user
     can write, so a reader never follows a name someone else chose."""
-    return Path(runtime_dir) / f"ring@{camera}"
+    return RuntimePaths(runtime_dir).ring_pointer(camera)
 
 
 def current_segment(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> Path:

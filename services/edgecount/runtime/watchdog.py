@@ -32,6 +32,7 @@ from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.control import ControlServer
 from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
 from edgecount.runtime.memory import pss_mb, total_pss_mb
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.reports import SupervisorReports
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount_core.config import Config
@@ -121,8 +122,8 @@ class Watchdog:
         for seg in reclaim_stale_segments():
             self.log.warning("watchdog.removed_stale_segment", path=str(seg))
         for name in self.children:
-            for suffix in (".sock", ".sync.sock", ".epoch"):
-                Path(self.runtime_dir, f"{name}{suffix}").unlink(missing_ok=True)
+            for path in RuntimePaths(self.runtime_dir).leftovers(name):
+                path.unlink(missing_ok=True)
 
     def _schedule_restart(self, child: Supervised, why: str) -> None:
         now = time.monotonic()
@@ -290,7 +291,7 @@ class Watchdog:
             self.fork_server.close()
         self.sub.close()
         self.control.close()
-        Path(self.runtime_dir, "control.sock").unlink(missing_ok=True)
+        RuntimePaths(self.runtime_dir).control.unlink(missing_ok=True)
         self.ctx.term()
 
     def status(self) -> list[dict[str, Any]]:

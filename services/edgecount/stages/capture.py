@@ -28,6 +28,7 @@ import cv2
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, missing_source_file, resolve_source
 from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.ring import RingError, RingWriter
 from edgecount.stages import split_process
 from edgecount.stages.base import Service
@@ -81,7 +82,7 @@ class Capture(Service):
         self.stream_t0 = time.time()
         # Replay stamps frame N at t0 + N / fps. A restarted capture reads the file again and must stamp each
         # frame as before, or the tracker sees time jump ahead by the outage and loses every track it held.
-        self.epoch_file = runtime_dir / f"{self.process}.epoch"
+        self.epoch_file = RuntimePaths(runtime_dir).epoch(self.process)
         self.backoff = Backoff(c.reconnect_initial_s, c.reconnect_max_s)
         self.reopen_at = 0.0
         self.down_since = 0.0

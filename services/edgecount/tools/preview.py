@@ -23,6 +23,7 @@ from edgecount.detection.redaction import pixelate
 from edgecount.detection.tiling import TiledDetector, configured_detector
 from edgecount.runtime import bus, logs
 from edgecount.runtime.assets import AssetStore, resolve_source
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.ring import RingReader
 from edgecount.stages import capture_process
 from edgecount_core.config import Config
@@ -62,7 +63,7 @@ def from_appliance(cfg: Config, runtime_dir: Path, camera: str = DEFAULT_CAMERA,
                    timeout_s: float = 5.0) -> tuple[Any, Any, Any] | None:
     """One frame of ``camera`` and its detections from the running appliance (None if it is not running)."""
     process = capture_process(cfg, camera)
-    if not (runtime_dir / f"{process}.sock").exists():
+    if not RuntimePaths(runtime_dir).bus(process).exists():
         return None
     ctx: zmq.Context[Any] = zmq.Context()
     sub = bus.Subscriber(ctx, runtime_dir, [(process, (bus.FRAME,)), ("inference", (bus.DETECTIONS,))],

@@ -26,6 +26,7 @@ from edgecount import stages
 from edgecount.detection.models import resolve_model, startup_model
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
+from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import to_toml, with_private_runtime
 from edgecount.runtime.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
@@ -242,7 +243,7 @@ def _in_private_dir(runtime_dir: Path | None, keep_dir: bool, work: Callable[[Pa
             shutil.rmtree(runtime_dir, ignore_errors=True)
         elif failed:
             # Keep the logs and state of a failed run for the technician; drop the sockets.
-            for sock in runtime_dir.glob("*.sock"):
+            for sock in RuntimePaths(runtime_dir).sockets():
                 sock.unlink(missing_ok=True)
 
 

@@ -17,6 +17,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.assets import AssetStore, resolve_source
+from edgecount.runtime.paths import RuntimePaths
 from edgecount_core.config import Config
 from edgecount_core.messages import Detections
 from edgecount_core.viewcheck import LineView, ViewSurvey
@@ -29,7 +30,7 @@ def survey_view(cfg: Config, camera: str, seconds: float, runtime_dir: Path,
     """The verdict per line of ``camera``, the frames surveyed, and where they came from."""
     cam = cfg.for_camera(camera)
     survey = ViewSurvey(cam.geometry_lines())
-    if (runtime_dir / "inference.sock").exists():
+    if RuntimePaths(runtime_dir).bus("inference").exists():
         _from_appliance(survey, runtime_dir, camera, seconds, progress)
         where = "the running appliance"
     else:
