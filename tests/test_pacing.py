@@ -43,3 +43,16 @@ def test_the_window_holds_back_acknowledges_in_order_and_resends_after_a_stall()
     assert w.to_resend(now=3.6) == ["frame 3"] and w.to_resend(now=3.7) == []
     w.sent(4, "frame 4", now=4.0)
     assert w.to_resend(now=6.1) == ["frame 3", "frame 4"]  # oldest first
+
+
+def test_an_acknowledgement_of_a_frame_never_announced_is_not_taken() -> None:
+    """Found by the kill test under load: the counter finished frame 202 of the capture that was killed
+    and the restarted one, with frames 1..6 out, took it as covering them; its own acknowledgements (7, 8,
+    ...) were then all below 202 and ignored, and the replay waited for ever."""
+    w: ReplayWindow[str] = ReplayWindow(size=6, last_progress=0.0)
+    for seq in range(1, 7):
+        w.sent(seq, f"frame {seq}", now=0.0)
+    assert not w.acknowledged(202, now=0.5) and w.stale_acks == 1 and len(w) == 6
+    assert w.acknowledged(6, now=0.6) and len(w) == 0
+    w.sent(7, "frame 7", now=0.7)
+    assert w.acknowledged(7, now=0.8) and w.acked == 7

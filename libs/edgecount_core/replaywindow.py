@@ -4,7 +4,11 @@ when nothing moves.
 In replay every frame must be counted, so capture holds back until the counter acknowledges (it does so
 only after its commit). If a stage downstream restarts, the frames it had are lost to it; they are still
 in the ring, so after ``stall_s`` without progress the window announces them again, oldest first (a stage
-that already had them recognises them by sequence number). Pure: the caller passes the time in.
+that already had them recognises them by sequence number). Acknowledgements are cumulative, so one for a
+frame this capture never announced (the counter finishing a frame of the capture that was killed, which
+reaches the new one) is ignored: taken, it would cover frames nobody has counted, and every later
+acknowledgement, being lower, would be ignored in turn, holding the replay for ever. Pure: the caller
+passes the time in.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ class ReplayWindow(Generic[T]):
     stall_s: float = 2.0
     acked: int = 0
     last_progress: float = 0.0
+    last_sent: int = 0
+    stale_acks: int = 0
+    """Acknowledgements of frames this window never announced (a killed predecessor's), ignored."""
     _in_flight: dict[int, T] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
@@ -34,10 +41,14 @@ class ReplayWindow(Generic[T]):
 
     def sent(self, seq: int, announcement: T, now: float) -> None:
         self._in_flight[seq] = announcement
+        self.last_sent = max(self.last_sent, seq)
         self.last_progress = now
 
     def acknowledged(self, seq: int, now: float) -> bool:
-        """Everything up to ``seq`` is done; False for an acknowledgement already had."""
+        """Everything up to ``seq`` is done; False for an acknowledgement already had or not ours."""
+        if seq > self.last_sent:
+            self.stale_acks += 1
+            return False
         if seq <= self.acked:
             return False
         self.acked = seq

@@ -332,7 +332,7 @@ class Capture(Service):
         return {"frames_read": self.frames_read, "published": self.published, "fps_in": round(self._fps_ema, 2),
                 "reconnects": self.reconnects, "resends": self.resends, "ended": self.ended,
                 "camera": self.camera, "capped": self.capped,
-                "source_fps": self.fps, "in_flight": len(self.window),
+                "source_fps": self.fps, "in_flight": len(self.window), "stale_acks": self.window.stale_acks,
                 "source_down_s": round(time.monotonic() - self.down_since, 1) if self.down_since else 0.0,
                 "retry_in_s": round(max(0.0, self.reopen_at - time.monotonic()), 1) if self.down_since else 0.0,
                 "ring_error": self.ring_error[:200]}
