@@ -408,11 +408,11 @@ def test_counts_group_by_camera(tmp_path: Path, capsys: pytest.CaptureFixture[st
     import sqlite3
 
     from edgecount.cli import main
-    from edgecount.stages.uplink import _OUTBOX
+    from edgecount.stages.outbox import FIRST_SCHEMA
 
     f = _cameras_file(tmp_path)
     con = sqlite3.connect(tmp_path / "state" / "uplink.db")
-    con.executescript(_OUTBOX)
+    con.executescript(FIRST_SCHEMA)
     con.execute("ALTER TABLE history ADD COLUMN camera TEXT NOT NULL DEFAULT 'main'")
     start = (time.time() - 600) // 60 * 60
     con.executemany("INSERT INTO history VALUES (?, 'line', 'door', ?, 60.0, ?, ?, ?)",

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from edgecount.cli import main
-from edgecount.stages.uplink import _OUTBOX
+from edgecount.stages.outbox import FIRST_SCHEMA
 
 
 def _history(tmp_path: Path) -> Path:
     state = tmp_path / "state"
     state.mkdir()
     con = sqlite3.connect(state / "uplink.db")
-    con.executescript(_OUTBOX)
+    con.executescript(FIRST_SCHEMA)
     now = time.time()
     rows = []
     for k in range(12):  # one record per 10 minutes over the last two hours, growing

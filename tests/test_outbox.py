@@ -263,7 +263,7 @@ def test_compaction_with_the_broker_down_does_not_double_the_file(tmp_path: Path
                 up._housekeeping()
         up._deliver()
         backlog = up.backlog()
-        queued = up.store.db.execute("SELECT SUM(n_in) FROM outbox").fetchone()[0]
+        queued = up.outbox.store.db.execute("SELECT SUM(n_in) FROM outbox").fetchone()[0]
     finally:
         close_service(up)
     lines = [json.loads(x) for x in (runtime_dir / "state" / "uplink.jsonl").read_text().splitlines()]

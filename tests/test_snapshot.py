@@ -236,7 +236,7 @@ def test_stills_queued_before_the_policy_changed_are_never_sent(runtime_dir: Pat
     sent = (runtime_dir / "state" / "uplink.jsonl").read_text().splitlines() if \
         (runtime_dir / "state" / "uplink.jsonl").exists() else []
     assert not [r for r in map(json.loads, sent) if r["kind"] == "snapshot"]
-    assert after.backlog() == 0 and after.store.get_int("applied") == 2  # consumed, not queued
+    assert after.backlog() == 0 and after.outbox.get("applied") == 2  # consumed, not queued
     close(after)
 
 

@@ -22,33 +22,13 @@ from edgecount.runtime import bus
 from edgecount.runtime.control import NotRunning, ask
 from edgecount.runtime.durable_log import Follower
 from edgecount.runtime.settings import state_dir
-from edgecount.runtime.store import Store
 from edgecount.stages import stage
 from edgecount.stages.base import Service
-from edgecount.stages.uplink_sinks import OutRow, Sink, SinkError, build_sinks
+from edgecount.stages.outbox import Outbox
+from edgecount.stages.uplink_sinks import Sink, SinkError, build_sinks
 from edgecount_core.config import Config
-from edgecount_core.messages import DEFAULT_CAMERA, CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
-from edgecount_core.outbox import PendingRecord, plan_compaction
-
-_OUTBOX = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-    name TEXT NOT NULL, bucket_start REAL NOT NULL, bucket_s REAL NOT NULL, n_in INTEGER NOT NULL,
-    n_out INTEGER NOT NULL, created REAL NOT NULL, blob BLOB);
-CREATE TABLE IF NOT EXISTS history (
-    record_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, bucket_start REAL NOT NULL,
-    bucket_s REAL NOT NULL, n_in INTEGER NOT NULL, n_out INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS history_time ON history(bucket_start);
-"""
-HISTORY_DAYS = 31
-
-
-def _add_column(store: Store, table: str, column: str) -> None:
-    """Add a column a newer build needs to a store an older build created (idempotent)."""
-    name = column.split()[0]
-    have = {row[1] for row in store.db.execute(f"PRAGMA table_info({table})")}
-    if name not in have:
-        store.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
+from edgecount_core.outbox import plan_compaction
 
 
 class Uplink(Service):
@@ -57,15 +37,11 @@ class Uplink(Service):
 
     def __init__(self, config: Config, runtime_dir: Path, process: str = "") -> None:
         super().__init__(config, runtime_dir, process)
-        self.store = Store(state_dir(config) / "uplink.db", synchronous="FULL")
-        self.store.db.executescript(_OUTBOX)
-        _add_column(self.store, "outbox", "occupancy INTEGER")  # zones' occupancy (added in 0.2; older stores)
-        for table in ("outbox", "history"):  # several cameras (added in 0.3): older rows are camera 'main'
-            _add_column(self.store, table, f"camera TEXT NOT NULL DEFAULT '{DEFAULT_CAMERA}'")
+        self.outbox = Outbox(state_dir(config) / "uplink.db")
         self.stills_allowed = config.privacy.policy == "snapshots"
         if not self.stills_allowed:
             self._drop_queued_stills()
-        self.follower = Follower(self.ctx, runtime_dir, stage(self.name).follows, self.store.get_int("applied"),
+        self.follower = Follower(self.ctx, runtime_dir, stage(self.name).follows, self.outbox.get("applied"),
                                  self._apply,
                                  lambda m: int(getattr(m, "log_seq", 0)), self.log)
         self.watch(self.follower.sock, self.follower.handle)
@@ -83,40 +59,19 @@ class Uplink(Service):
 
     def _drop_queued_stills(self) -> None:
         """The policy was switched away from ``snapshots``: stills still waiting are never sent."""
-        with self.store.transaction():
-            n = self.store.db.execute("DELETE FROM outbox WHERE kind = 'snapshot'").rowcount
-            if n:
-                self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + n)
+        n = self.outbox.drop_stills()
         if n:
             self.log.warning("uplink.snapshots_dropped", count=n, reason="privacy.policy is no longer 'snapshots'")
 
     def _apply(self, msg: Message) -> None:
-        if isinstance(msg, Snapshot) and not self.stills_allowed:
-            with self.store.transaction():  # made before the policy changed: consumed, never queued
-                self.store.put_int("applied", msg.log_seq)
+        if not isinstance(msg, CountRecord | Snapshot):
             return
-        if isinstance(msg, Snapshot):
-            with self.store.transaction():
-                self.store.db.execute(
-                    "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                    "blob, camera) VALUES(?, 'snapshot', 'snapshot', ?, 0, 0, 0, ?, ?, ?)",
-                    (msg.snapshot_id, msg.bucket_start, time.time(), msg.jpeg, msg.camera))
-                self.store.put_int("applied", msg.log_seq)
-            return
-        if not isinstance(msg, CountRecord):
-            return
-        with self.store.transaction():
-            self.store.db.execute(
-                "INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                "occupancy, camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, time.time(),
-                 msg.occupancy, msg.camera))
-            # What `edgecount counts` shows on the device, kept whether or not it was delivered.
-            self.store.db.execute(
-                "INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, camera) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out, msg.camera))
-            self.store.put_int("applied", msg.log_seq)
+        with self.outbox.transaction():  # queued and the log position noted together, or neither
+            if isinstance(msg, CountRecord):
+                self.outbox.add_record(msg)
+            elif isinstance(msg, Snapshot) and self.stills_allowed:
+                self.outbox.add_still(msg)  # made before a policy change away from stills: consumed, not queued
+            self.outbox.put("applied", msg.log_seq)
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if isinstance(msg, CountRecord | Snapshot):
@@ -124,97 +79,43 @@ class Uplink(Service):
         elif isinstance(msg, LogTail):
             self.follower.on_tail(msg.last_seq)
 
-    def _cursor(self, sink: Sink) -> int:
-        return self.store.get_int(f"cursor.{sink.name}")
-
-    def _rows_after(self, cursor: int, limit: int) -> list[OutRow]:
-        rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, blob, occupancy, camera "
-            "FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
-        out = []
-        for r in rows:
-            if r[2] == "snapshot":
-                rec: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                                          "camera": r[10], "kind": "snapshot", "bucket_start": r[4]}
-                out.append(OutRow(r[0], rec, bytes(r[8])))
-            else:
-                record: dict[str, object] = {"id": r[1], "site": self.cfg.device.site, "device": self.cfg.device.id,
-                                             "camera": r[10], "kind": r[2], "name": r[3], "bucket_start": r[4],
-                                             "bucket_s": r[5], "in": r[6], "out": r[7]}
-                if r[9] is not None:
-                    record["occupancy"] = r[9]
-                out.append(OutRow(r[0], record))
-        return out
-
-    def _advance_cursor(self, sink: Sink, cursor: int) -> int:
-        """Record what ``sink`` confirmed since ``cursor`` (and how many records that was); the new cursor."""
-        done = sink.confirmed()
-        if done <= cursor:
-            return cursor
-        with self.store.transaction():
-            n = self.store.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ? AND id <= ?",
-                                      (cursor, done)).fetchone()[0]
-            self.store.put_int(f"cursor.{sink.name}", done)
-            self.store.put_int(f"confirmed.{sink.name}", self.store.get_int(f"confirmed.{sink.name}") + int(n))
-        return done
+    def _low(self) -> int:
+        """The row every sink has confirmed."""
+        return min(self.outbox.cursor(s.name) for s in self.sinks)
 
     def _deliver(self) -> None:
         for sink in self.sinks:
-            cursor = self._advance_cursor(sink, self._cursor(sink))
+            self.outbox.confirm(sink.name, sink.confirmed())
             n = sink.wants()
             if n:
-                sink.offer(self._rows_after(sink.offered_upto(cursor), n))
-                self._advance_cursor(sink, cursor)
+                after = sink.offered_upto(self.outbox.cursor(sink.name))
+                sink.offer(self.outbox.rows_after(after, n, self.cfg.device.site, self.cfg.device.id))
+                self.outbox.confirm(sink.name, sink.confirmed())
 
     def _housekeeping(self) -> None:
         if not self.sinks:
             return
-        low = min(self._cursor(s) for s in self.sinks)
+        low, now = self._low(), time.time()
+        self.outbox.trim(low, now)
+        self.outbox.drop_stills(keep_newest=self.MAX_SNAPSHOTS, after=low)  # only the newest few wait
         ob = self.cfg.uplink.outbox
-        with self.store.transaction():
-            self.store.db.execute("DELETE FROM outbox WHERE id <= ?", (low,))
-            self.store.db.execute("DELETE FROM history WHERE bucket_start < ?", (time.time() - HISTORY_DAYS * 86400,))
-        # Stills are bounded on their own: only the newest few wait for a connection.
-        snaps = [r[0] for r in self.store.db.execute(
-            "SELECT id FROM outbox WHERE kind = 'snapshot' AND id > ? ORDER BY id", (low,)).fetchall()]
-        if len(snaps) > self.MAX_SNAPSHOTS:
-            drop = snaps[: len(snaps) - self.MAX_SNAPSHOTS]
-            with self.store.transaction():
-                self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in drop])
-                self.store.put_int("dropped.snapshots", self.store.get_int("dropped.snapshots") + len(drop))
-        rows = self.store.db.execute(
-            "SELECT id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, camera FROM outbox "
-            "WHERE kind != 'snapshot' ORDER BY id").fetchall()
-        if len(rows) <= ob.max_rows and not rows:
-            return
+        cursors = [self.outbox.cursor(s.name) for s in self.sinks]
         # Rows a sink has handed over and awaits confirmation for stay as they are (their PUBACK may come).
-        in_flight = [(self._cursor(s), s.offered_upto(self._cursor(s))) for s in self.sinks]
-        pending = [PendingRecord(*r) for r in rows if not any(lo < r[0] <= hi for lo, hi in in_flight)]
-        plan = plan_compaction(pending, ob.max_rows, ob.max_age_days * 86400.0, time.time(),
-                               keep_recent=ob.max_rows // 2, cursors=[self._cursor(s) for s in self.sinks])
+        in_flight = [(c, s.offered_upto(c)) for c, s in zip(cursors, self.sinks, strict=True)]
+        pending = [r for r in self.outbox.pending_counts() if not any(lo < r.row_id <= hi for lo, hi in in_flight)]
+        if not pending:
+            return
+        plan = plan_compaction(pending, ob.max_rows, ob.max_age_days * 86400.0, now,
+                               keep_recent=ob.max_rows // 2, cursors=cursors)
         if plan.empty:
             return
-        with self.store.transaction():
-            self.store.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in plan.delete])
-            # Each merged row takes the place (row id) of the newest it replaces: sinks past it never get it.
-            self.store.db.executemany(
-                "INSERT INTO outbox(id, record_id, kind, name, bucket_start, bucket_s, n_in, n_out, created, "
-                "camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.row_id, r.record_id, r.kind, r.name, r.bucket_start, r.bucket_s, r.n_in, r.n_out, time.time(),
-                  r.camera) for r in plan.insert])
-            for key, add in (("dropped.records", plan.dropped_records), ("dropped.in", plan.dropped_in),
-                             ("dropped.out", plan.dropped_out)):
-                self.store.put_int(key, self.store.get_int(key) + add)
+        self.outbox.compact(plan, now)
         self.log.warning("uplink.outbox_compacted", merged_into=len(plan.insert), removed=len(plan.delete),
                          dropped_records=plan.dropped_records)
 
     def backlog(self) -> int:
         """Outbox rows some sink has not confirmed yet."""
-        if not self.sinks:
-            return 0
-        low = min(self._cursor(s) for s in self.sinks)
-        n = self.store.db.execute("SELECT COUNT(*) FROM outbox WHERE id > ?", (low,)).fetchone()
-        return int(n[0])
+        return self.outbox.backlog(self._low()) if self.sinks else 0
 
     def tick(self) -> int:
         self._deliver()
@@ -265,7 +166,7 @@ class Uplink(Service):
         stats = dict(msg.stats)
         stats["uplink_delivered_upto"] = self.follower.applied
         for sink in self.sinks:  # every record is confirmed by every sink (MQTT: PUBACK) before this
-            stats[f"sink.{sink.name}.confirmed"] = self.store.get_int(f"confirmed.{sink.name}")
+            stats[f"sink.{sink.name}.confirmed"] = self.outbox.get(f"confirmed.{sink.name}")
         self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))
         del self.pending_eos[camera]
 
@@ -273,15 +174,14 @@ class Uplink(Service):
         s: dict[str, StatValue] = {"backlog": self.backlog(), "applied": self.follower.applied,
                                    "recovered": self.follower.recovered, "lost": self.follower.lost,
                                    "resets": self.follower.resets,
-                                   "dropped_records": self.store.get_int("dropped.records")}
+                                   "dropped_records": self.outbox.get("dropped.records")}
         for sink in self.sinks:
-            s[f"delivered.{sink.name}"] = self.store.get_int(f"confirmed.{sink.name}")
+            s[f"delivered.{sink.name}"] = self.outbox.get(f"confirmed.{sink.name}")
             for k, v in sink.status().items():
                 if isinstance(v, int | float | str | bool):
                     s[k] = v
         if self.sinks:
-            low = min(self._cursor(x) for x in self.sinks)
-            oldest = self.store.db.execute("SELECT MIN(created) FROM outbox WHERE id > ?", (low,)).fetchone()[0]
+            oldest = self.outbox.oldest_created(self._low())
             s["oldest_undelivered_s"] = round(max(0.0, time.time() - oldest), 1) if oldest is not None else 0.0
         return s
 
@@ -289,5 +189,5 @@ class Uplink(Service):
         for s in self.sinks:
             s.close()
         self.follower.close()
-        self.store.close()
+        self.outbox.close()
 
