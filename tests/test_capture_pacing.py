@@ -24,7 +24,7 @@ def frames_played(clip: Path, runtime_dir: Path, speed: float, seconds: float,
         end = clock[0] + seconds
         while clock[0] < end:
             clock[0] += max(cap.tick(), 1) / 1000
-        return cap.frames_read
+        return cap.video.frames_read
     finally:
         cap.ring.close()
         cap.pub.sock.close(linger=0)

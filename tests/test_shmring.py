@@ -253,11 +253,11 @@ def test_a_capture_without_room_for_its_ring_waits_degraded(small_shm: Path, run
     try:
         svc.setup()
         assert svc.state == "degraded" and "does not fit" in str(svc.stats()["ring_error"])
-        assert svc.cap is None
+        assert not svc.video.is_open
         umount(small_shm)  # room again: the same directory, no longer a 2 MiB tmpfs
-        svc.reopen_at = 0.0
+        svc.outage.retry_at = 0.0  # not waiting out the back-off
         svc.tick()
-        assert svc.state == "ok" and svc.stats()["ring_error"] == "" and svc.cap is not None
+        assert svc.state == "ok" and svc.stats()["ring_error"] == "" and svc.video.is_open
     finally:
         svc.teardown()
         svc.pub.close()

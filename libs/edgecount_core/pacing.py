@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Pacer"]
+__all__ = ["LivePace", "Pacer", "RateMeter"]
 
 
 @attrs.define
@@ -31,3 +31,45 @@ class Pacer:
             return False
         self.next_at = max(self.next_at + period_s, now - self.slack_s)
         return True
+
+
+@attrs.define
+class RateMeter:
+    """Events per second, smoothed (an exponential average of the instantaneous rate, ``weight`` for the
+    newest): what a stage reports as its input rate."""
+
+    weight: float = 0.1
+    rate: float = 0.0
+    _last: float = 0.0
+
+    def tick(self, now: float) -> None:
+        """An event happened at ``now``."""
+        if self._last:
+            inst = 1.0 / max(now - self._last, 1e-6)
+            self.rate = inst if not self.rate else (1.0 - self.weight) * self.rate + self.weight * inst
+        self._last = now
+
+
+@attrs.define
+class LivePace:
+    """Realtime frame timing: a file played at ``speed`` times its own rate, any source capped at ``max_fps``
+    (0: no cap; a frame over the cap is taken off the source without being decoded)."""
+
+    speed: float = 1.0
+    max_fps: float = 0.0
+    file: Pacer = attrs.Factory(Pacer)
+    cap: Pacer = attrs.Factory(Pacer)
+
+    def start(self, now: float) -> None:
+        """The source (re)opened at ``now``."""
+        self.file.start(now)
+
+    def file_wait_s(self, now: float, fps: float) -> float:
+        """0 when a file's next frame is due (it is taken), else how long until it is."""
+        if self.file.take(now, 1.0 / (fps * self.speed)):
+            return 0.0
+        return max(self.file.wait_s(now), 1e-3)
+
+    def over_cap(self, now: float) -> bool:
+        """Whether a frame at ``now`` would exceed ``max_fps`` (else it is taken)."""
+        return bool(self.max_fps) and not self.cap.take(now, 1.0 / self.max_fps)

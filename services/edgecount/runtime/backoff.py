@@ -37,3 +37,38 @@ class Backoff:
         """After a success: the next failure waits ``initial`` again."""
         self._delay = self.initial
         self.attempts = 0
+
+
+@attrs.define
+class Outage:
+    """Something a service needs is gone (a camera, shared memory): since when, and when to try again."""
+
+    backoff: Backoff
+    since: float = 0.0
+    """Monotonic time it went (0 while it is there)."""
+    retry_at: float = 0.0
+
+    def failed(self, now: float, gone: bool = True) -> float:
+        """An attempt failed or it was lost: the wait before the next attempt. ``gone`` starts the outage's
+        clock (a failure to set up, before it was ever there, does not)."""
+        wait = self.backoff.next()
+        self.retry_at = now + wait
+        if gone and not self.since:
+            self.since = now
+        return wait
+
+    def over(self, now: float) -> float:
+        """It is there again: how long it was gone (0 when it was not)."""
+        was = self.gone_s(now)
+        self.since = 0.0
+        self.backoff.reset()
+        return was
+
+    def due(self, now: float) -> bool:
+        return now >= self.retry_at
+
+    def gone_s(self, now: float) -> float:
+        return now - self.since if self.since else 0.0
+
+    def retry_in_s(self, now: float) -> float:
+        return max(0.0, self.retry_at - now) if self.since else 0.0
