@@ -279,3 +279,14 @@ def test_a_hung_stage_that_does_not_die_at_once_does_not_kill_the_watchdog(runti
     finally:
         del wd.children["counter"]
         wd.stop_all()
+
+
+def test_a_stage_gets_its_restart_budget_and_no_more_within_the_window() -> None:
+    from edgecount.runtime.backoff import Backoff
+    from edgecount.runtime.watchdog import Supervised
+
+    child = Supervised("counter", backoff=Backoff(0.5, 2.0))
+    waits = [child.restart_wait(float(t), window_s=60.0, budget=3) for t in (0, 10, 20, 30)]
+    assert waits == [0.5, 1.0, 2.0, None]  # backing off, then used up: something is persistently wrong
+    assert child.restart_wait(65.0, window_s=60.0, budget=3) == 2.0  # the first restart left the window
+    assert child.total_restarts == 4

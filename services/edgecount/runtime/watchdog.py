@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 import zmq
@@ -30,7 +29,7 @@ import zmq
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.control import ControlServer
-from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
+from edgecount.runtime.launcher import Launcher, Process
 from edgecount.runtime.memory import pss_mb, total_pss_mb
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.reports import SupervisorReports
@@ -41,8 +40,10 @@ from edgecount_core.messages import Health
 
 @attrs.define
 class Supervised:
+    """One stage as the supervisor sees it: its process, its last heartbeat, its restarts."""
+
     name: str
-    proc: subprocess.Popen[bytes] | StageProcess | None = None
+    proc: Process | None = None
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     health: Health | None = None
@@ -52,7 +53,54 @@ class Supervised:
     backoff: Backoff = attrs.field(factory=lambda: Backoff(0.0, 0.0))
     state: str = "stopped"
     last_exit: int | None = None
-    log_file: IO[bytes] | None = None
+
+    def restart_wait(self, now: float, window_s: float, budget: int) -> float | None:
+        """Count a restart at ``now``: the back-off before it, or ``None`` when ``budget`` restarts within
+        ``window_s`` are used up (something is persistently wrong)."""
+        while self.restarts and now - self.restarts[0] > window_s:
+            self.restarts.popleft()
+        if len(self.restarts) >= budget:
+            return None
+        self.restarts.append(now)
+        self.total_restarts += 1
+        return self.backoff.next()
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid (``None`` when there is none)."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def kill(self, log: Any) -> bool:
+        """SIGKILL and wait up to 5 s: whether it is gone. One not reported dead (stuck in the kernel, a slow
+        fork server) is no reason for the supervisor to die too: its replacement waits until it is."""
+        if self.proc is None or self.proc.poll() is not None:
+            return True
+        self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+            return True
+        except subprocess.TimeoutExpired:
+            log.error("watchdog.kill_unconfirmed", child=self.name, pid=self.proc.pid,
+                      action="the replacement starts once it is gone")
+            return False
+
+    def stop(self, timeout_s: float, log: Any) -> bool:
+        """SIGTERM, SIGKILL after ``timeout_s``: whether it is gone."""
+        if self.proc is None or self.proc.poll() is not None:
+            return True
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return self.kill(log)
+
+    def status(self, now: float) -> dict[str, Any]:
+        pid = self.pid
+        return {"service": self.name, "state": self.state, "pid": pid, "pss_mb": pss_mb(pid) if pid else None,
+                "uptime_s": round(now - self.started_at, 1) if self.started_at else 0.0,
+                "restarts": self.total_restarts, "last_exit": self.last_exit,
+                "stats": dict(self.health.stats) if self.health else {}}
 
 
 class Watchdog:
@@ -68,11 +116,8 @@ class Watchdog:
         w = cfg.watchdog
         self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
                          for name in services}
-        # Forked before the first ZeroMQ socket starts its threads, so it can share our memory (forkserver.py).
-        self.fork_server: ForkServer | None = None
-        if w.fork_server:
-            self.fork_server = ForkServer()
-            self.fork_server.start()
+        # Before the first ZeroMQ socket starts its threads: the fork server is forked from us (forkserver.py).
+        self.launcher = Launcher(config_path, self.runtime_dir, log_dir, w.fork_server, self.log)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
@@ -83,27 +128,7 @@ class Watchdog:
 
     # -- processes ----------------------------------------------------------------------
     def _spawn(self, child: Supervised) -> None:
-        log_path = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            log_path = self.log_dir / f"{child.name}.log"
-        child.proc = None
-        if self.fork_server is not None:
-            try:
-                child.proc = StageProcess(self.fork_server, child.name, self.config_path, self.runtime_dir, log_path)
-            except ForkServerError as exc:
-                self.log.error("watchdog.fork_server_failed", child=child.name, error=str(exc),
-                               fallback="a fresh interpreter")
-        if child.proc is None:
-            argv = [sys.executable, "-m", "edgecount.stages", child.name, "--config", str(self.config_path),
-                    "--runtime-dir", str(self.runtime_dir)]
-            stderr: Any = None
-            if log_path is not None:
-                if child.log_file is None:
-                    child.log_file = log_path.open("ab")
-                stderr = child.log_file
-            env = dict(os.environ, EDGECOUNT_WATCHDOG_PID=str(os.getpid()))
-            child.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env)
+        child.proc = self.launcher.start(child.name)
         child.started_at = time.monotonic()
         child.last_heartbeat = 0.0
         child.health = None
@@ -126,33 +151,17 @@ class Watchdog:
                 path.unlink(missing_ok=True)
 
     def _schedule_restart(self, child: Supervised, why: str) -> None:
-        now = time.monotonic()
-        w = self.cfg.watchdog
-        while child.restarts and now - child.restarts[0] > w.restart_window_s:
-            child.restarts.popleft()
-        if len(child.restarts) >= w.restart_budget:
+        now, w = time.monotonic(), self.cfg.watchdog
+        wait = child.restart_wait(now, w.restart_window_s, w.restart_budget)
+        if wait is None:
             self.failed = f"{child.name}: {len(child.restarts)} restarts within {w.restart_window_s:.0f}s ({why})"
             child.state = "failed"
             self.log.error("watchdog.budget_exhausted", child=child.name, reason=why)
             return
-        wait = child.backoff.next()
         child.next_start = now + wait
-        child.restarts.append(now)
-        child.total_restarts += 1
         child.state = "backoff"
         self.log.warning("watchdog.restart_scheduled", child=child.name, reason=why,
                          in_s=round(wait, 2), restarts=child.total_restarts)
-
-    def _kill(self, child: Supervised) -> None:
-        """SIGKILL; a process not reported dead within 5 s (stuck in the kernel, a slow fork server) is no
-        reason for the supervisor to die too: its replacement waits until it is (see :meth:`check`)."""
-        if child.proc is not None and child.proc.poll() is None:
-            child.proc.kill()
-            try:
-                child.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.log.error("watchdog.kill_unconfirmed", child=child.name, pid=child.proc.pid,
-                               action="the replacement starts once it is gone")
 
     def check(self) -> None:
         now = time.monotonic()
@@ -178,7 +187,7 @@ class Watchdog:
             if silent_for > limit:
                 self.log.error("watchdog.hung", child=child.name, pid=child.proc.pid,
                                silent_s=round(silent_for, 1))
-                self._kill(child)
+                child.kill(self.log)
                 child.last_exit = child.proc.returncode
                 self._schedule_restart(child, f"no heartbeat for {silent_for:.0f}s")
             elif child.backoff.attempts and child.last_heartbeat and now - child.started_at > 60:
@@ -215,7 +224,7 @@ class Watchdog:
             state, degraded = self.device_state()
             return {"ok": True, "services": self.status(), "pid": os.getpid(), "state": state,
                     "pss_mb": pss_mb(os.getpid()), "total_pss_mb": total_pss_mb(os.getpid()),
-                    "fork_server": self.fork_server.mode if self.fork_server is not None else "off",
+                    "fork_server": self.launcher.mode,
                     "degraded": degraded,
                     "uptime_s": round(time.time() - self.started_wall, 1), "ready": self.all_up(),
                     "runtime_dir": str(self.runtime_dir)}
@@ -224,15 +233,9 @@ class Watchdog:
             child = self.children.get(str(name))
             if child is None:
                 return {"ok": False, "error": f"no service {name!r}; services: {', '.join(self.children)}"}
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.terminate()
-                try:
-                    child.proc.wait(timeout=8)
-                except subprocess.TimeoutExpired:
-                    self._kill(child)
-                if child.proc.poll() is None:
-                    return {"ok": False, "error": f"{child.name} (pid {child.proc.pid}) does not die; its "
-                            "replacement starts once it is gone"}
+            if not child.stop(8.0, self.log):
+                return {"ok": False, "error": f"{child.name} (pid {child.pid}) does not die; its replacement "
+                        "starts once it is gone"}
             child.total_restarts += 1
             self.log.info("watchdog.restart_requested", child=child.name)
             self._spawn(child)
@@ -283,12 +286,8 @@ class Watchdog:
                     self.log.error("watchdog.kill_unconfirmed", pid=p.pid)
         for c in self.children.values():
             c.state = "stopped"
-            if c.log_file is not None:
-                c.log_file.close()
-                c.log_file = None
         self.cleanup_stale()
-        if self.fork_server is not None:
-            self.fork_server.close()
+        self.launcher.close()
         self.sub.close()
         self.control.close()
         RuntimePaths(self.runtime_dir).control.unlink(missing_ok=True)
@@ -296,14 +295,5 @@ class Watchdog:
 
     def status(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        out = []
-        for c in self.children.values():
-            pid = c.proc.pid if c.proc is not None and c.proc.poll() is None else None
-            out.append({
-                "service": c.name, "state": c.state, "pid": pid, "pss_mb": pss_mb(pid) if pid else None,
-                "uptime_s": round(now - c.started_at, 1) if c.started_at else 0.0,
-                "restarts": c.total_restarts, "last_exit": c.last_exit,
-                "stats": dict(c.health.stats) if c.health else {},
-            })
-        return out
+        return [c.status(now) for c in self.children.values()]
 
