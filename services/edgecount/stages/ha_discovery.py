@@ -10,6 +10,7 @@ will. Only counts and health are described: nothing per person, no snapshot.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -93,3 +94,29 @@ def discovery_configs(cfg: Config) -> dict[str, Payload]:
 def own_config_filter(cfg: Config) -> str:
     """The subscription that finds this device's retained discovery messages (to retire stale ones)."""
     return f"{cfg.uplink.mqtt.discovery_prefix}/+/{node_id(cfg.device.site, cfg.device.id)}/+/config"
+
+
+class Announcer:
+    """Publishes this device's discovery messages (retained) on every connection, and retires the entities
+    of lines and zones no longer configured: the broker hands back what it retained under our node, and an
+    empty retained message removes each one we do not announce any more."""
+
+    def __init__(self, configs: dict[str, Payload], own_filter: str, log: Any) -> None:
+        self.configs = configs
+        self.own_filter = own_filter
+        self.log = log
+
+    def connected(self, client: Any) -> None:
+        for topic, payload in self.configs.items():
+            client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
+        client.subscribe(self.own_filter, qos=1)  # the broker answers with what it retained
+
+    def retained(self, client: Any, topic: str, size: int) -> None:
+        if size and topic not in self.configs:
+            client.publish(topic, b"", qos=1, retain=True)
+            self.log.info("mqtt.discovery_removed", topic=topic)
+
+
+def announcer(cfg: Config, log: Any) -> Announcer | None:
+    """The configured device's announcer (``None`` with ``uplink.mqtt.discovery`` off)."""
+    return Announcer(discovery_configs(cfg), own_config_filter(cfg), log) if cfg.uplink.mqtt.discovery else None

@@ -26,7 +26,7 @@ import attrs
 
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.settings import state_dir
-from edgecount.stages.ha_discovery import discovery_configs, own_config_filter
+from edgecount.stages.ha_discovery import Announcer, announcer
 from edgecount_core.config import Config
 from edgecount_core.inflight import InFlight
 
@@ -219,13 +219,10 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: Any, site: str, device: str, log: Any,
-                 discovery: dict[str, dict[str, Any]] | None = None, discovery_filter: str = "",
+    def __init__(self, cfg: Any, site: str, device: str, log: Any, announcer: Announcer | None = None,
                  per_camera: bool = False) -> None:
         self.cfg = cfg
-        # Home Assistant discovery: what to announce (retained), and where our earlier announcements live.
-        self.discovery = discovery or {}
-        self.discovery_filter = discovery_filter
+        self.announcer = announcer  # Home Assistant discovery
         self.log = log
         self.base = f"{cfg.topic_prefix}/{site}/{device}"
         self.per_camera = per_camera  # topic layout 'camera': counts under <base>/<camera>/...
@@ -329,7 +326,8 @@ class MqttSink:
                 self.connected = True
                 self.last_error = ""
                 self.client.publish(self.status_topic, "online", qos=1, retain=True)
-                self._announce()
+                if self.announcer is not None:
+                    self.announcer.connected(self.client)
                 self.log.info("mqtt.connected", broker=f"{self.cfg.host}:{self.cfg.port}")
             elif kind in ("disconnect", "connect_fail"):
                 if self.connected or kind == "connect_fail":
@@ -338,12 +336,8 @@ class MqttSink:
                 self.last_error = f"not connected to {self.cfg.host}:{self.cfg.port}"
                 self.connected = False
                 self.window.forget()  # sent again from the outbox after reconnecting
-            elif kind == "retained":
-                topic, size = value
-                if size and topic not in self.discovery:
-                    # An entity of a line or zone no longer configured: an empty retained config removes it.
-                    self.client.publish(topic, b"", qos=1, retain=True)
-                    self.log.info("mqtt.discovery_removed", topic=topic)
+            elif kind == "retained" and self.announcer is not None:
+                self.announcer.retained(self.client, *value)
             elif kind == "puback":
                 mid, reason = value
                 if getattr(reason, "is_failure", False):
@@ -355,13 +349,6 @@ class MqttSink:
                     self.log.info("mqtt.acknowledging_again", broker=f"{self.cfg.host}:{self.cfg.port}")
                     self.trouble = ""
                     self.backoff.reset()
-
-    def _announce(self) -> None:
-        if not self.discovery_filter:
-            return
-        for topic, payload in self.discovery.items():
-            self.client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
-        self.client.subscribe(self.discovery_filter, qos=1)  # the broker answers with what it retained
 
     def wants(self) -> int:
         self._drain_events()
@@ -504,11 +491,8 @@ class WebhookSink:
 SINKS: dict[str, Callable[[Config, Any], Sink]] = {
     "jsonl": lambda cfg, log: JsonlSink(Path(cfg.uplink.jsonl_path or state_dir(cfg) / "uplink.jsonl"),
                                         int(cfg.uplink.jsonl_max_mb * 2**20), cfg.uplink.jsonl_keep),
-    "mqtt": lambda cfg, log: MqttSink(
-        cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log,
-        discovery=discovery_configs(cfg) if cfg.uplink.mqtt.discovery else None,
-        discovery_filter=own_config_filter(cfg) if cfg.uplink.mqtt.discovery else "",
-        per_camera=cfg.mqtt_per_camera()),
+    "mqtt": lambda cfg, log: MqttSink(cfg.uplink.mqtt, cfg.device.site, cfg.device.id, log,
+                                      announcer=announcer(cfg, log), per_camera=cfg.mqtt_per_camera()),
     "webhook": lambda cfg, log: WebhookSink(cfg.uplink.webhook, log),
 }
 
