@@ -51,7 +51,9 @@ messages = st.one_of(
                                     max_size=5)),
     st.builds(Marker, token=names, origin_ts=floats),
     st.builds(Watermark, ts=floats, seq=ints),
-    st.builds(EndOfStream, last_seq=ints, stats=st.dictionaries(names, st.integers(0, 10**6), max_size=4)),
+    st.builds(EndOfStream, last_seq=ints, stats=st.dictionaries(names, st.integers(0, 10**6), max_size=4),
+              counter_events_upto=st.none() | ints, privacy_records_upto=st.none() | ints,
+              confirmed=st.none() | st.dictionaries(names, ints, max_size=3)),
 )
 
 
@@ -164,6 +166,9 @@ def _raw(**fields: object) -> bytes:
     _raw(type="watermark", v=1, ts=float("-inf"), seq=1),
     _raw(type="eos", v=1, last_seq=5, stats={"frames": [1, 2]}),
     _raw(type="eos", v=1, last_seq=5, stats={"fps": float("nan")}),
+    _raw(type="eos", v=1, last_seq=5, confirmed={"mqtt": -1}),
+    _raw(type="eos", v=1, last_seq=5, confirmed={"mqtt": "7"}),
+    _raw(type="eos", v=1, last_seq=5, privacy_records_upto=-3),
     _raw(type="health", v=1, service="x", pid=1, ts=1.0, state="ok", stats={"x": {"nested": 1}}),
 ])
 def test_well_typed_but_out_of_range_is_rejected(payload: bytes) -> None:

@@ -383,16 +383,30 @@ class LogTail:
 
 @attrs.frozen
 class EndOfStream:
-    """The source ended after frame ``last_seq``; each stage adds its figures to ``stats``."""
+    """The source ended after frame ``last_seq``; each stage adds its figures to ``stats``.
+
+    The end travels capture -> ... -> uplink and back to whoever replays, and each durable stage holds it
+    until what came before it is safe downstream. Those hand-overs are typed fields, not ``stats`` keys:
+    a stage downstream of a log waits until it has applied the log up to the mark its upstream set.
+    """
 
     TYPE: ClassVar[str] = "eos"
     VERSION: ClassVar[int] = 1
     last_seq: int
     stats: dict[str, StatValue] = attrs.field(factory=dict)
     camera: str = DEFAULT_CAMERA
+    counter_events_upto: int | None = None
+    """The counter's log holds every event of this stream up to this sequence number (privacy waits for it)."""
+    privacy_records_upto: int | None = None
+    """Privacy's log holds every record of this stream up to this sequence number (the uplink waits for it)."""
+    confirmed: dict[str, int] | None = None
+    """Per sink, how many records it had confirmed (MQTT: PUBACK) when the uplink let the end pass."""
 
     def _validate(self) -> None:
         _check_stats("eos", self.stats)
+        for sink, n in (self.confirmed or {}).items():
+            if not isinstance(sink, str) or not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_INT:
+                raise MessageError(f"eos: confirmed[{sink!r}] must be a count of records")
 
 
 Message: TypeAlias = (

@@ -200,11 +200,10 @@ class Counter(Service):
                                                    event_seq=self.store.last_seq, camera=cs.name))
         stats = dict(msg.stats)
         stats["counter_processed"] = cs.processed
-        stats["counter_last_event_seq"] = self.store.last_seq
         for name, c in cs.counter.engine.totals().items():
             stats[f"line.{name}.in"] = c["in"]
             stats[f"line.{name}.out"] = c["out"]
-        return attrs.evolve(msg, stats=stats)
+        return attrs.evolve(msg, stats=stats, counter_events_upto=self.store.last_seq)
 
     def stats(self) -> dict[str, StatValue]:
         cams = self.cams.values()

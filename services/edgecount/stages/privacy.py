@@ -182,16 +182,14 @@ class Privacy(Service):
                                   "rows (the device did not watch); counting goes on")
 
     def forward_eos(self, msg: EndOfStream) -> None:
-        needed = int(msg.stats.get("counter_last_event_seq", 0))
+        needed = msg.counter_events_upto or 0
         if not self.follower.caught_up(needed):
             self.follower.on_tail(needed)
             return  # capture repeats the end-of-stream; forward it once caught up
         agg = self.aggs.get(msg.camera)
         if agg is not None:  # that camera's stream ended: its open buckets are complete
             self._publish(self._commit(agg.flush(), changed=[agg]))
-        stats = dict(msg.stats)
-        stats["privacy_last_seq"] = self.store.last_seq
-        self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))
+        self.pub.send(bus.EOS, attrs.evolve(msg, privacy_records_upto=self.store.last_seq))
 
     def tick(self) -> int:
         now = time.monotonic()

@@ -156,18 +156,17 @@ class Uplink(Service):
 
     def _try_finish(self, camera: str) -> None:
         msg = self.pending_eos[camera]
-        needed = int(msg.stats.get("privacy_last_seq", 0))
+        needed = msg.privacy_records_upto or 0
         if not self.follower.caught_up(needed):
             self.follower.on_tail(needed)
             return
         self._deliver()
         if self.backlog():
             return
-        stats = dict(msg.stats)
-        stats["uplink_delivered_upto"] = self.follower.applied
-        for sink in self.sinks:  # every record is confirmed by every sink (MQTT: PUBACK) before this
-            stats[f"sink.{sink.name}.confirmed"] = self.outbox.get(f"confirmed.{sink.name}")
-        self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats))
+        stats = {**msg.stats, "uplink_delivered_upto": self.follower.applied}
+        # Every record is confirmed by every sink (MQTT: PUBACK) before this.
+        confirmed = {sink.name: self.outbox.get(f"confirmed.{sink.name}") for sink in self.sinks}
+        self.pub.send(bus.EOS, attrs.evolve(msg, stats=stats, confirmed=confirmed))
         del self.pending_eos[camera]
 
     def stats(self) -> dict[str, StatValue]:

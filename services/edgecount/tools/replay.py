@@ -51,6 +51,8 @@ class ReplayResult:
     zones: dict[str, dict[str, int]]
     eos_stats: dict[str, Any]
     restarts: dict[str, int]
+    confirmed: dict[str, int] = attrs.field(factory=dict)
+    """Per configured sink, the records it confirmed (MQTT: PUBACK) before the end came back."""
     width: int = 0
     height: int = 0
     source_fps: float = 0.0
@@ -75,9 +77,7 @@ class ReplayResult:
                                "processed_frames": self.processed_frames, "dropped_frames": self.dropped_frames,
                                "duration_s": round(self.duration_s, 3), "fps": round(self.fps, 2),
                                "lines": self.lines}
-        sinks = {k.split(".")[1]: {"confirmed": int(v)} for k, v in self.eos_stats.items()
-                 if k.startswith("sink.") and k.endswith(".confirmed")}
-        out["sinks"] = sinks  # per configured sink, the records it confirmed (MQTT: PUBACK) before the end
+        out["sinks"] = {name: {"confirmed": n} for name, n in self.confirmed.items()}
         if self.truncated:  # only then: a complete run's output stays what consumers already parse
             out.update(truncated=True, expected_frames=self.expected_frames)
         return out
@@ -280,7 +280,8 @@ def _camera_result(cfg: Config, camera: str, source: str, probe: _Probe, run: _R
     return ReplayResult(source=source, frames=frames, processed_frames=processed,
                         dropped_frames=max(0, frames - processed), duration_s=duration,
                         fps=processed / duration if duration > 0 else 0.0, lines=line_counts,
-                        zones=zone_counts, eos_stats=st, restarts=run.restarts, width=probe.width,
+                        zones=zone_counts, eos_stats=st, restarts=run.restarts,
+                        confirmed=dict(run.eos[camera].confirmed or {}), width=probe.width,
                         height=probe.height, source_fps=probe.fps)
 
 
