@@ -158,3 +158,29 @@ def test_the_runtime_directorys_names_are_spelled_in_one_place() -> None:
             if spelled.search(line) and not line.lstrip().startswith("#"):
                 owners.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert owners == [], "use edgecount.runtime.paths.RuntimePaths:\n" + "\n".join(owners)
+
+
+def test_the_fork_servers_imports_are_derived_from_the_stages_and_cover_what_they_load() -> None:
+    """Issue 28: the fork server's preload list was a hand-kept copy of the stage modules. Now it is
+    derived from STAGES, and each stage declares the slow libraries it loads at import: one it forgot
+    would be imported again in every forked stage, its pages private instead of shared."""
+    import json
+    import subprocess
+    import sys
+
+    from edgecount.stages import STAGES, preload_modules
+
+    from .helpers import ROOT
+
+    preload = preload_modules()
+    assert preload[-len(STAGES):] == tuple(s.module for s in STAGES)  # the stages last, each once
+    assert len(set(preload)) == len(preload)
+    heavy = ["numpy", "cv2", "sqlite3", "paho.mqtt.client", "ai_edge_litert.interpreter", "PIL", "zmq"]
+    for s in STAGES:
+        probe = (f"import sys, json; import {s.module}; "
+                 f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+        loaded = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                                           check=True).stdout)
+        undeclared = set(loaded) - set(s.heavy_imports) - {"zmq"}  # zmq: the runtime's own, imported anyway
+        assert not undeclared, f"stage {s.name} loads {sorted(undeclared)} at import: add them to heavy_imports"
+        assert set(s.heavy_imports) <= set(preload)

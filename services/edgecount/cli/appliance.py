@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     resolved = Path(path).resolve()
     log_dir = None if args.log_to_stderr else state_dir(cfg) / "logs"
-    wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.processes(cfg), log_dir=log_dir, logger=logger)
+    wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.processes(cfg), log_dir=log_dir, logger=logger,
+                  preload=stages.preload_modules())
     return wd.run()
 
 

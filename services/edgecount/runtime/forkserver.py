@@ -31,16 +31,12 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from edgecount.runtime.lifetime import alive, die_with_supervisor, name_process
-
-# Imported once in the fork server. Nothing here may start a thread or open a socket at import.
-PRELOAD = ["numpy", "cv2", "sqlite3", "paho.mqtt.client", "ai_edge_litert.interpreter",
-           "edgecount.stages.capture", "edgecount.stages.inference", "edgecount.stages.counter",
-           "edgecount.stages.privacy", "edgecount.stages.uplink"]
 
 # The stages are started by name, across the process boundary, as `python -m edgecount.stages` is:
 # the runtime never imports them.
@@ -64,7 +60,10 @@ def _threads() -> int:
 class ForkServer:
     """The supervisor's end: start the server, ask it for processes, collect their exit codes."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
+        self.preload = tuple(preload)
+        """Modules the server imports once, before it forks anything (the stages declare them: STAGES).
+        Nothing in them may start a thread or open a socket at import."""
         self.pid: int | None = None
         self.mode = ""  # "fork" (shares the supervisor's memory) or "exec" (a fresh interpreter)
         self._sock: socket.socket | None = None
@@ -86,7 +85,7 @@ class ForkServer:
                 ours.close()
                 code = 1
                 try:
-                    serve(theirs)
+                    serve(theirs, self.preload)
                     code = 0
                 except BaseException:  # a server must never return into the supervisor's code
                     traceback.print_exc()
@@ -96,7 +95,7 @@ class ForkServer:
         else:
             os.set_inheritable(theirs.fileno(), True)
             pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "edgecount.runtime.forkserver",
-                                                  str(theirs.fileno())], os.environ)
+                                                  str(theirs.fileno()), *self.preload], os.environ)
             self.mode = "exec"
         theirs.close()
         self._sock, self.pid = ours, pid
@@ -207,8 +206,8 @@ class ForkServer:
         self._live.clear()
 
 
-def _preload() -> None:
-    for name in PRELOAD:
+def _preload(modules: Sequence[str]) -> None:
+    for name in modules:  # one that is not installed here (the Edge TPU's runtime) is imported when needed
         with contextlib.suppress(ImportError):
             import_module(name)
     # The collector would otherwise walk (and so write to) every object imported here, in every forked
@@ -217,14 +216,14 @@ def _preload() -> None:
     gc.freeze()
 
 
-def serve(sock: socket.socket) -> None:
+def serve(sock: socket.socket, preload: Sequence[str] = ()) -> None:
     """The server's loop: fork a process per request, report each one's pid and exit code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us, also on a terminal's Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_supervisor(os.getppid())
     name_process("ec-forkserver")
     server = os.getpid()
-    _preload()
+    _preload(preload)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -344,10 +343,11 @@ class StageProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgecount.runtime.forkserver FD``: serve on the inherited socket FD."""
+    """``python -m edgecount.runtime.forkserver FD [MODULE...]``: serve on the inherited socket FD, having
+    imported the modules."""
     args = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(args[0]))
-    serve(sock)
+    serve(sock, args[1:])
     return 0
 
 

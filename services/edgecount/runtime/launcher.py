@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +25,7 @@ class Launcher:
     """Starts stages by name; owns the fork server (if used) and the log files of fresh interpreters."""
 
     def __init__(self, config_path: Path, runtime_dir: Path, log_dir: Path | None, fork_server: bool,
-                 log: Any) -> None:
+                 log: Any, preload: Sequence[str] = ()) -> None:
         self.config_path = config_path
         self.runtime_dir = runtime_dir
         self.log_dir = log_dir
@@ -33,7 +34,7 @@ class Launcher:
         # Forked before the first ZeroMQ socket starts its threads, so it can share our memory (forkserver.py).
         self.fork_server: ForkServer | None = None
         if fork_server:
-            self.fork_server = ForkServer()
+            self.fork_server = ForkServer(preload)
             self.fork_server.start()
 
     @property

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ class Supervised:
 class Watchdog:
     def __init__(self, cfg: Config, config_path: Path, runtime_dir: Path,
                  services: tuple[str, ...], log_dir: Path | None = None,
-                 logger: Any = None) -> None:
+                 logger: Any = None, preload: Sequence[str] = ()) -> None:
+        """``preload``: what the fork server imports once for every stage (``stages.preload_modules()``; the
+        supervisor never imports a stage itself)."""
         self.cfg = cfg
         self.config_path = config_path
         self.runtime_dir = bus.ensure_runtime_dir(runtime_dir)
@@ -117,7 +120,7 @@ class Watchdog:
         self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
                          for name in services}
         # Before the first ZeroMQ socket starts its threads: the fork server is forked from us (forkserver.py).
-        self.launcher = Launcher(config_path, self.runtime_dir, log_dir, w.fork_server, self.log)
+        self.launcher = Launcher(config_path, self.runtime_dir, log_dir, w.fork_server, self.log, preload)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)

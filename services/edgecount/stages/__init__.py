@@ -58,6 +58,13 @@ class Stage:
     """The stage whose durable log this one applies in order (``""``: none)."""
     reloads_on: tuple[str, ...] = ()
     """Configuration parts read only at start (``lines``, ``zones``): a change of them restarts the stage."""
+    heavy_imports: tuple[str, ...] = ()
+    """Libraries the stage loads that are slow to import, at import or later (the Edge TPU's runtime, MQTT,
+    the stills' image code): the fork server imports them once for all."""
+
+    @property
+    def module(self) -> str:
+        return self.entry.split(":")[0]
 
     def subscriptions(self, config: Config) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
         """``(upstream process, topics)`` for every link active under ``config`` (one per camera's capture)."""
@@ -86,28 +93,38 @@ STAGES: tuple[Stage, ...] = (
           "one per camera (`capture@NAME` with `[[cameras]]`): reads a file / RTSP / V4L2 source, decodes each "
           "frame straight into that camera's shared-memory ring",
           (Link("counter", (bus.TRACKS,), when="replay"), Link("uplink", _HOP, when="replay")),
-          (bus.FRAME,)),
+          (bus.FRAME,), heavy_imports=("numpy", "cv2", "sqlite3")),
     Stage("inference", "edgecount.stages.inference:Inference",
           "owns the CPU interpreter or Edge TPU for all cameras, serving them in turn; reads the slot into the "
           "model input (no full-frame copy)",
           (Link("capture", (bus.FRAME, *_HOP)),),
-          (bus.DETECTIONS,)),
+          (bus.DETECTIONS,), heavy_imports=("numpy", "cv2", "sqlite3", "ai_edge_litert.interpreter")),
     Stage("counter", "edgecount.stages.counter:Counter",
           "ByteTrack-class tracker, line and zone counters per camera; commits each frame before acknowledging it",
           (Link("inference", (bus.DETECTIONS, *_HOP)),),
-          (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL), reloads_on=("lines", "zones")),
+          (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL), reloads_on=("lines", "zones"),
+          heavy_imports=("numpy", "sqlite3")),
     Stage("privacy", "edgecount.stages.privacy:Privacy",
           "aggregates crossings into counts per line/zone per time bucket — the only producer for the uplink",
           (Link("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL, *_HOP)),
            Link("capture", (bus.FRAME,), when="snapshots"), Link("inference", (bus.DETECTIONS,), when="snapshots")),
-          (bus.RECORD, bus.SNAPSHOT, bus.TAIL), follows="counter", reloads_on=("lines", "zones")),
+          (bus.RECORD, bus.SNAPSHOT, bus.TAIL), follows="counter", reloads_on=("lines", "zones"),
+          heavy_imports=("numpy", "cv2", "sqlite3")),
     Stage("uplink", "edgecount.stages.uplink:Uplink",
           "delivers records from its outbox to the sinks (JSON lines, MQTT, webhook)",
           (Link("privacy", (bus.RECORD, bus.SNAPSHOT, bus.TAIL, *_HOP)),),
-          (), follows="privacy", reloads_on=("lines", "zones")),  # Home Assistant has an entity per line
+          (), follows="privacy", reloads_on=("lines", "zones"),  # Home Assistant has an entity per line
+          heavy_imports=("sqlite3", "paho.mqtt.client")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}
+
+
+def preload_modules() -> tuple[str, ...]:
+    """What the fork server imports before it forks any stage: every stage's heavy libraries, then the
+    stages themselves (each once, in order)."""
+    libraries = [m for s in STAGES for m in s.heavy_imports]
+    return tuple(dict.fromkeys([*libraries, *(s.module for s in STAGES)]))
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 

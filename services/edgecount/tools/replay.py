@@ -187,7 +187,7 @@ def _run_pipeline(cfg: Config, runtime_dir: Path, expected: int, *, timeout_s: f
     cfg_path = runtime_dir / "effective.toml"
     cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
     wd = Watchdog(cfg, cfg_path, runtime_dir, services=stages.processes(cfg), log_dir=runtime_dir / "state" / "logs",
-                  logger=logger)
+                  logger=logger, preload=stages.preload_modules())
     eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
     # Tracks are internal data: only an evaluation on the device itself collects them.
     tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
