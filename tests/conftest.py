@@ -52,7 +52,10 @@ _SLOW_PROGRAMS = ("mosquitto", "qemu-system", "debootstrap", "build-deb.sh", "st
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        # A fixture named as a parameter (taken with request.getfixturevalue) counts as used: on a cold cache
+        # the int8 model's quantizer ran in the fast lane that way (issue 28).
+        named = {v for v in getattr(getattr(item, "callspec", None), "params", {}).values() if isinstance(v, str)}
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or SLOW_FIXTURES & named:
             item.add_marker(pytest.mark.slow)
 
 
