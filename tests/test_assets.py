@@ -77,27 +77,50 @@ def test_no_mirror_and_no_network_says_how_to_fix(tmp_path: Path, monkeypatch) -
 
 
 def test_shipped_manifest_is_complete() -> None:
+    """The checks the loader makes (one source, pinned hashes, built models' inputs) pass on the real file,
+    and what the typed entries say matches what the appliance relies on."""
     man = load_manifest()
-    for name, e in man["models"].items():
-        for key in ("file", "sha256", "decoder", "licence", "resize"):
-            assert key in e, f"models.{name} lacks {key}"
-        sources = [k for k in ("url", "pip", "build") if k in e]
-        # An accelerator model each user compiles on site has no source to fetch from (and no hash).
-        compiled_on_site = not e["sha256"] and "cpu_model" in e
-        assert len(sources) == (0 if compiled_on_site and "url" not in e else 1), (
-            f"models.{name} needs exactly one source: url, pip for a wheel, or build")
-        if e.get("build"):
-            # Built here from another entry, with a recipe shipped beside the manifest.
-            assert e["build"] == "quantize" and man["models"][e["source_model"]]["sha256"]
-            assert (manifest_path().parent / e["recipe"]).is_file()
+    assert set(man.models) >= {"ssd_mobilenet_v1_coco_quant", "yolox_nano", "yolox_nano_int8"}
+    for name, e in man.models.items():
         # A package registry is reached through pip (its configured index), never by a hard-coded host.
-        assert "pythonhosted" not in e.get("url", "") and "pypi.org" not in e.get("url", "")
-        if e["sha256"]:
-            assert len(e["sha256"]) == 64 and all(c in "0123456789abcdef" for c in e["sha256"])
-        else:
-            # Only an accelerator model may lack a pinned hash, and it must name its CPU stand-in.
-            assert e["cpu_model"] in man["models"] and man["models"][e["cpu_model"]]["sha256"]
-    assert man["clips"]["pets09"]["debian_package"] == "opencv-doc"
+        assert "pythonhosted" not in e.url and "pypi.org" not in e.url, name
+        if e.build:
+            assert (manifest_path().parent / e.recipe).is_file()
+    assert man.clips["pets09"].debian_package == "opencv-doc"
+    assert man.models["ssd_mobilenet_v1_coco_quant"].input_range == (-1.0, 1.0)
+
+
+_GOOD = {"file": "m.tflite", "sha256": "a" * 64, "url": "https://example.org/m.tflite", "mirror": ["m"]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"lables": "x.txt"}, "unknown key 'lables'"),
+    ({"sha256": "abc"}, "sha256: 'abc' is not a sha256"),
+    ({"label_offset": "1"}, "label_offset = '1' should be a whole number"),
+    ({"input_range": [0, 1, 2]}, "input_range = [0, 1, 2] should be two numbers"),
+    ({"mirror": "m"}, "mirror = 'm' should be a list of strings"),
+    ({"pip": "x==1"}, "url and pip: give one way"),
+    ({"sha256": ""}, "no sha256: only an accelerator model"),
+    ({"decoder": "ssd"}, "decoder 'ssd' is not one this build has"),
+    ({"url": "", "build": "quantize", "recipe": "r.json", "calibration": "images"}, "build needs source_model"),
+    ({"url": "", "build": "quantize", "source_model": "nope", "recipe": "r.json", "calibration": "images"},
+     "source_model = 'nope' is not a model with a pinned sha256"),
+    ({"resize": "fit"}, "resize must be 'stretch' or 'letterbox'"),
+])
+def test_a_broken_manifest_entry_names_its_key_and_the_fix(change: dict, message: str, tmp_path: Path) -> None:
+    """Issue 28: the manifest was an untyped dict read with .get(key, default) in five modules, so a
+    misspelt key was silently a missing one. Every entry is now checked when the manifest is loaded."""
+    entry = {k: v for k, v in {**_GOOD, **change}.items() if v != ""}
+    with pytest.raises(AssetError, match=message.replace("[", r"\[").replace("(", r"\(")) as exc:
+        AssetStore(None, tmp_path, allow_download=False, manifest={"models": {"m": entry}})
+    assert "models.m" in str(exc.value)
+
+
+def test_a_manifest_file_that_is_not_toml_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "manifest.toml"
+    bad.write_text("[models.m\nfile = 1\n")
+    with pytest.raises(AssetError, match=f"model manifest {bad} is not valid TOML"):
+        load_manifest(bad)
 
 
 def test_unpinned_model_is_never_downloaded(tmp_path: Path, monkeypatch) -> None:
@@ -108,11 +131,18 @@ def test_unpinned_model_is_never_downloaded(tmp_path: Path, monkeypatch) -> None
 
 
 def test_a_built_model_accepts_only_the_checked_builds_the_manifest_lists() -> None:
-    from edgecount.runtime.assets import accepted_sha256
+    from edgecount.runtime.manifest import ManifestEntry
 
-    built = {"build": "quantize", "sha256": "aa", "sha256_builds": ["bb"]}
-    assert accepted_sha256(built, "aa") == {"aa", "bb"}
+    built = ManifestEntry("m", "models", "m.tflite", build="quantize", sha256="aa", sha256_builds=("bb",))
+    assert built.accepted_sha256("aa") == {"aa", "bb"}
     # The alternatives are for the built file only (not its labels), and never for a downloaded file.
-    assert accepted_sha256(built, "cc") == {"cc"}
-    assert accepted_sha256({"sha256": "aa", "sha256_builds": ["bb"]}, "aa") == {"aa"}
-    assert accepted_sha256({}, None) == frozenset()
+    assert built.accepted_sha256("cc") == {"cc"}
+    assert ManifestEntry("m", "models", "m", sha256="aa", sha256_builds=("bb",)).accepted_sha256("aa") == {"aa"}
+    assert ManifestEntry("m", "models", "m").accepted_sha256(None) == frozenset()
+
+
+def test_the_manifest_knows_exactly_the_decoders_this_build_has() -> None:
+    from edgecount.runtime.manifest import KNOWN_DECODERS
+    from edgecount_core.decoders import DECODERS
+
+    assert set(DECODERS) | {"blazeface"} == KNOWN_DECODERS

@@ -85,7 +85,7 @@ def mirror_assets(rootfs: Path, store: AssetStore) -> None:
     clip = store.fetch_clip("pets09")
     for name, files in (("ssd_mobilenet_v1_coco_quant", [model.model, model.labels]), ("pets09", [clip])):
         kind = "models" if name.startswith("ssd") else "clips"
-        dest = rootfs / MIRROR_IN_GUEST.lstrip("/") / store.manifest[kind][name]["mirror"][0]
+        dest = rootfs / MIRROR_IN_GUEST.lstrip("/") / store.entry(kind, name).mirror[0]
         dest.mkdir(parents=True, exist_ok=True)
         for f in files:
             assert f is not None

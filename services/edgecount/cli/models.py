@@ -17,7 +17,7 @@ from edgecount.cli.common import (
     out,
     with_progress,
 )
-from edgecount.runtime.assets import AssetError, AssetStore, accepted_sha256
+from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config
 
 
@@ -25,8 +25,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     store = AssetStore.for_config(cfg)
     if args.models_cmd == "list":
-        rows = [store.status("models", n) for n in store.manifest.get("models", {})]
-        rows += [store.status("clips", n) for n in store.manifest.get("clips", {})]
+        rows = [store.status("models", n) for n in store.manifest.models]
+        rows += [store.status("clips", n) for n in store.manifest.clips]
         if args.json:
             print(json.dumps(rows))
             return EXIT_OK
@@ -38,11 +38,11 @@ def cmd_models(args: argparse.Namespace) -> int:
                       "[green]ok[/]" if r["verified"] else "[red]no[/]", r["licence"], r["file"])
         out.print(t)
         return EXIT_OK
-    names = args.names or list(store.manifest.get("models", {}))
+    names = args.names or list(store.manifest.models)
     failed = 0
     results = []
     for name in names:
-        kind = "models" if name in store.manifest.get("models", {}) else "clips"
+        kind = "models" if name in store.manifest.models else "clips"
         try:
             path = store.fetch_model(name).model if kind == "models" else store.fetch_clip(name)
             results.append({"name": name, "ok": True, "path": str(path)})
@@ -71,18 +71,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     except AssetError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
-    if entry.get("build") != "quantize":
+    if entry.build != "quantize":
         err.print(f"[red]{args.name} is not built by quantisation[/] (its manifest entry has no build = \"quantize\")")
         return EXIT_USAGE
-    dest = Path(args.out) if args.out else store.cached(args.name, entry["file"])
+    dest = Path(args.out) if args.out else store.cached(args.name, entry.file)
     try:
         summary = store.quantize(entry, dest)  # the quantizer draws its own progress bar
     except (QuantizeError, AssetError, OSError, ValueError) as exc:
         err.print(f"[red]quantising {args.name} failed:[/] {exc}")
         return EXIT_FAILED
     summary["name"] = args.name
-    summary["manifest_sha256"] = entry.get("sha256", "")
-    summary["matches_manifest"] = summary["sha256"] in accepted_sha256(entry, entry.get("sha256"))
+    summary["manifest_sha256"] = entry.sha256
+    summary["matches_manifest"] = summary["sha256"] in entry.accepted_sha256(entry.sha256)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -103,8 +103,7 @@ def cmd_bench_models(args: argparse.Namespace) -> int:
     cfg = load_config(config_path(args))
     store = AssetStore.for_config(cfg)
     person_decoders = ("ssd_postprocess", "yolox", "yolov5", "yolov8")
-    names = args.names or [n for n, e in store.manifest.get("models", {}).items()
-                           if e.get("sha256") and e.get("decoder") in person_decoders]
+    names = args.names or [n for n, e in store.manifest.models.items() if e.sha256 and e.decoder in person_decoders]
     tiles = ["1x1", *args.tiles]
     try:
         rows = with_progress("bench", args.json,

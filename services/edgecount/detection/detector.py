@@ -86,14 +86,14 @@ class TFLiteDetector:
             raise DetectorError(f"cannot load model {files.model}: {exc}") from None
         self.backend = "edgetpu" if device != "cpu" else "cpu"
         self.name = files.name
-        self.decoder = str(entry.get("decoder", "ssd_postprocess"))
+        self.decoder = entry.decoder
         try:
             self._decode = decoder(self.decoder)
         except KeyError as exc:
             raise DetectorError(f"model {files.name}: {exc.args[0]}") from None
-        self.mode = str(entry.get("resize", "stretch")) if resize == "model" else resize
-        self.color = str(entry.get("color", "rgb"))
-        self.pad_value = int(entry.get("pad_value", 0))
+        self.mode = entry.resize if resize == "model" else resize
+        self.color = entry.color
+        self.pad_value = entry.pad_value
         self.min_score = min_score
         labels = files.label_names()
         wanted = {c.strip().lower() for c in classes}
@@ -109,13 +109,13 @@ class TFLiteDetector:
         self._input_dtype = np.dtype(inp["dtype"])
         self._input_fn = self.interp.tensor(self._input_index)
         self._outputs = self.interp.get_output_details()
-        self._lut = self._input_lut(inp, entry)
+        self._lut = self._input_lut(inp, entry.input_range)
         self._scratch: npt.NDArray[np.uint8] | None = None
         self._plan: ResizePlan | None = None
 
-    def _input_lut(self, inp: dict[str, Any], entry: dict[str, Any]) -> npt.NDArray[Any] | None:
+    def _input_lut(self, inp: dict[str, Any], input_range: tuple[float, float]) -> npt.NDArray[Any] | None:
         """A 256-entry table from pixel to input value, or None when pixels go in unchanged."""
-        lo, hi = (float(v) for v in entry.get("input_range", [0.0, 255.0]))
+        lo, hi = input_range
         self._range = (lo, hi)
         real = lo + np.arange(256, dtype=np.float64) * (hi - lo) / 255.0
         scale, zero = inp.get("quantization", (0.0, 0))

@@ -7,7 +7,6 @@ Shared by the inference stage and by the tools that load a detector themselves
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from edgecount.detection.runtime import DetectorError
 from edgecount.runtime.assets import AssetStore, ModelFiles
@@ -22,9 +21,9 @@ def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
     if p.suffix == ".tflite":
         if not p.is_file():
             raise DetectorError(f"inference.model {name_or_path!r}: no such file")
-        for name, entry in store.manifest.get("models", {}).items():
-            if entry.get("file") == p.name:
-                labels = p.with_name(entry["labels"]) if entry.get("labels") else None
+        for name, entry in store.manifest.models.items():
+            if entry.file == p.name:
+                labels = p.with_name(entry.labels) if entry.labels else None
                 if labels is not None and not labels.exists():
                     # A compiled model copied alone: its labels come from the manifest like any asset's.
                     labels = store.fetch_labels(name)
@@ -35,10 +34,9 @@ def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
 
 def cpu_twin(model: str, store: AssetStore) -> str:
     """The CPU model standing in for an Edge TPU model (manifest ``cpu_model``), by name or file."""
-    models = store.manifest.get("models", {})
-    entry: dict[str, Any] = models.get(model) or next(
-        (e for e in models.values() if Path(e.get("file", "")).stem == model), {})
-    return str(entry.get("cpu_model", model.removesuffix("_edgetpu")))
+    models = store.manifest.models
+    entry = models.get(model) or next((e for e in models.values() if Path(e.file).stem == model), None)
+    return (entry.cpu_model if entry is not None else "") or model.removesuffix("_edgetpu")
 
 
 def startup_model(cfg: Config, store: AssetStore) -> str:

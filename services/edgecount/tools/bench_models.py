@@ -109,12 +109,12 @@ def bench_models(store: AssetStore, names: list[str], n_frames: int, tiles: list
     jobs = []
     for name in names:
         entry = store.entry("models", name)
-        if not entry.get("sha256"):
+        if not entry.sha256:
             rows.append({"model": name, "backend": "-", "error": "no pinned sha256 (Edge TPU model): supply the file"})
             continue
         files = store.fetch_model(name)
         backends = ["cpu"]
-        if entry.get("cpu_model") and probe_edgetpu("usb") is None:
+        if entry.cpu_model and probe_edgetpu("usb") is None:
             backends = ["edgetpu"]
         for backend in backends:
             for t in tiles:
