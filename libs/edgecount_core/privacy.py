@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from edgecount_core.camera_names import scoped
 from edgecount_core.messages import DEFAULT_CAMERA, CountRecord
 from edgecount_core.streamclock import StreamClock
 
@@ -34,7 +35,7 @@ DEFAULT_MAX_ZERO_FILL_S = 600.0
 
 def source_id(site: str, device: str, camera: str) -> str:
     """What record ids start with: ``site/device``, plus ``/camera`` for any camera but ``main``."""
-    return f"{site}/{device}" if camera == DEFAULT_CAMERA else f"{site}/{device}/{camera}"
+    return scoped(f"{site}/{device}", camera, "/")
 
 
 def _occupancy(row: list[Any]) -> int | None:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from edgecount.runtime.paths import RuntimePaths
+from edgecount_core.camera_names import scoped
 from edgecount_core.messages import DEFAULT_CAMERA
 
 SHM_DIR = Path(os.environ.get("EDGECOUNT_SHM_DIR", "/dev/shm"))
@@ -49,7 +50,7 @@ def reclaim_stale_segments(shm_dir: Path | None = None) -> list[Path]:
 
 def segment_path(runtime_dir: str | os.PathLike[str], camera: str = DEFAULT_CAMERA) -> Path:
     """The shared-memory file of one camera of the appliance instance using ``runtime_dir``."""
-    ident = str(Path(runtime_dir).resolve()) + ("" if camera == DEFAULT_CAMERA else f"@{camera}")
+    ident = scoped(str(Path(runtime_dir).resolve()), camera)
     key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     base = SHM_DIR if SHM_DIR.is_dir() else Path(runtime_dir)
     return base / f"{PREFIX}{key}.ring"

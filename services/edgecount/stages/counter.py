@@ -27,10 +27,10 @@ from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
 from edgecount_core.camera import CameraCounter
+from edgecount_core.camera_names import scoped
 from edgecount_core.config import Config
 from edgecount_core.frames import FramePosition
 from edgecount_core.messages import (
-    DEFAULT_CAMERA,
     Crossing,
     Detections,
     EndOfStream,
@@ -49,7 +49,7 @@ WATERMARK_EVERY_S = 1.0  # stream time between watermarks: how soon privacy may 
 
 def state_key(camera: str) -> str:
     """Where a camera's state is committed (``state`` for ``main``: what single-camera builds wrote)."""
-    return "state" if camera == DEFAULT_CAMERA else f"state@{camera}"
+    return scoped("state", camera)
 
 
 @attrs.define

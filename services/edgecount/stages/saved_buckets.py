@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from edgecount.runtime.store import Store
+from edgecount_core.camera_names import camera_of, scoped
 from edgecount_core.messages import DEFAULT_CAMERA, CountRecord
 from edgecount_core.privacy import BucketAggregator
 
@@ -27,7 +28,7 @@ LEGACY_AGG_KEY = "aggregator"  # pickled by builds up to 0.1.0
 
 def agg_key(camera: str) -> str:
     """Where a camera's open buckets are saved (``main``: where single-camera builds saved them)."""
-    return AGG_KEY if camera == DEFAULT_CAMERA else f"{AGG_KEY}@{camera}"
+    return scoped(AGG_KEY, camera)
 
 
 class SavedBuckets:
@@ -75,7 +76,7 @@ class SavedBuckets:
         were counted for, instead of dropped. Their saved state goes at the next commit (:meth:`retire`)."""
         out: list[CountRecord] = []
         for key in self.store.keys(AGG_KEY):
-            camera = DEFAULT_CAMERA if key == AGG_KEY else key.partition("@")[2]
+            camera = camera_of(key)
             if camera in cameras:
                 continue
             try:

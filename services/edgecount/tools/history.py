@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecount.stages.outbox import History
+from edgecount_core.camera_names import prefixed
 from edgecount_core.messages import DEFAULT_CAMERA
 
 Totals = dict[str, dict[str, int]]
@@ -21,7 +22,7 @@ Totals = dict[str, dict[str, int]]
 
 def series_name(camera: str, name: str) -> str:
     """A line or zone (``line:NAME``) in a chart: prefixed ``CAMERA/`` for any camera but ``main``."""
-    return name if camera == DEFAULT_CAMERA else f"{camera}/{name}"
+    return prefixed(name, camera)
 
 
 def totals_by_camera(db: Path, windows: Mapping[str, float],

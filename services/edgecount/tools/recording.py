@@ -37,6 +37,7 @@ import zmq
 from edgecount import stages
 from edgecount.runtime import bus, logs
 from edgecount.runtime.ring import RingReader, RingWriter
+from edgecount_core.camera_names import scoped
 from edgecount_core.config import parse_config
 from edgecount_core.messages import (
     DEFAULT_CAMERA,
@@ -105,7 +106,7 @@ def _record_one(f: IO[bytes], got: tuple[bytes, Message], service: str, readers:
         del view
         if not reader.still_valid(msg.slot, msg.seq):
             return ""
-        folder = frames_dir if msg.camera == DEFAULT_CAMERA else frames_dir / msg.camera
+        folder = Path(scoped(str(frames_dir), msg.camera, "/"))
         folder.mkdir(exist_ok=True)
         (folder / f"{msg.seq}.png").write_bytes(png)
     f.write(msgpack.packb({"t": round(time.monotonic() - t0, 4), "service": service,
