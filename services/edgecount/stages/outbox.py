@@ -189,7 +189,11 @@ class History:
 
     def __init__(self, path: Path) -> None:
         self.con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        cols = {row[1] for row in self.con.execute("PRAGMA table_info(history)")}
+        try:
+            cols = {row[1] for row in self.con.execute("PRAGMA table_info(history)")}
+        except sqlite3.Error:
+            self.con.close()  # not a database (damaged): the caller reports it; nothing stays open
+            raise
         # A store no multi-camera build has opened yet: every row is camera 'main'.
         self.camera = "camera" if "camera" in cols else f"'{DEFAULT_CAMERA}'"
 
