@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pexpect
@@ -23,6 +25,7 @@ def _term(args: list[str], cfg: Path) -> pexpect.spawn:
 
 def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, machine_load: str) -> None:
     cfg = write_run_config(runtime_dir / "c.toml", runtime_dir, pets09_clip)
+    started = time.time()
     proc = start_appliance(cfg)
     try:
         watcher = HealthWatcher(runtime_dir)
@@ -35,6 +38,7 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
             t.expect(service)
             t.expect("ok")
         t.expect("disk free")
+        t.expect("never validated at this site")
         t.expect(pexpect.EOF)
         t.close()
         assert t.exitstatus == 0
@@ -68,6 +72,21 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         assert status["device"]["total_pss_mb"] > sum(float(s_["pss_mb"]) for s_ in status["services"])
         # `edgecount run` is single-threaded when it forks the stages' server, so the server shares its memory.
         assert status["device"]["fork_server"] == "fork"
+
+        # Validation reads the running counter's own crossing times: a tally over the minutes it ran.
+        watcher = HealthWatcher(runtime_dir)
+        watcher.wait_for(lambda h: "counter" in h and int(h["counter"].stats.get("events", 0)) > 0, 120,
+                         "a first crossing")
+        watcher.close()
+        stamp = [datetime.fromtimestamp(t).astimezone().isoformat() for t in (started, time.time())]
+        (tally := runtime_dir / "tally.csv").write_text(f"time,line,direction\n{stamp[0]},v,in\n{stamp[1]},v,out\n")
+        res = subprocess.run([sys.executable, "-m", "edgecount", "validate", "--tally", str(tally), "--json",
+                              "--config", str(cfg)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        report = json.loads(res.stdout)
+        assert res.returncode == 1 and report["verdict"] == "CHECK" and report["device"] >= 1, res.stderr
+        res = subprocess.run([sys.executable, "-m", "edgecount", "status", "--json", "--config", str(cfg)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert json.loads(res.stdout)["validation"]["verdict"] == "CHECK"
 
         t = _term(["logs", "counter", "-n", "50"], cfg)
         t.expect("counter.state_restored")  # the restarted counter picked up its state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from edgecount.runtime.control import NotRunning
     from edgecount.tools.doctor import cpu_temperature
+    from edgecount.tools.validate import last_result, summary
 
     try:
         cfg, st = _status_reply(args)
@@ -137,8 +139,12 @@ def cmd_status(args: argparse.Namespace) -> int:
               "watchdog_pss_mb": st.get("pss_mb"), "total_pss_mb": st.get("total_pss_mb"),
               "fork_server": st.get("fork_server", "off")}
     cameras = cameras_view(cfg, st["services"])
+    validated = last_result(cfg)
     if args.json:
-        print(json.dumps({"running": True, "device": device, "cameras": cameras, "services": st["services"]}))
+        print(json.dumps({"running": True, "device": device, "cameras": cameras, "services": st["services"],
+                          "validation": None if validated is None else {
+                              k: validated.get(k) for k in ("at", "source", "verdict", "count_accuracy",
+                                                            "event_accuracy", "ci95", "tally")}}))
         return EXIT_OK
     t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
     for col in ("service", "state", "pid", "uptime", "restarts", "PSS MB", "details"):
@@ -182,6 +188,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     out.print(f"memory (PSS, all processes) {device['total_pss_mb']} MB{shared}, "
               f"disk free {device['disk_free_gib']} GiB, CPU temperature "
               f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
+    out.print(summary(validated, time.time()) if validated else
+              "[yellow]never validated at this site[/]: count by hand for 15 minutes with edgecount validate")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from edgecount.runtime.durable_log import SyncServer
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
+from edgecount.stages.crossing_journal import CrossingJournal
 from edgecount_core.camera import CameraCounter
 from edgecount_core.camera_names import scoped
 from edgecount_core.config import Config
@@ -78,6 +79,7 @@ class Counter(Service):
         super().__init__(config, runtime_dir, process)
         self.store = Store(state_dir(config) / "counter.db", synchronous="NORMAL")
         self.stream = (self.store.get("stream") or b"").decode()
+        self.journal = CrossingJournal(self.store.db)
         self.cams: dict[str, CameraState] = {}
         self._load_cameras()
         self.gaps = 0
@@ -163,6 +165,7 @@ class Counter(Service):
                 ev = Crossing(event_id=f"{self.stream}:{n}", line=c.line, direction=c.direction, ts=c.ts,
                               track_id=c.track_id, seq=c.seq, event_seq=n, camera=cs.name)
                 self.store.append(n, bus.CROSSING, encode(ev))
+                self.journal.add(c.ts, cs.name, c.line, c.direction)
                 outgoing.append((bus.CROSSING, ev))
             for z in out.zone_changes:
                 n = self.store.next_seq()

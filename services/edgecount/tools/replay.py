@@ -4,14 +4,16 @@ The controller prepares a private runtime directory and an effective
 configuration, fetches the assets once, starts the watchdog with every
 service, waits for each camera's end-of-stream to come back from the uplink
 (every count flushed to the sink), then stops everything and sums what the
-uplink delivered. Nothing is read from inside the services: the counts
-reported are the ones that left the device. Several files run as several
+uplink delivered. The counts reported are the ones that left the device;
+only the crossing times on-site validation compares come from the counter's
+own journal. Several files run as several
 cameras of one pipeline (:func:`replay_cameras`), each frame of each processed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -27,10 +29,12 @@ from edgecount.detection.models import resolve_model, startup_model
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
-from edgecount.runtime.settings import to_toml, with_private_runtime
+from edgecount.runtime.settings import state_dir, to_toml, with_private_runtime
 from edgecount.runtime.watchdog import Watchdog
+from edgecount.stages.crossing_journal import read_crossings
 from edgecount_core.config import Config, LineSection, parse_config
 from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, Tracks
+from edgecount_core.validation import TimedCrossing
 
 ProgressFn = Callable[[int, int], None]
 
@@ -62,6 +66,8 @@ class ReplayResult:
     """Frame number -> track ids the tracker gave up in it, when collecting tracks."""
     track_size: tuple[int, int] = (0, 0)
     """The frame size the tracks are in: smaller than the video's when capture scaled it to fit the ring."""
+    crossings: tuple[TimedCrossing, ...] = ()
+    """Every crossing the counter decided, timed in seconds from the clip's first frame."""
 
     @property
     def truncated(self) -> bool:
@@ -175,6 +181,8 @@ class _Run:
     tracks: dict[int, Any] = attrs.field(factory=dict)
     ended: dict[int, list[int]] = attrs.field(factory=dict)
     track_size: tuple[int, int] = (0, 0)
+    epochs: dict[str, float] = attrs.field(factory=dict)
+    """Per camera, the stream time of the clip's first frame (capture stamps frame ``i`` with it + ``i / fps``)."""
 
     @property
     def started_wall(self) -> float:
@@ -213,6 +221,9 @@ def _run_pipeline(cfg: Config, runtime_dir: Path, expected: int, *, timeout_s: f
             if tracks_sub is not None:
                 _drain_tracks(tracks_sub, run.tracks, run.ended, size)
         run.done_wall = time.time()
+        # Read before the processes stop: a capture's time origin is removed with its other leftovers.
+        run.epochs = {cam: float(RuntimePaths(runtime_dir).epoch(stages.capture_process(cfg, cam)).read_text())
+                      for cam in cameras}
         if tracks_sub is not None:
             _drain_tracks(tracks_sub, run.tracks, run.ended, size)
     finally:
@@ -264,10 +275,17 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
         res = _camera_result(cfg, DEFAULT_CAMERA, source, probe, run)
         if progress is not None:
             progress(res.processed_frames, probe.frames or res.frames)
-        return attrs.evolve(res, tracks=run.tracks, ended=run.ended, track_size=run.track_size)
+        return attrs.evolve(res, tracks=run.tracks, ended=run.ended, track_size=run.track_size,
+                            crossings=_clip_crossings(cfg, run.epochs[DEFAULT_CAMERA], DEFAULT_CAMERA))
 
     result: ReplayResult = _in_private_dir(runtime_dir, keep_dir, work)
     return result
+
+
+def _clip_crossings(cfg: Config, epoch: float, camera: str) -> tuple[TimedCrossing, ...]:
+    """The counter's crossings of ``camera``, read back from its journal, timed from the clip's first frame."""
+    found = read_crossings(state_dir(cfg) / "counter.db", -math.inf, math.inf, camera)
+    return tuple(attrs.evolve(c, t=round(c.t - epoch, 6)) for c in found)
 
 
 def _camera_result(cfg: Config, camera: str, source: str, probe: _Probe, run: _Run) -> ReplayResult:
