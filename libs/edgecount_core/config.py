@@ -578,5 +578,16 @@ def parse_line_arg(text: str) -> LineSection:
         raise ConfigError(f"--line {text!r}: coordinates must be numbers") from None
     try:
         return LineSection(name=name, a=(ax, ay), b=(bx, by))
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"--line {text!r}: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"line {text!r}: " + "; ".join(_plain(e) for e in exc.errors())) from None
+    except ValueError as exc:
+        raise ConfigError(f"line {text!r}: {exc}") from None
+
+
+def _plain(error: Any) -> str:
+    """One validation error of a line, in the technician's words, naming the field and the fix."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if field == "name":
+        return "the name may hold only letters, digits, '_', '.' and '-' (no spaces): e.g. front_door"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field}: {msg}" if field else msg.split(": ", 1)[-1]

@@ -28,7 +28,8 @@ def bottom_centre(x1: float, y1: float, x2: float, y2: float) -> Point:
 def _check_unit(name: str, p: Point) -> None:
     for v in p:
         if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ValueError(f"{name}: coordinate {v!r} is outside 0..1 (use normalised coordinates)")
+            raise ValueError(f"{name}: coordinate {v!r} is outside 0..1 (use normalised coordinates: 0,0 is the top "
+                             "left of the picture, 1,1 the bottom right)")
 
 
 @attrs.frozen
@@ -43,7 +44,20 @@ class Line:
         _check_unit(f"line {self.name!r}", self.a)
         _check_unit(f"line {self.name!r}", self.b)
         if self.a == self.b:
-            raise ValueError(f"line {self.name!r}: a and b are the same point")
+            raise ValueError(f"line {self.name!r}: a and b are the same point (give two different ends)")
+
+    def in_heading(self) -> str:
+        """Which way a person walks to be counted ``in``, in screen words: ``down``, ``up-left``, ...
+
+        ``in`` crosses from the left of A→B to its right (seen on screen, y down), along ``(-dy, dx)``."""
+        nx, ny = -(self.b[1] - self.a[1]), self.b[0] - self.a[0]
+        angle = math.degrees(math.atan2(ny, nx)) % 360  # 0 = right, 90 = down (y grows downwards)
+        names = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
+        return names[round(angle / 45) % 8]
+
+    def flipped(self) -> Line:
+        """The same segment counted the other way round: ``in`` and ``out`` swap."""
+        return Line(self.name, self.b, self.a)
 
     def to_pixels(self, width: int, height: int) -> PixelLine:
         return PixelLine(

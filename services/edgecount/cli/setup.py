@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rich.table import Table
 
 from edgecount.cli.common import (
     EXIT_FAILED,
@@ -17,6 +20,7 @@ from edgecount.cli.common import (
 )
 from edgecount.runtime.settings import load_config, runtime_dir
 from edgecount_core.config import ConfigError, parse_line_arg
+from edgecount_core.geometry import Line
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -55,22 +59,48 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_lines_set(args: argparse.Namespace) -> int:
+    from edgecount.tools.config_edit import set_line
+
+    try:
+        line = parse_line_arg(f"{args.name}:{args.coords}")
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    where = f" of camera {args.camera}" if args.camera else ""
+    return _change_lines(args, lambda path: set_line(path, line, args.camera),
+                         f"line {line.name}{where} set to A={line.a} B={line.b}; people walking "
+                         f"{Line(line.name, line.a, line.b).in_heading()} on screen count as in")
+
+
+def cmd_lines_flip(args: argparse.Namespace) -> int:
+    from edgecount.tools.config_edit import flip_line
+
+    return _change_lines(args, lambda path: flip_line(path, args.name, args.camera),
+                         f"line {args.name} flipped: what it counted as in it now counts as out")
+
+
+def cmd_lines_remove(args: argparse.Namespace) -> int:
+    from edgecount.tools.config_edit import remove_line
+
+    return _change_lines(args, lambda path: remove_line(path, args.name, args.camera),
+                         f"line {args.name} removed (its counts so far stay in the history)")
+
+
+def _change_lines(args: argparse.Namespace, edit: Callable[[Path], None], done: str) -> int:
+    """Edit the configuration's lines, then have every stage that reads them read them again."""
     from edgecount.runtime.control import NotRunning, ask
     from edgecount.stages import reloaded_by
-    from edgecount.tools.config_edit import set_line
 
     path = config_path(args)
     if path is None:
         err.print("[red]no configuration file[/]: pass --config FILE")
         return EXIT_USAGE
     try:
-        line = parse_line_arg(f"{args.name}:{args.coords}")
-        set_line(Path(path), line, args.camera)
+        edit(Path(path))
     except ConfigError as exc:
         err.print(f"[red]{exc}[/]")
         return EXIT_USAGE
-    where = f" of camera {args.camera}" if args.camera else ""
-    out.print(f"line {line.name}{where} set to A={line.a} B={line.b} in {path}")
+    out.print(f"{done} ({path})")
     cfg = load_config(path)
     try:
         # Counts are durable before this; every stage that reads the lines at start reads them again (the uplink
@@ -80,6 +110,30 @@ def cmd_lines_set(args: argparse.Namespace) -> int:
         out.print(f"reloaded: {', '.join(reloaded_by('lines'))}")
     except NotRunning:
         out.print("the appliance is not running; the change applies at its next start")
+    return EXIT_OK
+
+
+def cmd_lines_list(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args))
+    rows: list[dict[str, Any]] = [{"camera": cam, "name": ln.name, "a": list(ln.a), "b": list(ln.b),
+             "in": Line(ln.name, ln.a, ln.b).in_heading()}
+            for cam in cfg.camera_names() for ln in cfg.for_camera(cam).lines]
+    if args.json:
+        print(json.dumps({"lines": rows}))
+        return EXIT_OK
+    if not rows:
+        out.print("[yellow]no counting lines[/]: add one with edgecount lines set NAME AX,AY,BX,BY")
+        return EXIT_OK
+    t = Table(title="counting lines (normalised: 0,0 top left, 1,1 bottom right)",
+              caption="in: a person walking that way on screen; out: the other way (edgecount lines flip NAME)")
+    for col in ("camera", "line", "A", "B", "in"):
+        if col != "camera" or cfg.cameras:
+            t.add_column(col)
+    for r in rows:
+        a, b = r["a"], r["b"]
+        cells = [str(r["name"]), f"{a[0]:g},{a[1]:g}", f"{b[0]:g},{b[1]:g}", f"walking {r['in']}"]
+        t.add_row(*([str(r["camera"])] if cfg.cameras else []), *cells)
+    out.print(t)
     return EXIT_OK
 
 
@@ -133,6 +187,17 @@ def register(sub: Any) -> None:
     lset.add_argument("--config", "-c")
     lset.add_argument("--camera", help="the camera whose line it is, with [[cameras]]")
     lset.set_defaults(func=cmd_lines_set)
+    for name, func, what in (("flip", cmd_lines_flip, "swap a line's in and out (its ends)"),
+                             ("remove", cmd_lines_remove, "delete a line (its counts so far are kept)")):
+        lp = lsub.add_parser(name, help=what)
+        lp.add_argument("name")
+        lp.add_argument("--config", "-c")
+        lp.add_argument("--camera", help="the camera whose line it is, with [[cameras]]")
+        lp.set_defaults(func=func)
+    ll = lsub.add_parser("list", help="every counting line, its ends and which way counts as in")
+    ll.add_argument("--config", "-c")
+    ll.add_argument("--json", action="store_true")
+    ll.set_defaults(func=cmd_lines_list)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_cmd", required=True)

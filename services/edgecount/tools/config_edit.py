@@ -1,6 +1,6 @@
 """Edit the configuration file in place: keep its comments and layout, never leave it half-written or invalid.
 
-``edgecount lines set`` changes one line's entry through tomlkit (which keeps
+``edgecount lines set|flip|remove`` changes one line's entry through tomlkit (which keeps
 every comment, blank line and key order of the technician's file), validates the
 new text by reading it back with the same parser the appliance uses, and only
 then swaps it in with an atomic rename.
@@ -9,6 +9,7 @@ then swaps it in with an atomic rename.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,8 @@ def _camera_table(path: Path, doc: Any, camera: str | None) -> Any:
                       f"{', '.join(str(c.get('name')) for c in cameras or []) or DEFAULT_CAMERA})")
 
 
-def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
-    """Add ``line`` to the file at ``path`` (to ``camera``'s lines with ``[[cameras]]``), or move the line of that
-    name; ``ConfigError`` if it cannot."""
+def _edit_lines(path: Path, camera: str | None, edit: Callable[[Any], None]) -> None:
+    """Apply ``edit`` to the ``lines`` array of the file (of ``camera`` with ``[[cameras]]``), validate, swap in."""
     path = path.resolve()  # a symlinked configuration: edit what it points to, keep the link
     try:
         original = path.read_text(encoding="utf-8")
@@ -56,18 +56,51 @@ def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
     if not isinstance(lines, tomlkit.items.AoT):
         raise ConfigError(f"{path}: 'lines' must be an array of tables ([[lines]] or [[cameras.lines]]) to be "
                           "edited")
-    for entry in lines:
-        if entry.get("name") == line.name:
-            entry["a"] = list(line.a)
-            entry["b"] = list(line.b)
-            break
-    else:
+    edit(lines)
+    write_validated(path, tomlkit.dumps(doc), original)
+
+
+def _find(lines: Any, name: str) -> int:
+    for i, entry in enumerate(lines):
+        if entry.get("name") == name:
+            return i
+    known = ", ".join(str(e.get("name")) for e in lines) or "none"
+    raise ConfigError(f"no line {name!r} (lines: {known}); see edgecount lines list")
+
+
+def set_line(path: Path, line: LineSection, camera: str | None = None) -> None:
+    """Add ``line`` to the file at ``path`` (to ``camera``'s lines with ``[[cameras]]``), or move the line of that
+    name; ``ConfigError`` if it cannot."""
+    def edit(lines: Any) -> None:
+        for entry in lines:
+            if entry.get("name") == line.name:
+                entry["a"] = list(line.a)
+                entry["b"] = list(line.b)
+                return
         table = tomlkit.table()
         table["name"] = line.name
         table["a"] = list(line.a)
         table["b"] = list(line.b)
         lines.append(table)
-    write_validated(path, tomlkit.dumps(doc), original)
+
+    _edit_lines(path, camera, edit)
+
+
+def flip_line(path: Path, name: str, camera: str | None = None) -> None:
+    """Swap the ends of line ``name``, so that what it counted as ``in`` it counts as ``out``."""
+    def edit(lines: Any) -> None:
+        entry = lines[_find(lines, name)]
+        entry["a"], entry["b"] = list(entry["b"]), list(entry["a"])
+
+    _edit_lines(path, camera, edit)
+
+
+def remove_line(path: Path, name: str, camera: str | None = None) -> None:
+    """Delete line ``name`` (its counts already made stay in the history and the outbox)."""
+    def edit(lines: Any) -> None:
+        del lines[_find(lines, name)]
+
+    _edit_lines(path, camera, edit)
 
 
 def write_validated(path: Path, text: str, original: str | None = None) -> None:
