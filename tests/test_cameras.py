@@ -126,7 +126,7 @@ def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
                         {"name": "street", "source": "rtsp://cam/street", "lines": [LINE]}]}
     cfg = tmp_path / "c.toml"
     cfg.write_text(to_toml(data))
-    assert main(["run", "--config", str(cfg)]) == 1
+    assert main(["run", "--config", str(cfg)]) == 2  # a configuration mistake: the unit does not restart it (issue 31)
     err = capsys.readouterr().err
     assert "camera 'back'" in err and "gone.avi" in err and "no such file" in err
     assert "camera 'side'" in err
@@ -134,7 +134,7 @@ def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
 
     single = tmp_path / "one.toml"
     single.write_text(to_toml({"capture": {"source": str(tmp_path / "gone.avi")}, "lines": [LINE]}))
-    assert main(["run", "--config", str(single)]) == 1
+    assert main(["run", "--config", str(single)]) == 2
     err = capsys.readouterr().err
     assert "capture.source" in err and "no such file" in err
     assert not starts

@@ -59,10 +59,10 @@ def test_config_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureF
     broken = tmp_path / "broken.toml"
     broken.write_text("[inference\n")
     assert main(["config", "check", str(good)]) == 0
-    assert main(["config", "check", str(bad)]) == 1
-    assert main(["config", "check", str(broken), "--json"]) == 1
+    assert main(["config", "check", str(bad)]) == 2
+    assert main(["config", "check", str(broken), "--json"]) == 2
     assert "not valid TOML" in capsys.readouterr().out
-    assert main(["config", "check", str(tmp_path / "missing.toml")]) == 1
+    assert main(["config", "check", str(tmp_path / "missing.toml")]) == 2
     assert main(["no-such-command"]) == 2
 
 
@@ -173,7 +173,7 @@ def test_a_missing_certificate_is_refused_by_config_check_and_run(tmp_path: Path
     f = tmp_path / "c.toml"
     f.write_text(f'[runtime]\nstate_dir = "{tmp_path}/state"\n[uplink]\nsinks = ["mqtt"]\n'
                  f'[uplink.mqtt]\ntls = true\nport = 8883\nca_file = "{tmp_path}/missing-ca.pem"\n')
-    assert main(["config", "check", str(f)]) == 1
+    assert main(["config", "check", str(f)]) == 2
     assert "uplink.mqtt.ca_file" in capfd.readouterr().err
     assert main(["run", "--config", str(f)]) == 2
     assert "missing-ca.pem does not exist" in capfd.readouterr().err
@@ -224,3 +224,36 @@ def test_the_domain_defaults_and_the_configuration_defaults_agree() -> None:
     assert CountingSection.model_fields["band"].default == DEFAULT_BAND
     counter = parse_config({"tracker": {"max_lost_s": 2.5, "colour_weight": 0}}).camera_counter()
     assert counter.tracker.cfg.max_lost_s == 2.5 and counter.tracker.cfg.colour_weight == 0
+
+
+def _unit_keys() -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for raw in (ROOT / "yocto/systemd/edgecount.service").read_text().splitlines():
+        key, eq, value = raw.partition("=")
+        if eq and not raw.startswith("#"):
+            keys.setdefault(key.strip(), []).append(value.strip())
+    return keys
+
+
+@pytest.mark.parametrize("mistake,needle", [
+    ('[inference]\nmodel = "yolox_nano2"\n', "did you mean 'yolox_nano'"),
+    ('[inference]\nmodel = "face_detection_short_range"\n', "detects faces, not people"),
+    ('[inference]\nfallback_model = "/nowhere/m.tflite"\n', "no such file"),
+    ('[capture]\nsource = "/nowhere/door.mp4"\n', "no such file"),
+    ('[inference]\nmodle = "yolox_nano"\n', "unknown key"),
+    ('[counting]\nband = -1\n', "counting.band"),
+])
+def test_a_typo_in_the_configuration_never_restarts_or_reboots_the_device(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str], mistake: str, needle: str) -> None:
+    """Issue 31: `run` exited 1 on an unknown model, which the shipped unit restarts until its start limit
+    reboots the device; `config check` passed the same file."""
+    unit = _unit_keys()
+    assert unit["Restart"] == ["on-failure"] and unit["StartLimitAction"] == ["reboot"]
+    spared = {int(v) for value in unit["RestartPreventExitStatus"] for v in value.split()}
+    f = tmp_path / "site.toml"
+    f.write_text(f'[runtime]\ndir = "{tmp_path}/rt"\nstate_dir = "{tmp_path}/st"\n' + mistake)
+    assert main(["config", "check", str(f)]) == 2
+    assert needle in capfd.readouterr().err
+    code = main(["run", "--config", str(f)])
+    assert code in spared, f"run exits {code} on this mistake: systemd restarts it, then reboots the device"
+    assert needle in capfd.readouterr().err

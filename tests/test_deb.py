@@ -27,7 +27,10 @@ def test_deb_builds_installs_its_files_and_runs(built_deb: Path, tmp_path: Path)
     control = tmp_path / "control"
     subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True)
     assert (control / "conffiles").read_text().split() == ["/etc/edgecount/edgecount.toml"]
-    env = {"PYTHONPATH": str(root / "opt/edgecount/lib"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # Unpacked beside /usr rather than into it: the package's own manifest, which `config check` resolves the
+    # model against.
+    env = {"PYTHONPATH": str(root / "opt/edgecount/lib"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "EDGECOUNT_MANIFEST": str(root / "usr/share/edgecount/manifest.toml")}
     run = subprocess.run(["/usr/bin/python3", "-m", "edgecount", "config", "check",
                           str(root / "etc/edgecount/edgecount.toml")], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr

@@ -43,23 +43,6 @@ def _fmt_uptime(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _missing_sources(cfg: Any, store: AssetStore) -> list[str]:
-    """Every camera whose source is a file that is not there (an asset is fetched here, or raises). A missing
-    file would only crash its capture until the restart budget stops the device."""
-    from edgecount.runtime.assets import missing_source_file, resolve_source
-
-    out = []
-    several = bool(cfg.cameras)
-    for cam in cfg.camera_names():
-        source = cfg.for_camera(cam).capture.source
-        resolved = resolve_source(source, store)
-        if missing_source_file(source, resolved):
-            key = f"camera {cam!r}: source" if several else "capture.source"
-            out.append(f"{key} {resolved!r}: no such file; fix: the path of a video file, rtsp://..., "
-                       "/dev/videoN or asset:NAME")
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from edgecount.runtime.watchdog import Watchdog
 
@@ -67,20 +50,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger = logs.configure("watchdog")
     store = AssetStore.for_config(cfg)
     from edgecount.detection.models import DetectorError, resolve_model, startup_model
-    from edgecount.stages.uplink_sinks import check_secrets
+    from edgecount.tools.config_check import config_mistakes
 
-    secrets = check_secrets(cfg)
-    if secrets:
-        # Neither a restart nor a reboot fixes a secret file: exit 2 (the unit does not retry it).
-        for problem in secrets:
-            err.print(f"[red]cannot start:[/] {problem}")
+    # Neither a restart nor the reboot the unit's start limit escalates to fixes a mistake in the configuration:
+    # exit 2, which the unit does not retry (RestartPreventExitStatus=2).
+    try:
+        mistakes = config_mistakes(cfg, store)
+    except AssetError as exc:
+        err.print(f"[red]cannot start:[/] {exc}")
+        return EXIT_FAILED
+    for problem in mistakes:
+        err.print(f"[red]cannot start:[/] {problem}")
+    if mistakes:
         return EXIT_USAGE
     try:
-        missing = _missing_sources(cfg, store)
-        for problem in missing:
-            err.print(f"[red]cannot start:[/] {problem}")
-        if missing:
-            return EXIT_FAILED
         resolve_model(startup_model(cfg, store), store)
     except (AssetError, DetectorError) as exc:
         err.print(f"[red]cannot start:[/] {exc}")

@@ -138,27 +138,27 @@ def cmd_lines_list(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """Exit 0 when ``run`` would start with the file (warnings allowed), 2 when it would refuse it."""
+    from edgecount.runtime.assets import AssetError, AssetStore
+    from edgecount.tools.config_check import config_mistakes, config_warnings
+
     try:
         cfg = load_config(args.file)
-    except ConfigError as exc:
+        store = AssetStore.for_config(cfg)
+        errors = config_mistakes(cfg, store)
+    except (ConfigError, AssetError) as exc:
+        errors = str(exc).splitlines()
+    if errors:
         if args.json:
-            print(json.dumps({"ok": False, "errors": str(exc).splitlines()}))
+            print(json.dumps({"ok": False, "errors": errors, "warnings": []}))
         else:
-            err.print(f"[red]invalid configuration[/]\n{exc}")
-        return EXIT_FAILED
-    from edgecount.stages.uplink_sinks import check_secrets
-
-    files = check_secrets(cfg)  # what `run` refuses too: a check that passes must mean it starts
-    if files:
-        if args.json:
-            print(json.dumps({"ok": False, "errors": files}))
-        else:
-            err.print("[red]invalid configuration[/]\n" + "\n".join(files))
-        return EXIT_FAILED
+            err.print("[red]invalid configuration[/]\n" + "\n".join(errors))
+        return EXIT_USAGE
     views = {cam: cfg.for_camera(cam) for cam in cfg.camera_names()}
+    warnings = config_warnings(cfg, store)
     if args.json:
-        report: dict[str, Any] = {"ok": True, "lines": [ln.name for ln in cfg.lines],
-                                  "zones": [z.name for z in cfg.zones]}
+        report: dict[str, Any] = {"ok": True, "errors": [], "warnings": warnings,
+                                  "lines": [ln.name for ln in cfg.lines], "zones": [z.name for z in cfg.zones]}
         if cfg.cameras:
             report["cameras"] = {cam: {"source": v.capture.source, "lines": [ln.name for ln in v.lines],
                                        "zones": [z.name for z in v.zones]} for cam, v in views.items()}
@@ -166,6 +166,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     else:
         per = ", ".join(f"{cam}: {len(v.lines)} lines, {len(v.zones)} zones" for cam, v in views.items())
         out.print(f"[green]ok[/] {args.file}: {per}, model {cfg.inference.model} on {cfg.inference.device}")
+        for w in warnings:
+            out.print(f"[yellow]warning:[/] {w}")
     return EXIT_OK
 
 

@@ -12,7 +12,10 @@ from edgecount.detection.runtime import DetectorError
 from edgecount.runtime.assets import AssetStore, ModelFiles
 from edgecount_core.config import Config
 
-__all__ = ["DetectorError", "cpu_twin", "resolve_model", "startup_model"]
+__all__ = ["DetectorError", "cpu_twin", "model_problems", "person_detectors", "resolve_model", "startup_model"]
+
+FACE_DECODERS = frozenset({"blazeface"})
+"""Decoders of models that find faces (for redaction), never people to count."""
 
 
 def resolve_model(name_or_path: str, store: AssetStore) -> ModelFiles:
@@ -48,3 +51,34 @@ def startup_model(cfg: Config, store: AssetStore) -> str:
     if cfg.inference.device == "cpu":
         return cfg.inference.model
     return cfg.inference.fallback_model or cpu_twin(cfg.inference.model, store)
+
+
+def person_detectors(store: AssetStore) -> list[str]:
+    """The manifest's models that can count people (face detectors are for redaction only)."""
+    return sorted(n for n, e in store.manifest.models.items() if e.decoder not in FACE_DECODERS)
+
+
+def model_problems(cfg: Config, store: AssetStore) -> list[str]:
+    """Every ``[inference]`` model that names nothing usable: a typo no restart can fix, so ``run`` exits 2
+    and ``config check`` fails on it. Whether the file is on the device yet is another matter (fetching)."""
+    import difflib
+
+    choices = person_detectors(store)
+    problems = []
+    inf = cfg.inference
+    for key, name in (("inference.model", inf.model), ("inference.fallback_model", inf.fallback_model),
+                      ("inference.tpu_fallback_model", inf.tpu_fallback_model)):
+        if not name:
+            continue
+        if name.endswith(".tflite"):
+            if not Path(name).is_file():
+                problems.append(f"{key} = {name!r}: no such file; fix: the path of a .tflite file, or a model name "
+                                f"({', '.join(choices)})")
+            continue
+        entry = store.manifest.entry("models", name)
+        if entry is None or entry.decoder in FACE_DECODERS:
+            why = "detects faces, not people" if entry is not None else "no model of that name in the manifest"
+            near = difflib.get_close_matches(name, choices, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            problems.append(f"{key} = {name!r}: {why}; fix: {hint}one of {', '.join(choices)}")
+    return problems
