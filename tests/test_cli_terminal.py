@@ -92,6 +92,14 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         t.expect("counter.state_restored")  # the restarted counter picked up its state
         t.expect(pexpect.EOF)
         t.close()
+        # The whole stream: the watchdog's restart sits among its services' lines, in time order (issue 31).
+        res = subprocess.run([sys.executable, "-m", "edgecount", "logs", "--json", "-n", "400", "--config", str(cfg)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        records = [json.loads(line) for line in res.stdout.splitlines()]
+        assert [r["timestamp"] for r in records] == sorted(r["timestamp"] for r in records)
+        asked = [i for i, r in enumerate(records) if r["event"] == "watchdog.restart_requested"]
+        restored = [i for i, r in enumerate(records) if r["event"] == "counter.state_restored"]
+        assert asked and restored and asked[-1] < restored[-1], res.stdout[-3000:]
 
         shot = runtime_dir / "preview.jpg"
         t = _term(["preview", "--out", str(shot)], cfg)

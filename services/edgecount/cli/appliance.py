@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     resolved = Path(path).resolve()
     log_dir = None if args.log_to_stderr else state_dir(cfg) / "logs"
+    if log_dir is not None:
+        logger = logs.configure("watchdog", copy_to=log_dir / "watchdog.log")
     wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.processes(cfg), log_dir=log_dir, logger=logger,
                   preload=stages.preload_modules())
     return wd.run()
@@ -251,46 +254,42 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    import time as _time
+    from edgecount.tools.flight_log import Follower, merged_tail
 
     cfg = load_config(config_path(args))
     log_dir = state_dir(cfg) / "logs"
-    names = [args.service] if args.service else list(stages.processes(cfg))
-    if args.service and args.service not in stages.processes(cfg):
-        err.print(f"[red]no process {args.service!r}[/]; this configuration runs {', '.join(stages.processes(cfg))}")
+    every = ("watchdog", *stages.processes(cfg))
+    if args.service and args.service not in every:
+        err.print(f"[red]no process {args.service!r}[/]; this configuration runs {', '.join(every)}")
         return EXIT_USAGE
-    files = {n: log_dir / f"{n}.log" for n in names}
+    files = {n: log_dir / f"{n}.log" for n in ([args.service] if args.service else every)}
     if not any(f.exists() for f in files.values()):
         err.print(f"[yellow]no log files in {log_dir}[/]; under systemd the logs are in the journal: "
                   "journalctl -u edgecount")
         return EXIT_FAILED
     readable = not args.json and sys.stdout.isatty()
 
-    def render(service: str, line: str) -> str:
-        if readable:
-            return readable_log_line(service, line)
-        return f"{service:9} {line}" if len(files) > 1 else line
+    def show(records: list[Any]) -> None:
+        for r in records:
+            print(readable_log_line(r.service, json.dumps(r.record)) if readable else r.json())
+        sys.stdout.flush()
 
-    handles = {}
-    for n, f in files.items():
-        if not f.exists():
-            continue
-        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()[-args.lines:]
-        for ln in lines:
-            print(render(n, ln))
-        fh = f.open("r", encoding="utf-8", errors="replace")
-        fh.seek(0, 2)
-        handles[n] = fh
-    sys.stdout.flush()
-    if not args.follow:
-        return EXIT_OK
     try:
-        while True:
-            for n, fh in handles.items():
-                for ln in fh.readlines():
-                    print(render(n, ln.rstrip()), flush=True)
-            _time.sleep(0.3)
+        show(merged_tail(files, args.lines))
+        if not args.follow:
+            return EXIT_OK
+        follower = Follower(files)
+        try:
+            while True:
+                show(follower.poll())
+                time.sleep(0.3)
+        finally:
+            follower.close()
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # `logs | head`: the reader has what it wanted. Quiet, and no second error when Python flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
@@ -340,10 +339,11 @@ def register(sub: Any) -> None:
     rs.add_argument("--config", "-c")
     rs.set_defaults(func=cmd_restart)
 
-    lg = sub.add_parser("logs", help="show (and follow) service logs")
-    lg.add_argument("service", nargs="?", help=f"one of {', '.join(stages.NAMES)}; capture@CAMERA with [[cameras]]")
-    lg.add_argument("--json", action="store_true", help="the raw JSON lines (the default when piped)")
+    lg = sub.add_parser("logs", help="every process's log, the watchdog's included, as one time-ordered stream")
+    lg.add_argument("service", nargs="?", help=f"only one: watchdog, {', '.join(stages.NAMES)}; capture@CAMERA with "
+                    "[[cameras]]")
+    lg.add_argument("--json", action="store_true", help="one JSON object per line (the default when piped)")
     lg.add_argument("--config", "-c")
     lg.add_argument("--follow", "-f", action="store_true")
-    lg.add_argument("--lines", "-n", type=int, default=20)
+    lg.add_argument("--lines", "-n", type=int, default=20, help="the last N lines of the whole stream")
     lg.set_defaults(func=cmd_logs)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
+from pathlib import Path
 from typing import IO, Any
 
 import structlog
@@ -12,12 +15,13 @@ import structlog
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure(service: str, level: str | None = None, fmt: str | None = None) -> Any:
+def configure(service: str, level: str | None = None, fmt: str | None = None, copy_to: Path | None = None) -> Any:
     """Set up structlog for this process and return a logger bound to ``service``.
 
     ``fmt`` is ``json`` or ``console``; by default JSON unless stderr is a terminal
     (``EDGECOUNT_LOG_FORMAT`` overrides). Logs go to stderr: the watchdog hands
-    each service's stderr to the journal or to a log file.
+    each service's stderr to the journal or to a log file. ``copy_to`` also appends every line, as JSON,
+    to that file: the watchdog's own, beside its services' (``edgecount logs`` merges them).
     """
     level = (level or os.environ.get("EDGECOUNT_LOG_LEVEL") or "info").lower()
     fmt = fmt or os.environ.get("EDGECOUNT_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
@@ -32,6 +36,7 @@ def configure(service: str, level: str | None = None, fmt: str | None = None) ->
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([_CopyToFile(copy_to)] if copy_to is not None else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
@@ -39,6 +44,20 @@ def configure(service: str, level: str | None = None, fmt: str | None = None) ->
         cache_logger_on_first_use=False,
     )
     return structlog.get_logger().bind(service=service)
+
+
+class _CopyToFile:
+    """A structlog processor appending each event as a JSON line to a file, and passing it on unchanged."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND and held open: the size budget (logfiles.py) truncates it in place, as it does the services'.
+        self.stream = _LossyStream(path.open("a", encoding="utf-8"))
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.flush()
+        return event
 
 
 class _LossyStream:
