@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +47,8 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
 
         t = _term(["doctor"], cfg)
         t.expect("edgecount doctor")
-        for check in ("config", "camera", "edge tpu", "shared memory", "broker", "clock", "disk"):
+        for check in ("config", "camera", "edge tpu", "shared memory", "broker", "clock", "disk", "restarts",
+                      "lines"):
             t.expect(check)
         t.expect(pexpect.EOF)
         t.close()
@@ -72,6 +75,19 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         assert status["device"]["total_pss_mb"] > sum(float(s_["pss_mb"]) for s_ in status["services"])
         # `edgecount run` is single-threaded when it forks the stages' server, so the server shares its memory.
         assert status["device"]["fork_server"] == "fork"
+        counter = next(s_ for s_ in status["services"] if s_["service"] == "counter")
+        assert "line.v.people_s_since_count" in counter["stats"]  # what doctor's lines check reads
+
+        # A stage killed behind the watchdog's back: doctor names it and the cause, not only a passing camera.
+        pid = next(s_["pid"] for s_ in status["services"] if s_["service"] == "privacy")
+        os.kill(pid, signal.SIGKILL)
+        watcher = HealthWatcher(runtime_dir)
+        watcher.wait_for(lambda h: "privacy" in h and h["privacy"].pid != pid, 120, "privacy restarted")
+        watcher.close()
+        res = subprocess.run([sys.executable, "-m", "edgecount", "doctor", "--json", "--config", str(cfg)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+        restarts = next(c for c in json.loads(res.stdout)["checks"] if c["name"] == "restarts")
+        assert restarts["status"] == "warn" and "privacy exited with status -9" in restarts["detail"], restarts
 
         # Validation reads the running counter's own crossing times: a tally over the minutes it ran.
         watcher = HealthWatcher(runtime_dir)

@@ -187,7 +187,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         _, appliance = _status_reply(args)
     except (NotRunning, ConfigError):
         appliance = None
-    checks = run_checks(config_path(args), appliance)
+    checks = run_checks(config_path(args), appliance, quiet_line_s=args.quiet_minutes * 60)
     if args.view and not any(c.name == "config" and c.status == "fail" for c in checks):
         checks += _view_checks(args)
     failed = any(c.status == "fail" for c in checks)
@@ -332,6 +332,8 @@ def register(sub: Any) -> None:
                     help="also watch the live detections and judge the view at every counting line (people "
                     "overlapping, their size)")
     dr.add_argument("--seconds", type=float, default=60.0, help="with --view: how long to watch (default 60)")
+    dr.add_argument("--quiet-minutes", type=float, default=30.0,
+                    help="flag a line that counted nothing while people were in view this long (default 30)")
     dr.set_defaults(func=cmd_doctor)
 
     rs = sub.add_parser("restart", help="restart one service of the running appliance")

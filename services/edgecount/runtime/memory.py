@@ -48,3 +48,29 @@ def descendants(root: int) -> list[int]:
 def total_pss_mb(root: int) -> float:
     """PSS of ``root`` and all its descendants."""
     return round(sum(v for p in [root, *descendants(root)] if (v := pss_mb(p)) is not None), 1)
+
+
+def oom_kills(pid: int | None = None) -> int | None:
+    """How many processes the kernel's out-of-memory killer took in this process's memory cgroup (under
+    systemd: the whole unit), or ``None`` where the kernel does not say. A stage that died of SIGKILL while
+    this went up was killed for memory, not by a person."""
+    try:
+        groups = Path(f"/proc/{pid or 'self'}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in groups:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            counters = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events"
+        elif "memory" in controllers.split(","):  # cgroup v1
+            counters = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control"
+        else:
+            continue
+        try:
+            for entry in counters.read_text().splitlines():
+                key, _, value = entry.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -31,12 +31,23 @@ from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.control import ControlServer
 from edgecount.runtime.launcher import Launcher, Process
-from edgecount.runtime.memory import pss_mb, total_pss_mb
+from edgecount.runtime.memory import oom_kills, pss_mb, total_pss_mb
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.reports import SupervisorReports
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
+
+
+def exit_cause(rc: int, ooms_before: int | None, ooms_now: int | None) -> str:
+    """Why a stage ended, for ``doctor`` and the log: its status, and for SIGKILL whether the kernel's
+    out-of-memory killer took someone in our cgroup meanwhile (``None``: the kernel does not say)."""
+    cause = f"exited with status {rc}"
+    if rc != -signal.SIGKILL:
+        return cause
+    if ooms_before is not None and ooms_now is not None and ooms_now > ooms_before:
+        return cause + " (killed by the kernel: out of memory)"
+    return cause + " (SIGKILL: the out-of-memory killer, or someone's kill -9)"
 
 
 @attrs.define
@@ -54,6 +65,8 @@ class Supervised:
     backoff: Backoff = attrs.field(factory=lambda: Backoff(0.0, 0.0))
     state: str = "stopped"
     last_exit: int | None = None
+    history: deque[tuple[float, str]] = attrs.field(factory=lambda: deque(maxlen=100))
+    """Wall time and cause of its recent restarts (``doctor`` reports the last hour's)."""
 
     def restart_wait(self, now: float, window_s: float, budget: int) -> float | None:
         """Count a restart at ``now``: the back-off before it, or ``None`` when ``budget`` restarts within
@@ -101,6 +114,8 @@ class Supervised:
         return {"service": self.name, "state": self.state, "pid": pid, "pss_mb": pss_mb(pid) if pid else None,
                 "uptime_s": round(now - self.started_at, 1) if self.started_at else 0.0,
                 "restarts": self.total_restarts, "last_exit": self.last_exit,
+                "restarts_last_hour": [{"at": round(t, 1), "reason": why} for t, why in self.history
+                                       if time.time() - t <= 3600],
                 "stats": dict(self.health.stats) if self.health else {}}
 
 
@@ -125,6 +140,7 @@ class Watchdog:
         self.sub = bus.Subscriber(self.ctx, self.runtime_dir,
                                   [(s, (bus.HEALTH,)) for s in services], self.log)
         self.failed: str | None = None
+        self.oom_seen = oom_kills()  # the out-of-memory kills counted so far in our cgroup (None: unknown)
         self.stopping = False
         self.started_wall = time.time()
         self.control = ControlServer(self.ctx, self.runtime_dir)  # the technician's CLI talks to us here
@@ -154,6 +170,7 @@ class Watchdog:
                 path.unlink(missing_ok=True)
 
     def _schedule_restart(self, child: Supervised, why: str) -> None:
+        child.history.append((time.time(), why))
         now, w = time.monotonic(), self.cfg.watchdog
         wait = child.restart_wait(now, w.restart_window_s, w.restart_budget)
         if wait is None:
@@ -183,7 +200,9 @@ class Watchdog:
             rc = child.proc.poll()
             if rc is not None:
                 child.last_exit = rc
-                self._schedule_restart(child, f"exited with status {rc}")
+                ooms = oom_kills() if rc == -signal.SIGKILL else self.oom_seen
+                self._schedule_restart(child, exit_cause(rc, self.oom_seen, ooms))
+                self.oom_seen = ooms
                 continue
             silent_for = now - (child.last_heartbeat or child.started_at)
             limit = w.hang_timeout_s if child.last_heartbeat else w.startup_grace_s
@@ -240,6 +259,7 @@ class Watchdog:
                 return {"ok": False, "error": f"{child.name} (pid {child.pid}) does not die; its replacement "
                         "starts once it is gone"}
             child.total_restarts += 1
+            child.history.append((time.time(), "restarted on request (edgecount restart, lines set)"))
             self.log.info("watchdog.restart_requested", child=child.name)
             self._spawn(child)
             return {"ok": True, "service": child.name, "pid": child.proc.pid if child.proc else None}

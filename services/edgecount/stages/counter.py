@@ -31,6 +31,7 @@ from edgecount_core.camera import CameraCounter
 from edgecount_core.camera_names import scoped
 from edgecount_core.config import Config
 from edgecount_core.frames import FramePosition
+from edgecount_core.line_activity import LineActivity
 from edgecount_core.messages import (
     Crossing,
     Detections,
@@ -63,6 +64,11 @@ class CameraState:
     last_ts: float = 0.0
     processed: int = 0
     next_watermark: float = 0.0
+    activity: LineActivity = attrs.field(factory=lambda: LineActivity(()))
+    """Not saved: after a restart a silent line is noticed again from then on."""
+
+    def __attrs_post_init__(self) -> None:
+        self.activity = LineActivity(tuple(ln.name for ln in self.counter.engine.lines))
 
     def line_key(self) -> list[tuple[str, tuple[float, float], tuple[float, float]]]:
         return [(ln.name, ln.a, ln.b) for ln in self.counter.engine.lines]
@@ -158,6 +164,7 @@ class Counter(Service):
         cs.position.advance(msg.seq)
         cs.last_ts = msg.ts
         cs.processed += 1
+        cs.activity.update(msg.ts, len(out.ids), (c.line for c in out.crossings))
         outgoing: list[tuple[bytes, Crossing | ZoneEvent]] = []
         with self.store.transaction():
             for c in out.crossings:
@@ -223,6 +230,8 @@ class Counter(Service):
                 s[f"{prefix}processed"] = c.processed
             for zc in c.counter.engine.zone_counters:
                 s[f"{prefix}zone.{zc.zone.name}.occupancy"] = zc.occupancy
+            for name, seconds in c.activity.people_s.items():
+                s[f"{prefix}line.{name}.people_s_since_count"] = round(seconds, 1)
         return s
 
     def teardown(self) -> None:

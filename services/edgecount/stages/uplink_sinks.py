@@ -104,6 +104,55 @@ def check_secrets(cfg: Config) -> list[str]:
     return problems
 
 
+def mqtt_client(cfg: Any, client_id: str, v5: bool = True) -> Any:
+    """A paho client for ``[uplink.mqtt]``: its protocol, login and TLS, as the sink and ``doctor`` both use."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    if v5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                             clean_session=True)
+    if cfg.username:
+        password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
+        client.username_pw_set(cfg.username, password)
+    if cfg.tls:
+        if cfg.key_file:
+            check_private(cfg.key_file, "uplink.mqtt.key_file")  # a private key is a secret like the password
+        client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                       keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
+def probe_broker(cfg: Any, client_id: str, timeout_s: float = 5.0) -> str:
+    """Log in to the broker as the uplink would (login, TLS, MQTT 5) and leave; "" when it accepted us, else
+    the reason in its words. ``client_id`` must not be the device's own: the broker would close the device's
+    session to let this one in."""
+    import queue as _queue
+
+    answers: _queue.Queue[Any] = _queue.Queue()
+    try:
+        client = mqtt_client(cfg, client_id)
+        client.on_connect = lambda c, u, f, rc, p: answers.put(rc)
+        client.connect(cfg.host, cfg.port, keepalive=10)
+    except SinkError as exc:
+        return str(exc)
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except OSError as exc:
+        return f"cannot connect to {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+    client.loop_start()
+    try:
+        rc = answers.get(timeout=timeout_s)
+    except _queue.Empty:
+        return f"{cfg.host}:{cfg.port} accepted the connection but never answered the MQTT login in {timeout_s:g} s"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return "" if not rc.is_failure else f"the broker refused the login: {rc}"
+
+
 class Sink(Protocol):
     name: str
 
@@ -243,24 +292,9 @@ class MqttSink:
         self._connect()
 
     def _make_client(self) -> Any:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         cfg = self.cfg
-        if self.v5:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
-        else:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
-                                 clean_session=True)
+        client = mqtt_client(cfg, self.client_id, self.v5)
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
-        if cfg.username:
-            password = read_secret(cfg.password_file, "uplink.mqtt.password_file") if cfg.password_file else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls:
-            if cfg.key_file:
-                check_private(cfg.key_file, "uplink.mqtt.key_file")  # a private key is a secret like the password
-            client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
-                           keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         client.max_inflight_messages_set(max(1, cfg.max_inflight))
         client.reconnect_delay_set(min_delay=1, max_delay=int(cfg.reconnect_max_s))
         client.on_connect = lambda c, u, f, rc, p: self.events.put(("connect", rc))

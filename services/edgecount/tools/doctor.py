@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -62,7 +61,12 @@ def clock_synchronised() -> bool | None:
     return None
 
 
-def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> list[Check]:
+QUIET_LINE_S = 1800.0
+"""A line that counted nothing while people were in view this long is flagged (``doctor --quiet-minutes``)."""
+
+
+def run_checks(config_path: str | None, appliance: dict[str, Any] | None,
+               quiet_line_s: float = QUIET_LINE_S) -> list[Check]:
     checks: list[Check] = []
     try:
         cfg = load_config(config_path)
@@ -74,12 +78,52 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None) -> lis
     checks.extend(_models(cfg, store))
     checks.append(_edgetpu(cfg))
     checks.append(_shm(cfg))
-    checks.extend(_broker(cfg))
+    checks.extend(broker_check(cfg))
     checks.append(_clock(appliance))
     checks.append(_disk(cfg, appliance))
     if appliance and appliance.get("total_pss_mb"):
         checks.append(_memory(appliance))
+    if appliance:
+        checks.append(restarts_check(appliance))
+        checks.extend(quiet_lines_check(cfg, appliance, quiet_line_s))
     return checks
+
+
+def restarts_check(appliance: dict[str, Any]) -> Check:
+    """Every restart of the last hour with the watchdog's cause: a device that passes its camera check right
+    after four hangs and an out-of-memory kill is not fine."""
+    events = sorted((r["at"], s["service"], r["reason"]) for s in appliance.get("services", [])
+                    for r in s.get("restarts_last_hour") or [])
+    asked = [e for e in events if "on request" in e[2]]
+    faults = [e for e in events if e not in asked]
+    if not faults:
+        note = f" ({len(asked)} on request)" if asked else ""
+        return Check("restarts", "pass", f"no service failed in the last hour{note}")
+    listed = "; ".join(f"{time.strftime('%H:%M:%S', time.localtime(t))} {svc} {why}" for t, svc, why in faults[-6:])
+    oom = any("out of memory" in why for _, _, why in faults)
+    fix = ("memory: use the int8 SSD model, fewer ring_slots or cameras, or a board with more RAM" if oom else
+           "edgecount logs shows each failure in context; a hang names the service that stopped answering")
+    return Check("restarts", "fail" if oom or len(faults) >= 3 else "warn",
+                 f"{len(faults)} in the last hour: {listed}", fix)
+
+
+def quiet_lines_check(cfg: Config, appliance: dict[str, Any], quiet_line_s: float) -> list[Check]:
+    """Lines that counted nothing while people were in view for ``quiet_line_s`` (the counter's own figure:
+    seconds with someone in view since the line last counted, since the counter started)."""
+    counter = next((s for s in appliance.get("services", []) if s.get("service") == "counter"), None)
+    stats = (counter or {}).get("stats") or {}
+    quiet = []
+    for cam in cfg.camera_names():
+        prefix = f"camera.{cam}." if len(cfg.camera_names()) > 1 else ""
+        for ln in cfg.for_camera(cam).lines:
+            seconds = float(stats.get(f"{prefix}line.{ln.name}.people_s_since_count", 0) or 0)
+            if seconds >= quiet_line_s:
+                quiet.append(f"{ln.name if not prefix else f'{cam}/{ln.name}'} ({seconds / 60:.0f} min)")
+    if not quiet:
+        return [Check("lines", "pass", f"every line counted within {quiet_line_s / 60:.0f} min of people in view")]
+    return [Check("lines", "warn", "counted nothing while people were in view: " + ", ".join(quiet),
+                  "the line may lie beside the path or end short of it: edgecount preview shows the lines and "
+                  "where feet were seen; move it with edgecount lines set")]
 
 
 def _clock(appliance: dict[str, Any] | None) -> Check:
@@ -210,16 +254,26 @@ def _shm(cfg: Config) -> Check:
                  "" if ok else "lower capture.ring_slots/max_width/max_height or enlarge /dev/shm")
 
 
-def _broker(cfg: Config) -> list[Check]:
+def broker_check(cfg: Config) -> list[Check]:
+    """A real MQTT login with the configured credentials and TLS: a TCP connect passes a wrong password too."""
+    from edgecount.stages.uplink_sinks import probe_broker
+
     if "mqtt" not in cfg.uplink.sinks:
         return [Check("broker", "pass", "no MQTT sink configured")]
     m = cfg.uplink.mqtt
-    try:
-        socket.create_connection((m.host, m.port), timeout=3).close()
-        return [Check("broker", "pass", f"{m.host}:{m.port} reachable")]
-    except OSError as exc:
-        return [Check("broker", "fail", f"{m.host}:{m.port} unreachable ({exc})",
-                      "check uplink.mqtt.host/port, the network and the firewall; counts wait in the outbox")]
+    # Never the device's own client id: the broker would close the running uplink's session for ours.
+    problem = probe_broker(m, f"edgecount-doctor-{os.getpid()}-{int(time.time())}")
+    where = f"{m.host}:{m.port}{' (TLS)' if m.tls else ''}"
+    if not problem:
+        return [Check("broker", "pass", f"{where}: logged in{f' as {m.username}' if m.username else ''}")]
+    if "refused the login" in problem:
+        fix = ("check uplink.mqtt.username and the password in uplink.mqtt.password_file against the broker's "
+               "accounts and ACL; counts wait in the outbox")
+    elif "TLS" in problem:
+        fix = "check uplink.mqtt.ca_file (the broker's CA), the broker's host name in its certificate, and the port"
+    else:
+        fix = "check uplink.mqtt.host/port, the network and the firewall; counts wait in the outbox"
+    return [Check("broker", "fail", f"{where}: {problem}", fix)]
 
 
 def state_dir_problem(d: Path) -> str:
