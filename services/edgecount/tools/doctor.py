@@ -17,6 +17,7 @@ from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
 from edgecount.stages import capture_process
+from edgecount.stages.source_diagnosis import why_no_frames
 from edgecount_core.config import Config, ConfigError
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Global Unichip (unflashed), Google (running)
@@ -175,9 +176,9 @@ def _camera(full: Config, camera: str, store: AssetStore, appliance: dict[str, A
                          f"`edgecount logs {process}`")
         if cap and cap["state"] == "degraded" and float(stats.get("source_down_s", 0)) > 0:
             return Check(title, "fail",
-                         f"{cfg.capture.source}: unavailable for {stats.get('source_down_s')} s; capture retries in "
-                         f"{stats.get('retry_in_s')} s (degraded, not restarted; counting resumes by itself)",
-                         f"check the camera's power, cable or network and the URL; `edgecount logs {process}`")
+                         f"unavailable for {stats.get('source_down_s')} s: {why_no_frames(cfg.capture.source)}; "
+                         f"capture retries in {stats.get('retry_in_s')} s (degraded, not restarted; counting "
+                         "resumes by itself)", f"`edgecount logs {process}` has every attempt")
         if cap and cap["state"] in ("ok", "degraded") and int(stats.get("frames_read", 0)) > 0:
             fix = "" if cap["state"] == "ok" else f"see `edgecount logs {process}`"
             return Check(title, "pass" if cap["state"] == "ok" else "warn",
@@ -192,8 +193,7 @@ def _camera(full: Config, camera: str, store: AssetStore, appliance: dict[str, A
     ok, frame = vc.read() if vc.isOpened() else (False, None)
     vc.release()
     if not ok or frame is None:
-        return Check(title, "fail", f"{source} does not deliver frames",
-                     "check the cable/URL and credentials; for /dev/videoN the user needs the 'video' group")
+        return Check(title, "fail", f"no frame: {why_no_frames(source)}", f"set {key} once the cause is fixed")
     h, w = frame.shape[:2]
     return Check(title, "pass", f"{source}: {w}x{h}, first frame in {time.monotonic() - t0:.2f}s")
 

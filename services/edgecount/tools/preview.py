@@ -26,6 +26,8 @@ from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.ring import RingReader
 from edgecount.stages import capture_process
+from edgecount.stages.source_diagnosis import why_no_frames
+from edgecount.stages.video_source import open_source
 from edgecount_core.config import Config
 from edgecount_core.messages import DEFAULT_CAMERA, Detections, FrameReady
 
@@ -101,10 +103,11 @@ def preview_detector(cfg: Config, store: AssetStore) -> TFLiteDetector | TiledDe
 
 def from_camera(cfg: Config) -> tuple[Any, Any, Any]:
     store = AssetStore.for_config(cfg)
-    cap = cv2.VideoCapture(resolve_source(cfg.capture.source, store))
-    ok, frame = cap.read()
+    source = resolve_source(cfg.capture.source, store)
+    cap = open_source(source)
+    ok, frame = cap.read() if cap.isOpened() else (False, None)
     cap.release()
     if not ok:
-        raise RuntimeError(f"{cfg.capture.source} delivers no frame")
+        raise RuntimeError(f"no frame: {why_no_frames(source)}")
     d, _ = preview_detector(cfg, store).detect(np.asarray(frame, np.uint8))
     return frame, d.boxes, d.scores
