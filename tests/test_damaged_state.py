@@ -90,3 +90,27 @@ def test_a_follower_follows_a_log_that_started_again(tmp_path: Path, runtime_dir
     assert applied == [1, 2, 3, 4, 5] and follower.applied == 5 and follower.resets == 1
     assert store.first_seq() == 6  # trimmed only after they were applied
     store.close()
+
+
+def test_a_follower_that_lost_its_state_goes_on_from_the_logs_first_entry(tmp_path: Path, runtime_dir: Path) -> None:
+    """Privacy's state was lost (applied 0) while the counter's log, trimmed to 231, still holds 232..236. Before,
+    the follower asked for 1 and got 232.. again and again, for ever (it handled only an empty answer)."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    log = structlog.get_logger()
+    store = Store(tmp_path / "counter.db")
+    with store.transaction():
+        store.last_seq = 231
+        for n in range(232, 237):
+            store.append(n, b"crossing", encode(_crossing(n)))
+    server = SyncServer(ctx, runtime_dir, "counter", store, log)
+    applied: list[int] = []
+    follower = Follower(ctx, runtime_dir, "counter", 0, lambda m: applied.append(int(getattr(m, "event_seq", 0))),
+                        lambda m: int(getattr(m, "event_seq", 0)), log)
+    try:
+        _pump(follower, server)
+    finally:
+        follower.close()
+        server.close()
+        ctx.term()
+    assert applied == [232, 233, 234, 235, 236] and follower.lost == 231
+    store.close()

@@ -198,8 +198,10 @@ class Follower:
             if self._upstream_restarted(int(reply.get("last", 0))):
                 continue
             self.upstream_last = max(self.upstream_last, int(reply.get("last", 0)))
-            if first > self.applied + 1 and not entries:
-                # The upstream trimmed entries we never applied: only possible if our state was lost.
+            if first > self.applied + 1:
+                # The upstream no longer holds entries we never applied (our state was lost, or a recording
+                # replayed into us starts mid-stream): go on from its first. With entries in the reply too, waiting
+                # for the missing ones would ask the same question for ever.
                 self.lost += first - self.applied - 1
                 self.log.error("sync.entries_lost", upstream=self.upstream, missing=first - self.applied - 1)
                 self.applied = first - 1
