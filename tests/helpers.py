@@ -195,8 +195,14 @@ class MqttCapture:
             self.messages.append((m.topic, bytes(m.payload)))
 
     def records(self) -> list[dict[str, Any]]:
+        """The bucket records (lines, zones, events): what sums to the people counted. A line's running total
+        of the day (``counts/total/...``) restates them and is left out; see :meth:`totals`."""
         with self.lock:
-            return [json.loads(p) for t, p in self.messages if "/counts/" in t]
+            return [json.loads(p) for t, p in self.messages if "/counts/" in t and "/counts/total/" not in t]
+
+    def totals(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(p) for t, p in self.messages if "/counts/total/" in t]
 
     def close(self) -> None:
         """Stop receiving (idempotent)."""

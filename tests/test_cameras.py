@@ -244,7 +244,8 @@ def test_discovery_has_an_entity_per_camera_line_on_the_camera_topics() -> None:
     topics = {p["state_topic"] for p in discovery_configs(cfg).values()}
     assert {"edgecount/shop/d1/front/counts/line/door", "edgecount/shop/d1/back/counts/line/door",
             "edgecount/shop/d1/back/counts/zone/till"} <= topics
-    assert len(discovery_configs(cfg)) == 2 * 2 + 3 + 2  # 2 cameras x door in/out, till x3, health, backlog
+    # 2 cameras x door (in/out per bucket and today, occupancy), till x3, health, backlog
+    assert len(discovery_configs(cfg)) == 2 * 5 + 3 + 2
 
 
 def _row(i: int, camera: str) -> OutRow:
@@ -502,7 +503,7 @@ def test_line_names_that_read_the_same_once_sanitised_keep_an_entity_each() -> N
     configs = discovery_configs(cfg)
     topics = {p["state_topic"] for p in configs.values()}
     assert {"edgecount/shop/d1/counts/line/door.1", "edgecount/shop/d1/counts/line/door_1"} <= topics
-    assert len(configs) == 2 * 2 + 2
+    assert len(configs) == 2 * 5 + 2
     assert len({p["unique_id"] for p in configs.values()}) == len(configs)
 
 

@@ -76,8 +76,10 @@ def test_discovery_entities_follow_the_documented_schema_and_the_configuration(b
     base = "edgecount/shop/door-1"
     node = "edgecount_shop_door-1"
     objects = {t.split("/")[3] for t in configs}
-    assert objects == {"line_door_in", "line_door_out", "line_stairs_in", "line_stairs_out", "zone_till_entries",
-                       "zone_till_exits", "zone_till_occupancy", "health", "backlog"}, objects
+    per_line = {f"line_{ln}_{x}" for ln in ("door", "stairs")
+                for x in ("in", "out", "in_today", "out_today", "occupancy")}
+    assert objects == per_line | {"zone_till_entries", "zone_till_exits", "zone_till_occupancy", "health",
+                                  "backlog"}, objects
     for topic, payload in configs.items():
         prefix, component, node_part, _, last = topic.split("/")
         assert (prefix, component, node_part, last) == ("homeassistant", "sensor", node, "config")
@@ -89,13 +91,18 @@ def test_discovery_entities_follow_the_documented_schema_and_the_configuration(b
         assert payload.get("entity_category", "config") in ENTITY_CATEGORIES
         # Only the existing count and health topics are state topics: nothing else is exposed.
         state = payload["state_topic"]
-        assert state.startswith(f"{base}/counts/line/") or state.startswith(f"{base}/counts/zone/") \
+        assert state.startswith((f"{base}/counts/line/", f"{base}/counts/zone/", f"{base}/counts/total/")) \
             or state == f"{base}/health", state
         assert "snapshot" not in json.dumps(payload) and "track" not in json.dumps(payload)
     assert len({p["unique_id"] for p in configs.values()}) == len(configs)
     # The zone's record carries what its entities read.
     occ = configs[f"homeassistant/sensor/{node}/zone_till_occupancy/config"]
     assert occ["value_template"] == "{{ value_json.occupancy }}"
+    # A line's totals of the day start again at the reset hour: total_increasing reads the drop as a reset.
+    today = configs[f"homeassistant/sensor/{node}/line_door_in_today/config"]
+    assert today["state_topic"] == f"{base}/counts/total/door" and today["state_class"] == "total_increasing"
+    inside = configs[f"homeassistant/sensor/{node}/line_door_occupancy/config"]
+    assert inside["value_template"] == "{{ value_json.occupancy }}" and inside["state_class"] == "measurement"
     sink.close()
 
     # The line "stairs" is removed from the configuration: its entities go, the others stay.
@@ -106,4 +113,4 @@ def test_discovery_entities_follow_the_documented_schema_and_the_configuration(b
     time.sleep(1.5)
     remaining = {t.split("/")[3] for t, p in _retained(cap).items() if p}
     cap.close()
-    assert remaining == objects - {"line_stairs_in", "line_stairs_out"}, remaining
+    assert remaining == {o for o in objects if not o.startswith("line_stairs_")}, remaining

@@ -67,8 +67,8 @@ a = [0.5, 0.3]
 b = [0.5, 1.0]
 """)
         res = subprocess.run([sys.executable, "-m", "edgecount", "replay", str(pets09_clip), "--config", str(cfg),
-                              "--json", "--runtime-dir", str(d / "rt")], capture_output=True, text=True, cwd=ROOT,
-                             timeout=400)
+                              "--json", "--publish", "--runtime-dir", str(d / "rt")], capture_output=True, text=True,
+                             cwd=ROOT, timeout=400)
         assert res.returncode == 0, res.stderr[-2000:]
         report = json.loads(res.stdout)
         deadline = time.monotonic() + 10

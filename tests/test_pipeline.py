@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -43,7 +45,8 @@ def _in_process_counts(clip: Path, model) -> dict[str, dict[str, int]]:
 
 
 def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, yolox_model) -> None:
-    args = ["replay", str(pets09_clip), "--json"]
+    runtime = Path(tempfile.mkdtemp(prefix="ecp-", dir="/tmp"))
+    args = ["replay", str(pets09_clip), "--json", "--runtime-dir", str(runtime)]
     for ln in LINES:
         args += ["--line", ln]
     res = edgecount(*args)
@@ -58,6 +61,18 @@ def test_replay_counts_equal_the_library_run_in_process(pets09_clip: Path, yolox
     expected = _in_process_counts(pets09_clip, yolox_model)  # the default configuration's model
     assert report["lines"] == expected
     assert sum(c["in"] + c["out"] for c in expected.values()) > 20  # people really were counted
+    # Each line's running total of the day, sent after every bucket, ends at what the buckets add up to
+    # (issue 31); grouped by day, in case the run crossed the reset hour.
+    rows = [json.loads(x) for x in (runtime / "state" / "uplink.jsonl").read_text().splitlines()]
+    shutil.rmtree(runtime, ignore_errors=True)
+    for name in expected:
+        totals = [r for r in rows if r["kind"] == "total" and r["name"] == name]
+        buckets = [r for r in rows if r["kind"] == "line" and r["name"] == name]
+        assert len(totals) == len(buckets) > 0
+        last = {t["bucket_start"]: t for t in totals}  # per day, the latest (rows are in delivery order)
+        assert sum(t["in"] for t in last.values()) == expected[name]["in"]
+        assert sum(t["out"] for t in last.values()) == expected[name]["out"]
+        assert all(0 <= t["occupancy"] <= t["in"] for t in totals)
 
 
 def test_truncated_video_is_reported_and_counted_as_far_as_it_goes(pets09_clip: Path, tmp_path: Path) -> None:

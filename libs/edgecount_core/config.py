@@ -325,6 +325,9 @@ class UplinkSection(_Section):
         "",
         description="file the jsonl sink appends to; empty = <state_dir>/uplink.jsonl",
     )
+    daily_reset_hour: int = Field(
+        0, ge=0, le=23,
+        description="local hour (0-23) at which each line's daily totals and its in-minus-out occupancy start again")
     jsonl_max_mb: float = Field(
         32.0, gt=0, le=1_000_000,
         description="past this size the jsonl file is rotated to <file>.1, .2 (older ones deleted): "

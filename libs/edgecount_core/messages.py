@@ -299,14 +299,15 @@ class CountRecord:
     log_seq: int = 0
     """Position in the privacy filter's durable record log."""
     occupancy: int | None = None
-    """Zones only: how many people were inside at the end of the bucket (a count, like ``n_in``)."""
+    """Zones: how many people were inside at the end of the bucket; a line's daily ``total``: its in minus out,
+    never below zero (a count, like ``n_in``)."""
     camera: str = DEFAULT_CAMERA
 
     def _validate(self) -> None:
-        if self.occupancy is not None and (self.kind != "zone" or self.occupancy < 0):
-            raise MessageError("record: occupancy is a non-negative count, for zones only")
-        if self.kind not in ("line", "zone", "event"):
-            raise MessageError(f"record: kind must be 'line', 'zone' or 'event', got {self.kind!r}")
+        if self.occupancy is not None and (self.kind not in ("zone", "total") or self.occupancy < 0):
+            raise MessageError("record: occupancy is a non-negative count, for zones and daily totals only")
+        if self.kind not in ("line", "zone", "event", "total"):
+            raise MessageError(f"record: kind must be 'line', 'zone', 'event' or 'total', got {self.kind!r}")
         if self.n_in < 0 or self.n_out < 0:
             raise MessageError("record: counts must be non-negative")
         if self.bucket_s <= 0:

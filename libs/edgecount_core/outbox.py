@@ -28,6 +28,8 @@ from edgecount_core.messages import DEFAULT_CAMERA
 __all__ = ["CompactionPlan", "PendingRecord", "plan_compaction"]
 
 COARSER = (3600.0, 86400.0)
+TOTAL = "total"
+"""The kind of a line's running daily total (``edgecount_core.daily_totals``)."""
 
 
 @attrs.frozen
@@ -64,6 +66,10 @@ def _merge(records: Sequence[PendingRecord], coarse_s: float, cursors: Sequence[
         groups.setdefault((segment, r.camera, r.kind, r.name, start), []).append(r)
     merged = []
     for (_, camera, kind, name, start), rs in groups.items():
+        if kind == TOTAL:
+            # A day's running total replaces the ones before it: keep the newest, never add them up.
+            merged.append(max(rs, key=lambda r: r.row_id))
+            continue
         if len(rs) == 1 and rs[0].bucket_s >= coarse_s:
             merged.append(rs[0])
             continue
@@ -110,5 +116,7 @@ def plan_compaction(pending: Sequence[PendingRecord], max_rows: int, max_age_s: 
     kept = {r for r in records if r in originals}
     delete = tuple(r.row_id for r in pending if r not in kept)
     inserted = [r for r in records if r not in originals]
-    return CompactionPlan(delete=delete, insert=tuple(inserted), dropped_records=len(dropped),
-                          dropped_in=sum(r.n_in for r in dropped), dropped_out=sum(r.n_out for r in dropped))
+    # A dropped running total loses no count: the buckets it summed are records of their own.
+    lost = [r for r in dropped if r.kind != TOTAL]
+    return CompactionPlan(delete=delete, insert=tuple(inserted), dropped_records=len(lost),
+                          dropped_in=sum(r.n_in for r in lost), dropped_out=sum(r.n_out for r in lost))

@@ -68,7 +68,7 @@ def _replay_cameras(args: argparse.Namespace) -> int:
     try:
         res = with_progress("replay", args.json, lambda progress: replay_cameras(
             cfg, sources, realtime=args.realtime, lines=lines, progress=progress, logger=logger,
-            runtime_dir=args.runtime_dir), unit="frames")
+            runtime_dir=args.runtime_dir, publish=args.publish), unit="frames")
     except (ReplayError, AssetError, DetectorError, ConfigError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
@@ -119,7 +119,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     logger = logs.configure("replay", level="warning" if not args.verbose else "info")
     try:
         res = replay_with_progress(cfg, args, "replay", realtime=args.realtime, lines=lines or None, logger=logger,
-                                    runtime_dir=args.runtime_dir)
+                                    runtime_dir=args.runtime_dir, publish=args.publish)
     except (ReplayError, AssetError, DetectorError) as exc:
         err.print(f"[red]replay failed:[/] {exc}")
         return EXIT_FAILED
@@ -184,7 +184,7 @@ def cmd_replay_service(args: argparse.Namespace) -> int:
     from edgecount.tools.recording import normalise, replay_service
 
     try:
-        outputs = replay_service(args.service, Path(args.dir))
+        outputs = replay_service(args.service, Path(args.dir), publish=args.publish)
     except (OSError, RuntimeError, ValueError) as exc:
         err.print(f"[red]replay-service failed:[/] {exc}")
         return EXIT_FAILED
@@ -202,6 +202,10 @@ def cmd_replay_service(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PUBLISH_HELP = ("also deliver to the configured broker and webhook, as the device <id>-replay with a client id of "
+                "its own (default: only a private JSON-lines file; never as the device itself)")
+
+
 def register(sub: Any) -> None:
     """Add this module's commands to the ``edgecount`` parser."""
     rp = sub.add_parser("replay", help="run the whole pipeline over video files and print the counts")
@@ -215,6 +219,7 @@ def register(sub: Any) -> None:
     rp.add_argument("--json", action="store_true")
     rp.add_argument("--verbose", "-v", action="store_true")
     rp.add_argument("--runtime-dir", type=Path, help="use (and keep) this directory for sockets, state and logs")
+    rp.add_argument("--publish", action="store_true", help=PUBLISH_HELP)
     rp.set_defaults(func=cmd_replay)
 
     rec = sub.add_parser("record", help="record what flows on the bus of the running appliance")
@@ -230,4 +235,5 @@ def register(sub: Any) -> None:
     rps.add_argument("dir")
     rps.add_argument("--out", help="write the normalised output (JSON lines) here")
     rps.add_argument("--json", action="store_true")
+    rps.add_argument("--publish", action="store_true", help=PUBLISH_HELP)
     rps.set_defaults(func=cmd_replay_service)

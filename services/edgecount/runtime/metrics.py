@@ -43,6 +43,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "edgecount_stream_gaps_total": ("counter", "stretches without frames too long to fill with zero rows"),
     "edgecount_stream_gap_seconds_total": ("counter", "stream time in those gaps (no rows: the device did not watch)"),
     "edgecount_records_delivered_total": ("counter", "records a sink confirmed (file fsynced, MQTT PUBACK, 2xx)"),
+    "edgecount_line_crossings_total": ("counter", "people the counter counted crossing a line, per camera, line "
+                                       "and direction (starts again only when the lines change)"),
 }
 
 _PER_SERVICE = {"bad_messages": "edgecount_bus_bad_messages_total",
@@ -63,6 +65,24 @@ _SERVICE_STATS = {  # (service, stat) -> metric
     ("privacy", "stream_gaps"): "edgecount_stream_gaps_total",
     ("privacy", "stream_gap_s"): "edgecount_stream_gap_seconds_total",
 }
+
+
+def _line_crossings(stats: Mapping[str, Any]) -> list[Sample]:
+    """The counter's ``line.NAME.in`` (one camera) or ``camera.CAM.line.NAME.in`` (several) as labelled samples."""
+    out: list[Sample] = []
+    for key, value in stats.items():
+        if key.startswith("camera."):
+            camera, found, rest = key.removeprefix("camera.").partition(".line.")
+            if not found:
+                continue
+        elif key.startswith("line."):
+            camera, rest = "main", key.removeprefix("line.")
+        else:
+            continue
+        name, _, direction = rest.rpartition(".")  # a line's name may hold dots (door.1)
+        if direction in ("in", "out") and name and isinstance(value, int) and not isinstance(value, bool):
+            out.append(({"camera": camera, "line": name, "direction": direction}, float(value)))
+    return out
 
 
 def samples(services: Iterable[Mapping[str, Any]], now: float | None = None) -> dict[str, list[Sample]]:
@@ -88,6 +108,8 @@ def samples(services: Iterable[Mapping[str, Any]], now: float | None = None) -> 
             for q, key in (("0.5", "latency_ms_p50"), ("0.95", "latency_ms_p95")):
                 if isinstance(stats.get(key), int | float) and int(stats.get("processed", 0)):
                     out["edgecount_inference_latency_seconds"].append(({"quantile": q}, float(stats[key]) / 1000))
+        if name == "counter":
+            out["edgecount_line_crossings_total"] += _line_crossings(stats)
         if name == "uplink":
             for key, value in stats.items():
                 if key.startswith("delivered.") and isinstance(value, int | float):

@@ -64,6 +64,30 @@ def with_private_runtime(data: dict[str, Any], runtime: Path) -> dict[str, Any]:
     return data
 
 
+def for_replay(data: dict[str, Any], runtime: Path, publish: bool = False) -> dict[str, Any]:
+    """A configuration mapping for a replay (the pipeline, or one service over a recording): private runtime and
+    state, and never the device's identity on its broker.
+
+    By default only the local JSON-lines sink delivers: a recording carries the production broker and webhook,
+    and a replay that logs in as the device closes the device's own session (same client id), flaps its
+    retained status and sends its counts again. With ``publish`` the configured sinks deliver too, as a device
+    of its own: the id ``<id>-replay`` (its topics and record ids) and a client id no device can have
+    (``/`` is not allowed in a site or device name)."""
+    import secrets
+
+    with_private_runtime(data, runtime)
+    up = data.setdefault("uplink", {})
+    sinks = [s for s in up.get("sinks", ["jsonl"]) if s != "jsonl"]
+    if not publish:
+        up["sinks"] = ["jsonl"]
+        return data
+    up["sinks"] = ["jsonl", *sinks]
+    device = data.setdefault("device", {})
+    device["id"] = f"{device.get('id', 'edgecount-1')}-replay"
+    up.setdefault("mqtt", {})["client_id"] = f"edgecount/replay/{secrets.token_hex(6)}"
+    return data
+
+
 def runtime_dir(cfg: Config) -> Path:
     if cfg.runtime.dir:
         return Path(cfg.runtime.dir)

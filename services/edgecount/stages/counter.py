@@ -232,6 +232,8 @@ class Counter(Service):
                 s[f"{prefix}zone.{zc.zone.name}.occupancy"] = zc.occupancy
             for name, seconds in c.activity.people_s.items():
                 s[f"{prefix}line.{name}.people_s_since_count"] = round(seconds, 1)
+            for name, totals in c.counter.engine.totals().items():  # kept in the counter's state: survive restarts
+                s[f"{prefix}line.{name}.in"], s[f"{prefix}line.{name}.out"] = totals["in"], totals["out"]
         return s
 
     def teardown(self) -> None:

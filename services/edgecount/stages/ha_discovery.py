@@ -1,10 +1,11 @@
 """Home Assistant MQTT discovery: the device's counts and health appear as entities by themselves.
 
 Retained ``<prefix>/sensor/<node>/<object>/config`` messages describe, per line, its ``in`` and ``out``
-counts, per zone its entries, exits and occupancy, and the device's health and backlog, all grouped
-under one device. Their state topics are the count and health topics the uplink already publishes (no
-second data path) and their availability is the retained ``status`` topic with its ``offline`` last
-will. Only counts and health are described: nothing per person, no snapshot.
+counts per bucket and today, and its occupancy (in minus out today); per zone its entries, exits and
+occupancy; and the device's health and backlog, all grouped under one device. Their state topics are the
+count and health topics the uplink already publishes (no second data path) and their availability is the
+retained ``status`` topic with its ``offline`` last will. Only counts and health are described: nothing
+per person, no snapshot.
 """
 
 from __future__ import annotations
@@ -50,12 +51,22 @@ def discovery_configs(cfg: Config) -> dict[str, Payload]:
         cbase = f"{base}/{camera}" if cfg.mqtt_per_camera() else base
         oid, label = (f"{camera}_", f"{camera} ") if cfg.cameras else ("", "")
         for ln in view.lines:
+            total_topic = f"{cbase}/counts/total/{ln.name}"
             for direction, icon in (("in", "mdi:account-arrow-right"), ("out", "mdi:account-arrow-left")):
                 entities.append((f"{oid}line_{ln.name}_{direction}", {
                     "name": f"{label}{ln.name} {direction} ({per_bucket})",
                     "state_topic": f"{cbase}/counts/line/{ln.name}",
                     "value_template": f"{{{{ value_json['{direction}'] }}}}", "unit_of_measurement": "people",
                     "state_class": "measurement", "force_update": True, "icon": icon}))
+                # Starts again every day: total_increasing takes the drop to 0 as a reset, not as negative people.
+                entities.append((f"{oid}line_{ln.name}_{direction}_today", {
+                    "name": f"{label}{ln.name} {direction} today", "state_topic": total_topic,
+                    "value_template": f"{{{{ value_json['{direction}'] }}}}", "unit_of_measurement": "people",
+                    "state_class": "total_increasing", "icon": icon}))
+            entities.append((f"{oid}line_{ln.name}_occupancy", {
+                "name": f"{label}{ln.name} occupancy (in - out today)", "state_topic": total_topic,
+                "value_template": "{{ value_json.occupancy }}", "unit_of_measurement": "people",
+                "state_class": "measurement", "icon": "mdi:account-group"}))
         for z in view.zones:
             topic = f"{cbase}/counts/zone/{z.name}"
             entities += [

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgecount.runtime.store import Store
 from edgecount.stages.uplink_sinks import OutRow
 from edgecount_core.messages import DEFAULT_CAMERA, CountRecord, Snapshot
-from edgecount_core.outbox import CompactionPlan, PendingRecord
+from edgecount_core.outbox import TOTAL, CompactionPlan, PendingRecord
 
 FIRST_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -96,16 +96,26 @@ class Outbox:
 
     # -- taking records in (the caller's transaction also records the applied log position) -----------------
     def add_record(self, msg: CountRecord) -> None:
-        """Queue a count record and keep it in the history; a record id seen before is ignored."""
+        """Queue a count record and keep it in the history (a running total only in the outbox: the history
+        holds what was counted, once); a record id seen before is ignored."""
         db = self.store.db
         db.execute("INSERT OR IGNORE INTO outbox(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, "
                    "created, occupancy, camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out,
                     time.time(), msg.occupancy, msg.camera))
+        if msg.kind == TOTAL:
+            return
         db.execute("INSERT OR IGNORE INTO history(record_id, kind, name, bucket_start, bucket_s, n_in, n_out, "
                    "camera) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                    (msg.record_id, msg.kind, msg.name, msg.bucket_start, msg.bucket_s, msg.n_in, msg.n_out,
                     msg.camera))
+
+    def line_buckets(self, camera: str, name: str, since: float, until: float) -> list[tuple[float, int, int]]:
+        """``(bucket_start, in, out)`` of one line's buckets starting in ``[since, until)``, from the history."""
+        rows = self.store.db.execute(
+            "SELECT bucket_start, n_in, n_out FROM history WHERE kind = 'line' AND camera = ? AND name = ? "
+            "AND bucket_start >= ? AND bucket_start < ?", (camera, name, since, until)).fetchall()
+        return [(float(b), int(i), int(o)) for b, i, o in rows]
 
     def add_still(self, msg: Snapshot) -> None:
         """Queue a redacted still (policy ``snapshots``); it is never part of the history."""

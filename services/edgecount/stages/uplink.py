@@ -13,7 +13,9 @@ records are merged into coarser buckets, and records older than
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import attrs
@@ -27,8 +29,23 @@ from edgecount.stages.base import Service
 from edgecount.stages.outbox import Outbox
 from edgecount.stages.uplink_sinks import Sink, SinkError, build_sinks
 from edgecount_core.config import Config
+from edgecount_core.daily_totals import day_start, running_total, total_record
 from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue
 from edgecount_core.outbox import plan_compaction
+
+
+def local_zone() -> tzinfo:
+    """The device's time zone, with its daylight-saving rules when the system names them (``TZ``,
+    ``/etc/localtime``), else its current offset: daily totals start again at a local hour."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        if os.environ.get("TZ"):
+            return ZoneInfo(os.environ["TZ"].lstrip(":"))
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f)
+    except (OSError, ValueError, ZoneInfoNotFoundError):
+        return datetime.now().astimezone().tzinfo or UTC
 
 
 class Uplink(Service):
@@ -49,6 +66,7 @@ class Uplink(Service):
         self.pending_eos: dict[str, EndOfStream] = {}  # per camera: each stream ends on its own
         self.next_housekeeping = 0.0
         self.next_health = 0.0
+        self.zone = local_zone()
 
     def setup(self) -> None:
         try:
@@ -69,9 +87,17 @@ class Uplink(Service):
         with self.outbox.transaction():  # queued and the log position noted together, or neither
             if isinstance(msg, CountRecord):
                 self.outbox.add_record(msg)
+                if msg.kind == "line":
+                    self.outbox.add_record(self._day_total(msg))
             elif isinstance(msg, Snapshot) and self.stills_allowed:
                 self.outbox.add_still(msg)  # made before a policy change away from stills: consumed, not queued
             self.outbox.put("applied", msg.log_seq)
+
+    def _day_total(self, msg: CountRecord) -> CountRecord:
+        """The line's running total of the day ``msg`` belongs to, its bucket included (from the history)."""
+        start = day_start(msg.bucket_start, self.cfg.uplink.daily_reset_hour, self.zone)
+        buckets = self.outbox.line_buckets(msg.camera, msg.name, start, msg.bucket_start + msg.bucket_s)
+        return total_record(msg, start, running_total(buckets))
 
     def handle(self, topic: bytes, msg: Message) -> None:
         if isinstance(msg, CountRecord | Snapshot):

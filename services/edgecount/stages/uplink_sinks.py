@@ -401,7 +401,8 @@ class MqttSink:
             else:
                 topic = f"{base}/counts/{r.record['kind']}/{r.record['name']}"
                 payload = json.dumps(r.record, sort_keys=True).encode()
-            info = self.client.publish(topic, payload, qos=1)
+            # A day's running total is a state (Home Assistant reads it after a restart), a bucket is an event.
+            info = self.client.publish(topic, payload, qos=1, retain=r.record["kind"] == "total")
             if info.rc != 0:
                 self.connected = False
                 return

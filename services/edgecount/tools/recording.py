@@ -121,11 +121,15 @@ def read_messages(directory: Path) -> Iterator[dict[str, Any]]:
 
 def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
                    noise: Iterator[list[bytes]] | None = None,
-                   health: list[Health] | None = None) -> list[tuple[str, Message]]:
+                   health: list[Health] | None = None, publish: bool = False) -> list[tuple[str, Message]]:
     """Feed a recording into ``service`` alone; returns what it published (topic, message), in order.
 
     ``noise`` (a fuzzer) gives raw multipart messages sent on the same upstream socket after every input;
-    ``health`` receives the service's heartbeats, the last one taken after everything was handled.
+    ``health`` receives the service's heartbeats, the last one taken after everything was handled. The
+    service's sinks are private unless ``publish`` (``settings.for_replay``). A stage that follows a durable
+    log finds the recording's entries served as that log (:class:`RecordedLog`), numbered as recorded.
+    ``RuntimeError`` with the service's own error output when it fails, or publishes nothing the recording
+    implies.
     """
     if service not in stages.replayable():
         raise ValueError(f"replay-service supports {', '.join(stages.replayable())}; not {service!r}")
@@ -139,7 +143,7 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
     runtime = Path(tempfile.mkdtemp(prefix="ecr-", dir="/tmp"))
     cfg_text = (directory / "config.toml").read_text(encoding="utf-8")
     # The service gets its own state, so a replay never resumes from an earlier one.
-    cfg_text = _with_runtime(cfg_text, runtime)
+    cfg_text = _with_runtime(cfg_text, runtime, publish)
     (runtime / "config.toml").write_text(cfg_text, encoding="utf-8")
     ctx: zmq.Context[Any] = zmq.Context()
     upstream = links[0][0]
@@ -147,14 +151,20 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
     listen = bus.Subscriber(ctx, runtime, [(service, (*ALL_TOPICS, bus.MARKER))],
                             logs.configure("replay-service", level="error"), hwm=1000000)
     ring = RingWriter(runtime, 4, 1920, 1080) if service == "inference" else None
+    follows = stages.stage(service).follows
+    log = RecordedLog(runtime, follows, read_messages(directory)) if follows else None
+    errors = (runtime / "service.log").open("wb")  # what the service says, shown when it fails
     proc = subprocess.Popen([sys.executable, "-m", "edgecount.stages", service, "--config",
                              str(runtime / "config.toml"), "--runtime-dir", str(runtime)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=errors, stderr=errors)
     beats = bus.Subscriber(ctx, runtime, [(service, (bus.HEALTH,))], logs.configure("replay-service", level="error"))
     outputs: list[tuple[str, Message]] = []
+    failure: Exception | None = None
     try:
         _handshake(pub, listen, proc, outputs)
         for m in inputs:
+            if log is not None:
+                log.offer(m)
             raw = m["payload"]
             if ring is not None and m["topic"] == "frame":
                 raw = _frame_through_ring(ring, directory, raw)
@@ -168,20 +178,149 @@ def replay_service(service: str, directory: Path, timeout_s: float = 300.0,
             if noise is not None:
                 pub.sock.send_multipart(next(noise))
             _drain(listen, outputs)
+        if log is not None:
+            log.wait_applied(listen, outputs, proc, timeout_s)
         _handshake(pub, listen, proc, outputs)  # everything before this marker was handled
         if health is not None:
             _collect_health(beats, health, proc)
+    except RuntimeError as exc:
+        failure = exc
     finally:
         beats.close()
         proc.terminate()
         proc.wait(timeout=20)
+        errors.close()
+        if log is not None:
+            log.close()
+        said = _error_lines(runtime / "service.log")
         if ring is not None:
             ring.close()
         pub.close()
         listen.close()
         ctx.term()
+        jsonl_rows = _count_lines(runtime / "state" / "uplink.jsonl")
         shutil.rmtree(runtime, ignore_errors=True)
-    return [(t, m) for t, m in outputs if t not in ("marker", "health")]
+    if failure is not None:
+        raise RuntimeError(f"{service}: {failure}" + (f"; it said: {said}" if said else "")) from None
+    published = [(t, m) for t, m in outputs if t not in ("marker", "health")]
+    implied = _implied(service, inputs)
+    if implied and not any(t in implied for t, _ in published) and not (service == "uplink" and jsonl_rows):
+        raise RuntimeError(f"{service} published nothing ({', '.join(implied)} expected from {len(inputs)} "
+                           "recorded inputs)" + (f"; it said: {said}" if said else "; it logged no error"))
+    return published
+
+
+def _implied(service: str, inputs: list[dict[str, Any]]) -> tuple[str, ...]:
+    """What ``service`` must publish when fed ``inputs``: its data topics once it got data to work on."""
+    data = {"inference": ("frame",), "counter": ("detections",), "privacy": ("watermark",),
+            "uplink": ("record",)}.get(service, ())
+    if not any(m["topic"] in data for m in inputs):
+        return ()
+    return {"inference": ("detections",), "counter": ("tracks",), "privacy": ("record",),
+            "uplink": ("record",)}[service]
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def _error_lines(path: Path, last: int = 5) -> str:
+    """The service's last warnings and errors (JSON log lines), else its last lines of output."""
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    picked = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            if rec.get("level") in ("warning", "error", "critical"):
+                extra = {k: v for k, v in rec.items() if k not in ("event", "level", "timestamp", "service")}
+                picked.append(f"{rec.get('event')} {extra}" if extra else str(rec.get("event")))
+        elif line.strip():
+            picked.append(line.strip())
+    return " | ".join(picked[-last:])[:1500]
+
+
+class RecordedLog:
+    """The durable log of the stage a replayed service follows, grown from the recording as the replay sends it
+    and served on that stage's sync socket (the ZeroMQ guide's Clone pattern, as the appliance runs it). A
+    recording made on a live device starts mid-stream (its first crossing is number 232): the log starts
+    there, so the follower learns where it begins instead of waiting for 1..231, which no recording holds."""
+
+    def __init__(self, runtime: Path, upstream: str, messages: Iterator[dict[str, Any]]) -> None:
+        import threading
+
+        from edgecount.runtime.store import Store
+
+        self.upstream = upstream
+        seqs = [self.seq_of(m) for m in messages if m["service"] == upstream]
+        self.first = min((q for q in seqs if q), default=1)
+        self.store = Store(runtime / f"recorded-{upstream}.db", synchronous="OFF")
+        with self.store.transaction():
+            self.store.last_seq = self.first - 1
+            self.store.put_int("log.last_seq", self.first - 1)
+        self.acked = 0
+        self._lock = threading.Lock()  # one SQLite connection, two threads: the replay appends, the server reads
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(runtime,), daemon=True)
+        self._thread.start()
+
+    def seq_of(self, m: dict[str, Any]) -> int:
+        """The log number of a recorded message of the upstream's log (crossing, zone, record), else 0."""
+        if m["topic"] not in ("crossing", "zone", "record"):
+            return 0
+        try:
+            msg = decode(m["payload"])
+        except MessageError:
+            return 0
+        return int(getattr(msg, "event_seq", 0) or getattr(msg, "log_seq", 0) or 0)
+
+    def offer(self, m: dict[str, Any]) -> None:
+        """The replay sends ``m`` now: an entry of the log from now on (in order; a gap ends the log there)."""
+        seq = self.seq_of(m) if m["service"] == self.upstream else 0
+        with self._lock:
+            if seq == self.store.last_seq + 1:
+                with self.store.transaction():
+                    self.store.append(seq, m["topic"].encode(), m["payload"])
+
+    def _serve(self, runtime: Path) -> None:
+        from edgecount.runtime.durable_log import SyncServer
+
+        ctx: zmq.Context[Any] = zmq.Context()
+        server = SyncServer(ctx, runtime, self.upstream, self.store, logs.configure("replay-service", level="error"))
+        poller = zmq.Poller()
+        poller.register(server.sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(100):
+                    with self._lock:
+                        server.handle()
+                    self.acked = server.acked
+        finally:
+            server.close()
+            ctx.term()
+
+    def wait_applied(self, listen: bus.Subscriber, outputs: list[tuple[str, Message]], proc: Any,
+                     timeout_s: float) -> None:
+        """Until the service acknowledged the whole log (made it durable), at most ``timeout_s``."""
+        deadline = time.monotonic() + min(timeout_s, 30.0)
+        while self.acked < self.store.last_seq and time.monotonic() < deadline and proc.poll() is None:
+            _drain(listen, outputs)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.store.close()
 
 
 def _collect_health(beats: bus.Subscriber, into: list[Health], proc: Any, wait_s: float = 5.0) -> None:
@@ -197,12 +336,12 @@ def _collect_health(beats: bus.Subscriber, into: list[Health], proc: Any, wait_s
             return
 
 
-def _with_runtime(cfg_text: str, runtime: Path) -> str:
+def _with_runtime(cfg_text: str, runtime: Path, publish: bool = False) -> str:
     import tomllib
 
-    from edgecount.runtime.settings import to_toml, with_private_runtime
+    from edgecount.runtime.settings import for_replay, to_toml
 
-    return to_toml(with_private_runtime(tomllib.loads(cfg_text), runtime))
+    return to_toml(for_replay(tomllib.loads(cfg_text), runtime, publish))
 
 
 def _frame_through_ring(ring: RingWriter, directory: Path, raw: bytes) -> bytes | None:

@@ -29,7 +29,7 @@ from edgecount.detection.models import resolve_model, startup_model
 from edgecount.runtime import bus
 from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
-from edgecount.runtime.settings import state_dir, to_toml, with_private_runtime
+from edgecount.runtime.settings import for_replay, state_dir, to_toml
 from edgecount.runtime.watchdog import Watchdog
 from edgecount.stages.crossing_journal import read_crossings
 from edgecount_core.config import Config, LineSection, parse_config
@@ -90,20 +90,18 @@ class ReplayResult:
 
 
 def effective_config(base: Config, source: str, realtime: bool, lines: list[LineSection] | None,
-                     runtime_dir: Path) -> Config:
+                     runtime_dir: Path, publish: bool = False) -> Config:
     data = base.model_dump(mode="json")
     data["capture"].update(source=source, realtime=realtime, loop=False)
     if lines:
         data["lines"] = [ln.model_dump(mode="json") for ln in lines]
-    return _replay_config(data, runtime_dir)
+    return _replay_config(data, runtime_dir, publish)
 
 
-def _replay_config(data: dict[str, Any], runtime_dir: Path) -> Config:
+def _replay_config(data: dict[str, Any], runtime_dir: Path, publish: bool = False) -> Config:
     """A replay's configuration: private runtime and state, and the local sink its result is read back from
-    (other configured sinks deliver as usual)."""
-    with_private_runtime(data, runtime_dir)
-    data["uplink"]["sinks"] = ["jsonl", *[x for x in data["uplink"]["sinks"] if x != "jsonl"]]
-    return parse_config(data, source="replay")
+    (the configured broker and webhook only with ``publish``, under an identity of its own: ``for_replay``)."""
+    return parse_config(for_replay(data, runtime_dir, publish), source="replay")
 
 
 Counts = tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]
@@ -127,7 +125,7 @@ def sum_records(path: Path, cfg: Config, camera: str = DEFAULT_CAMERA) -> Counts
                 c = lines.setdefault(rec["name"], {"in": 0, "out": 0})
                 c["in"] += rec["in"]
                 c["out"] += rec["out"]
-            else:
+            elif rec["kind"] == "zone":  # not events (each restates a line's count) nor a day's running total
                 z = zones.setdefault(rec["name"], {"entries": 0, "exits": 0})
                 z["entries"] += rec["in"]
                 z["exits"] += rec["out"]
@@ -261,7 +259,7 @@ def _in_private_dir(runtime_dir: Path | None, keep_dir: bool, work: Callable[[Pa
 def replay(base: Config, source: str, *, realtime: bool = False, lines: list[LineSection] | None = None,
            timeout_s: float = 3600.0, progress: ProgressFn | None = None, logger: Any = None,
            keep_dir: bool = False, collect_tracks: bool = False,
-           runtime_dir: Path | None = None) -> ReplayResult:
+           runtime_dir: Path | None = None, publish: bool = False) -> ReplayResult:
     store = AssetStore.for_config(base)
     probe = _probe(source, store)
     # Fetch once, before the services race for it: the model the pipeline cannot start without (an
@@ -269,7 +267,7 @@ def replay(base: Config, source: str, *, realtime: bool = False, lines: list[Lin
     resolve_model(startup_model(base, store), store)
 
     def work(rdir: Path) -> ReplayResult:
-        cfg = effective_config(base, probe.local, realtime, lines, rdir)
+        cfg = effective_config(base, probe.local, realtime, lines, rdir, publish)
         run = _run_pipeline(cfg, rdir, probe.frames, timeout_s=timeout_s, progress=progress, logger=logger,
                             collect_tracks=collect_tracks)
         res = _camera_result(cfg, DEFAULT_CAMERA, source, probe, run)
@@ -344,7 +342,7 @@ def camera_sources(args: list[str]) -> dict[str, str]:
 
 
 def cameras_config(base: Config, sources: dict[str, str], realtime: bool, lines: dict[str, list[LineSection]],
-                   runtime_dir: Path) -> Config:
+                   runtime_dir: Path, publish: bool = False) -> Config:
     """``base`` with one ``[[cameras]]`` per source. A camera's lines are its ``--line``s if any, else those of
     the camera of that name in ``base``, else ``base``'s top-level lines (the same view filmed twice)."""
     data = base.model_dump(mode="json")
@@ -363,20 +361,20 @@ def cameras_config(base: Config, sources: dict[str, str], realtime: bool, lines:
     data.update(cameras=cams, lines=[], zones=[])
     data["capture"].pop("source", None)
     data["capture"].update(realtime=realtime, loop=False)
-    return _replay_config(data, runtime_dir)
+    return _replay_config(data, runtime_dir, publish)
 
 
 def replay_cameras(base: Config, sources: dict[str, str], *, realtime: bool = False,
                    lines: dict[str, list[LineSection]] | None = None, timeout_s: float = 3600.0,
                    progress: ProgressFn | None = None, logger: Any = None, keep_dir: bool = False,
-                   runtime_dir: Path | None = None) -> CamerasResult:
+                   runtime_dir: Path | None = None, publish: bool = False) -> CamerasResult:
     """Replay several files through one pipeline, one camera each (every frame of each, unless ``realtime``)."""
     store = AssetStore.for_config(base)
     probes = {name: _probe(src, store) for name, src in sources.items()}
     resolve_model(startup_model(base, store), store)
 
     def work(rdir: Path) -> CamerasResult:
-        cfg = cameras_config(base, {n: p.local for n, p in probes.items()}, realtime, lines or {}, rdir)
+        cfg = cameras_config(base, {n: p.local for n, p in probes.items()}, realtime, lines or {}, rdir, publish)
         total = sum(p.frames for p in probes.values())
         run = _run_pipeline(cfg, rdir, total, timeout_s=timeout_s, progress=progress, logger=logger,
                             collect_tracks=False)
