@@ -120,6 +120,8 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         shot = runtime_dir / "preview.jpg"
         t = _term(["preview", "--out", str(shot)], cfg)
         t.expect(r"wrote .*preview\.jpg from the running appliance: 1 lines, 0 zones, \d+ people \(pixelated\)")
+        t.expect(r"where feet were seen: (\d+) sightings")  # the counter's grid, written every 10 s
+        assert int(t.match.group(1)) > 0
         t.expect(pexpect.EOF)
         t.close()
         assert t.exitstatus == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from edgecount_core.geometry import Line
 def cmd_preview(args: argparse.Namespace) -> int:
     import cv2
 
-    from edgecount.tools.preview import draw, from_appliance, from_camera
+    from edgecount.tools.preview import draw, foot_heat, from_appliance, from_camera
 
     full = load_config(config_path(args))
     camera = args.camera or full.camera_names()[0]
@@ -49,12 +50,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
             return EXIT_FAILED
     frame, boxes, scores = got
     redact = not args.unredacted
-    people = draw(frame, cfg, boxes, scores, redact)
+    heat = foot_heat(full, camera, time.time())
+    people = draw(frame, cfg, boxes, scores, redact, heat=heat)
     if not cv2.imwrite(str(args.out), frame, [cv2.IMWRITE_JPEG_QUALITY, 85]):
         err.print(f"[red]cannot write {args.out}[/]")
         return EXIT_FAILED
     out.print(f"wrote {args.out} from the {source}: {len(cfg.lines)} lines, {len(cfg.zones)} zones, "
               f"{people} people{' (pixelated)' if redact else ' (NOT redacted)'}")
+    out.print(f"where feet were seen: {int(heat.sum())} sightings over the last minutes (coloured)" if heat is not None
+              else "where feet were seen: not yet (the running appliance draws it after its first minutes)")
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ that takes well under a millisecond a frame.
 
 from __future__ import annotations
 
+import json
 import pickle
 import secrets
 import time
@@ -23,6 +24,7 @@ import attrs
 
 from edgecount.runtime import bus
 from edgecount.runtime.durable_log import SyncServer
+from edgecount.runtime.files import replace_text
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
@@ -30,6 +32,7 @@ from edgecount.stages.crossing_journal import CrossingJournal
 from edgecount_core.camera import CameraCounter
 from edgecount_core.camera_names import scoped
 from edgecount_core.config import Config
+from edgecount_core.foot_heat import FootHeat
 from edgecount_core.frames import FramePosition
 from edgecount_core.line_activity import LineActivity
 from edgecount_core.messages import (
@@ -47,6 +50,7 @@ from edgecount_core.messages import (
 
 STATE_VERSION = 5  # 4: tracks keep their colours; 5: line sides remember which way a new track leaned
 WATERMARK_EVERY_S = 1.0  # stream time between watermarks: how soon privacy may close a bucket
+FEET_EVERY_S = 10.0  # how often the foot grid for preview is written
 
 
 def state_key(camera: str) -> str:
@@ -66,6 +70,8 @@ class CameraState:
     next_watermark: float = 0.0
     activity: LineActivity = attrs.field(factory=lambda: LineActivity(()))
     """Not saved: after a restart a silent line is noticed again from then on."""
+    feet: FootHeat = attrs.field(factory=FootHeat)
+    """Where feet were seen lately, for ``preview`` (written to a file, not saved with the state)."""
 
     def __attrs_post_init__(self) -> None:
         self.activity = LineActivity(tuple(ln.name for ln in self.counter.engine.lines))
@@ -99,6 +105,7 @@ class Counter(Service):
         self.watch(self.sync.sock, self.sync.handle)
         self.track_ms = 0.0
         self.next_tail = 0.0
+        self.next_feet = time.monotonic() + 2.0  # soon after a start: a technician may preview at once
 
     def _load_cameras(self) -> None:
         """Every camera's counting as last committed (or fresh)."""
@@ -165,6 +172,10 @@ class Counter(Service):
         cs.last_ts = msg.ts
         cs.processed += 1
         cs.activity.update(msg.ts, len(out.ids), (c.line for c in out.crossings))
+        if len(out.rows):
+            rows = out.rows  # id, x1, y1, x2, y2: the feet are the bottom centre
+            cs.feet.add(msg.ts, zip(((rows[:, 1] + rows[:, 3]) / 2 / msg.width).tolist(),
+                                    (rows[:, 4] / msg.height).tolist(), strict=True))
         outgoing: list[tuple[bytes, Crossing | ZoneEvent]] = []
         with self.store.transaction():
             for c in out.crossings:
@@ -194,8 +205,20 @@ class Counter(Service):
                                                    camera=cs.name))
             cs.next_watermark = msg.ts + WATERMARK_EVERY_S
 
+    def _write_feet(self) -> None:
+        """Each camera's foot grid for ``preview``, replaced whole (a reader sees the old or the new)."""
+        for cs in self.cams.values():
+            path = state_dir(self.cfg) / f"{scoped('feet', cs.name)}.json"
+            try:
+                replace_text(path, json.dumps(cs.feet.to_json(cs.last_ts)), 0o600, fsync=False)
+            except OSError as exc:  # a full disk: the grid is a convenience, counting goes on
+                self.log.debug("counter.feet_not_written", reason=str(exc))
+
     def tick(self) -> int:
         now = time.monotonic()
+        if now >= self.next_feet:
+            self._write_feet()
+            self.next_feet = now + FEET_EVERY_S
         if now >= self.next_tail:
             self.pub.send(bus.TAIL, LogTail(service=self.name, last_seq=self.store.last_seq))
             self.next_tail = now + 1.0
