@@ -8,7 +8,8 @@ py := venv / "bin/python"
 export EDGECOUNT_ASSET_MIRROR := env_var_or_default("EDGECOUNT_ASSET_MIRROR", if path_exists("../shared/assets") == "true" { "../shared/assets" } else { "" })
 # The scarthgap layer snapshots the BitBake test parses offline.
 export EDGECOUNT_YOCTO_LAYERS := env_var_or_default("EDGECOUNT_YOCTO_LAYERS", if path_exists("../shared/yocto-layers") == "true" { "../shared/yocto-layers" } else { "" })
-export XDG_CACHE_HOME := env_var_or_default("XDG_CACHE_HOME", justfile_directory() / ".cache")
+# Models and clips go to the user's cache (~/.cache/edgecount), where `edgecount run` with the user's own
+# configuration finds them after the demo (the tests keep theirs in ./.cache: tests/conftest.py).
 
 # list the recipes
 default:
