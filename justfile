@@ -27,8 +27,20 @@ setup:
         rm -f {{venv}}/.installed-*; touch "$stamp"
     fi
 
+# the virtual environment with edgecount alone: what the demo needs (the dev tools' trackeval pulls in
+# OpenCV's GUI build, which a headless Debian cannot load without libxcb)
+setup-runtime:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x {{venv}}/bin/edgecount ] || [ pyproject.toml -nt {{venv}}/bin/edgecount ]; then
+        python3 -m venv {{venv}}
+        {{venv}}/bin/pip install --quiet --upgrade pip
+        {{venv}}/bin/pip install --quiet -e .
+        touch {{venv}}/bin/edgecount
+    fi
+
 # the built-in demo: the whole multi-process pipeline over the PETS09 clip, printing counts per line
-demo: setup
+demo: setup-runtime
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
@@ -45,6 +57,8 @@ test-deps:
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
     [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
+    # trackeval (evaluation) depends on OpenCV's GUI build, which loads libxcb even without a display
+    /sbin/ldconfig -p 2>/dev/null | grep -q 'libxcb.so.1 ' || need+=(libxcb1)
     # BitBake's host tools (the image's dependency graph is resolved by a real BitBake)
     for t in gawk chrpath diffstat cpio lz4 zstd file; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
     locale -a 2>/dev/null | grep -qi '^en_US.utf8$' || need+=(locales)
