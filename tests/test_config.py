@@ -242,6 +242,7 @@ def _unit_keys() -> dict[str, list[str]]:
     ('[capture]\nsource = "/nowhere/door.mp4"\n', "no such file"),
     ('[inference]\nmodle = "yolox_nano"\n', "unknown key"),
     ('[counting]\nband = -1\n', "counting.band"),
+    ('[uplink]\nsinks = ["mqtt"]\n[uplink.mqtt]\nusername = "u"\npassword_file = "PW"\n', "chmod 600"),
 ])
 def test_a_typo_in_the_configuration_never_restarts_or_reboots_the_device(
         tmp_path: Path, capfd: pytest.CaptureFixture[str], mistake: str, needle: str) -> None:
@@ -250,8 +251,10 @@ def test_a_typo_in_the_configuration_never_restarts_or_reboots_the_device(
     unit = _unit_keys()
     assert unit["Restart"] == ["on-failure"] and unit["StartLimitAction"] == ["reboot"]
     spared = {int(v) for value in unit["RestartPreventExitStatus"] for v in value.split()}
+    (pw := tmp_path / "pw").write_text("secret\n")
+    pw.chmod(0o644)  # readable by every user of the device
     f = tmp_path / "site.toml"
-    f.write_text(f'[runtime]\ndir = "{tmp_path}/rt"\nstate_dir = "{tmp_path}/st"\n' + mistake)
+    f.write_text(f'[runtime]\ndir = "{tmp_path}/rt"\nstate_dir = "{tmp_path}/st"\n' + mistake.replace("PW", str(pw)))
     assert main(["config", "check", str(f)]) == 2
     assert needle in capfd.readouterr().err
     code = main(["run", "--config", str(f)])
