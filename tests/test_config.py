@@ -235,10 +235,23 @@ def _unit_keys() -> dict[str, list[str]]:
     return keys
 
 
+def test_an_accelerator_model_may_be_absent_with_the_accelerator(tmp_path: Path) -> None:
+    """The Edge TPU's own file missing is not a mistake: the CPU model runs, flagged degraded (the fallback test)."""
+    from edgecount.detection.models import model_problems
+    from edgecount.runtime.assets import AssetStore
+
+    cfg = parse_config({"inference": {"device": "usb", "model": "/nowhere/m_edgetpu.tflite",
+                                      "fallback_model": "ssd_mobilenet_v1_coco_quant",
+                                      "tpu_fallback_model": "/nowhere/other_edgetpu.tflite"}})
+    assert model_problems(cfg, AssetStore.for_config(cfg)) == []
+
+
 @pytest.mark.parametrize("mistake,needle", [
     ('[inference]\nmodel = "yolox_nano2"\n', "did you mean 'yolox_nano'"),
     ('[inference]\nmodel = "face_detection_short_range"\n', "detects faces, not people"),
     ('[inference]\nfallback_model = "/nowhere/m.tflite"\n', "no such file"),
+    ('[inference]\nmodel = "/nowhere/m.tflite"\n', "no such file"),
+    ('[inference]\ndevice = "usb"\nmodel = "ssd_mobilenet_edgtpu"\n', "no model of that name"),
     ('[capture]\nsource = "/nowhere/door.mp4"\n', "no such file"),
     ('[inference]\nmodle = "yolox_nano"\n', "unknown key"),
     ('[counting]\nband = -1\n', "counting.band"),

@@ -66,12 +66,16 @@ def model_problems(cfg: Config, store: AssetStore) -> list[str]:
     choices = person_detectors(store)
     problems = []
     inf = cfg.inference
-    for key, name in (("inference.model", inf.model), ("inference.fallback_model", inf.fallback_model),
-                      ("inference.tpu_fallback_model", inf.tpu_fallback_model)):
+    on_cpu = inf.device == "cpu"
+    # An accelerator's own model file may be absent together with the accelerator (the CPU model runs then,
+    # flagged degraded); a file the CPU runs must be there. A name must exist either way: that is a typo.
+    for key, name, must_exist in (("inference.model", inf.model, on_cpu),
+                                  ("inference.fallback_model", inf.fallback_model, True),
+                                  ("inference.tpu_fallback_model", inf.tpu_fallback_model, False)):
         if not name:
             continue
         if name.endswith(".tflite"):
-            if not Path(name).is_file():
+            if must_exist and not Path(name).is_file():
                 problems.append(f"{key} = {name!r}: no such file; fix: the path of a .tflite file, or a model name "
                                 f"({', '.join(choices)})")
             continue
