@@ -404,8 +404,7 @@ loop = false
 
 
 # "camera" names the configured camera (like "device"), never anything about a person.
-ALLOWED_COUNT_KEYS = {"id", "site", "device", "camera", "kind", "name", "bucket_start", "bucket_s", "in", "out",
-                      "occupancy"}  # a line's daily total: in minus out, a count like the others
+ALLOWED_COUNT_KEYS = {"id", "site", "device", "camera", "kind", "name", "bucket_start", "bucket_s", "in", "out"}
 
 
 def test_d_only_counts_reach_the_broker(baseline: dict[str, Any]) -> None:
@@ -425,7 +424,12 @@ def test_d_only_counts_reach_the_broker(baseline: dict[str, Any]) -> None:
             assert word not in flat, f"{topic}: {word!r} in {text}"
         for value in doc.values():
             assert not isinstance(value, list | dict), f"{topic}: nested data {value!r}"
-        if "/counts/" in topic:
+        if "/counts/total/" in topic:
+            # A line's running total of the day: from the day's start (a whole quarter hour in any time zone) to
+            # the end of a bucket, and its in minus out, a count like the others. No time finer than a bucket.
+            assert set(doc) == ALLOWED_COUNT_KEYS | {"occupancy"} and doc["kind"] == "total"
+            assert doc["bucket_start"] % 900 == 0 and (doc["bucket_start"] + doc["bucket_s"]) % BUCKET_S == 0
+        elif "/counts/" in topic:
             assert set(doc) == ALLOWED_COUNT_KEYS
             assert doc["bucket_s"] >= BUCKET_S
             assert doc["bucket_start"] % doc["bucket_s"] == 0, "a timestamp finer than the bucket"

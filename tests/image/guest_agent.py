@@ -195,8 +195,12 @@ def config_error_is_not_retried(good_config: str) -> None:
 
 
 def failing_starts_escalate_to_reboot(good_config: str) -> None:
-    """A unit that fails to start again and again: the start limit reboots the device."""
-    broken = "\n".join('model = "/var/lib/edgecount/missing.tflite"' if ln.startswith("model = ") else ln
+    """A unit that fails to start again and again: the start limit reboots the device. The model file is there
+    but unusable (a damaged copy no manifest entry matches): not a mistake in the configuration, which would
+    exit 2 and never be retried (config_error_is_not_retried), but a start that fails with 1."""
+    with open("/var/lib/edgecount/damaged.tflite", "wb") as f:
+        f.write(b"\0" * 4096)
+    broken = "\n".join('model = "/var/lib/edgecount/damaged.tflite"' if ln.startswith("model = ") else ln
                        for ln in good_config.splitlines())
     with open(CONFIG, "w") as f:
         f.write(broken + "\n")
