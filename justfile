@@ -58,7 +58,7 @@ test-deps:
     command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
     [ -x /usr/bin/prometheus-node-exporter ] || need+=(prometheus-node-exporter)
     # trackeval (evaluation) depends on OpenCV's GUI build, which loads libxcb even without a display
-    /sbin/ldconfig -p 2>/dev/null | grep -q 'libxcb.so.1 ' || need+=(libxcb1)
+    /sbin/ldconfig -p 2>/dev/null | grep 'libxcb.so.1 ' >/dev/null || need+=(libxcb1)  # no -q: with pipefail, an early exit breaks the pipe
     # BitBake's host tools (the image's dependency graph is resolved by a real BitBake)
     for t in gawk chrpath diffstat cpio lz4 zstd file; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
     locale -a 2>/dev/null | grep -qi '^en_US.utf8$' || need+=(locales)
