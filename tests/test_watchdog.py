@@ -206,14 +206,20 @@ def test_prometheus_metrics_through_a_real_node_exporter(runtime_dir: Path, pets
                     "edgecount_bus_bad_messages", "edgecount_frames_read", "edgecount_frames_processed",
                     "edgecount_frames_skipped", "edgecount_frames_dropped", "edgecount_inference_latency_seconds",
                     "edgecount_outbox_backlog_records", "edgecount_outbox_oldest_undelivered_age_seconds",
-                    "edgecount_records_delivered", "edgecount_events"}
+                    "edgecount_records_delivered", "edgecount_events", "edgecount_line_crossings"}
         assert expected <= set(ours), sorted(expected - set(ours))
         for name, fam in ours.items():
             assert re.fullmatch(r"edgecount_[a-z0-9_]+", name)
             for sample in fam.samples:  # type: ignore[attr-defined]
-                assert set(sample.labels) <= {"service", "sink", "quantile"}, (name, sample.labels)
+                # Per line and direction only the counts themselves (issue 31); nothing per person anywhere.
+                allowed = {"camera", "line", "direction"} if name == "edgecount_line_crossings" else {
+                    "service", "sink", "quantile"}
+                assert set(sample.labels) <= allowed, (name, sample.labels)
                 if fam.type == "counter":  # type: ignore[attr-defined]
                     assert sample.name.endswith("_total") and sample.value >= 0, sample
+        crossings = {(s.labels["line"], s.labels["direction"])
+                     for s in ours["edgecount_line_crossings"].samples}  # type: ignore[attr-defined]
+        assert crossings == {("v", "in"), ("v", "out")}, crossings
         up = {s.labels["service"]: s.value for s in ours["edgecount_service_up"].samples}  # type: ignore[attr-defined]
         assert up == dict.fromkeys(("capture", "inference", "counter", "privacy", "uplink"), 1.0)
         latency = {s.labels["quantile"]: s.value
