@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Neither a restart nor the reboot the unit's start limit escalates to fixes a mistake in the configuration:
     # exit 2, which the unit does not retry (RestartPreventExitStatus=2).
     try:
-        mistakes = config_mistakes(cfg, store)
+        mistakes = config_mistakes(cfg, store, fetch=True)
     except AssetError as exc:
         err.print(f"[red]cannot start:[/] {exc}")
         return EXIT_FAILED

@@ -16,11 +16,20 @@ from edgecount_core.config import Config
 __all__ = ["config_mistakes", "config_warnings"]
 
 
-def _missing_sources(cfg: Config, store: AssetStore) -> list[str]:
-    """Every camera whose source is a file that is not there (an asset is fetched here, or raises)."""
+def _missing_sources(cfg: Config, store: AssetStore, fetch: bool) -> list[str]:
+    """Every camera whose source is a file that is not there. An ``asset:`` clip must be in the manifest; it is
+    fetched (``AssetError`` when it cannot be) only with ``fetch``: a check never downloads a video."""
     out = []
     for cam in cfg.camera_names():
         source = cfg.for_camera(cam).capture.source
+        if source.startswith("asset:"):
+            name = source.removeprefix("asset:")
+            if store.manifest.entry("clips", name) is None:
+                out.append(f"camera {cam!r}: source {source!r}: no clip of that name in the manifest; fix: one of "
+                           f"{', '.join(f'asset:{c}' for c in sorted(store.manifest.section('clips')))}")
+                continue
+            if not fetch:
+                continue
         resolved = resolve_source(source, store)
         if missing_source_file(source, resolved):
             key = f"camera {cam!r}: source" if cfg.cameras else "capture.source"
@@ -29,9 +38,10 @@ def _missing_sources(cfg: Config, store: AssetStore) -> list[str]:
     return out
 
 
-def config_mistakes(cfg: Config, store: AssetStore) -> list[str]:
-    """Every reason ``run`` refuses ``cfg`` (``AssetError`` when an asset source cannot even be looked up)."""
-    return check_secrets(cfg) + model_problems(cfg, store) + _missing_sources(cfg, store)
+def config_mistakes(cfg: Config, store: AssetStore, fetch: bool = False) -> list[str]:
+    """Every reason ``run`` refuses ``cfg``; ``run`` also fetches its ``asset:`` clips here (``fetch``, which
+    raises ``AssetError`` when one cannot be obtained)."""
+    return check_secrets(cfg) + model_problems(cfg, store) + _missing_sources(cfg, store, fetch)
 
 
 def config_warnings(cfg: Config, store: AssetStore) -> list[str]:
