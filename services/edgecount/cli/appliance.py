@@ -271,7 +271,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     def show(records: list[Any]) -> None:
         for r in records:
-            print(readable_log_line(r.service, json.dumps(r.record)) if readable else r.json())
+            print(readable_log_line(r.record) if readable else r.json())
         sys.stdout.flush()
 
     try:
@@ -296,18 +296,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 _LEVEL_STYLE = {"error": "ERROR", "warning": "WARN ", "info": "info ", "debug": "debug", "critical": "CRIT "}
 
 
-def readable_log_line(service: str, line: str) -> str:
-    """One structured (JSON) log line as ``time service level event key=value ...``; other lines as they are."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return f"{service:9} {line}"
-    if not isinstance(rec, dict):
-        return f"{service:9} {line}"
+def readable_log_line(record: dict[str, Any]) -> str:
+    """One log record (``tools.flight_log``: always a map) as ``time service level event key=value ...``."""
+    rec = dict(record)
     ts = str(rec.pop("timestamp", ""))[11:19]
     level = _LEVEL_STYLE.get(str(rec.pop("level", "")), "     ")
     event = rec.pop("event", "")
-    who = rec.pop("service", service)
+    who = rec.pop("service", "")
     rest = " ".join(f"{k}={v}" for k, v in rec.items())
     return f"{ts} {who:9} {level} {event} {rest}".rstrip()
 
