@@ -26,7 +26,7 @@ def test_a_scoped_name_says_its_camera_and_the_default_camera_keeps_the_old_name
 
 
 def test_what_single_camera_builds_wrote_is_found_under_the_same_names() -> None:
-    from edgecount.stages.counter import state_key
+    from edgecount.stages.counter_state import state_key
     from edgecount.stages.saved_buckets import AGG_KEY, agg_key
     from edgecount.tools.history import series_name
 

@@ -8,7 +8,8 @@ recorded from the tracker) so the chain is written once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -51,6 +52,18 @@ class CameraCounter:
         self.tracker = Tracker(tracker)
         self.linker = TrackletLinker(link)
         self.engine = CountingEngine(lines, zones, band=band)
+
+    def to_state(self) -> dict[str, Any]:
+        """The three parts' state, each versioned on its own (:mod:`edgecount_core.saved_state`)."""
+        return {"tracker": self.tracker.to_state(), "linker": self.linker.to_state(), "engine": self.engine.to_state()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up ``state`` under this counter's configuration; raises (changing nothing) if a part is unreadable."""
+        tracker = Tracker.from_state(state["tracker"], self.tracker.cfg)
+        linker = TrackletLinker.from_state(state["linker"], self.linker.cfg)
+        e = self.engine
+        engine = CountingEngine.from_state(state["engine"], e.lines, e.zones, band=e.band)
+        self.tracker, self.linker, self.engine = tracker, linker, engine
 
     def step(
         self, boxes: npt.ArrayLike, scores: npt.ArrayLike, ts: float, seq: int, width: int, height: int,

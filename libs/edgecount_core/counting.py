@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from edgecount_core.geometry import Line, PixelLine, PixelPolygon, Point, Polygon, bottom_centre
+from edgecount_core.saved_state import opened
 
 __all__ = ["DEFAULT_BAND", "DEFAULT_EXTENT_MARGIN", "CountEvent", "CountingEngine", "LineCounter", "TrackPoint",
            "ZoneChange", "ZoneCounter", "foot_points"]
@@ -131,6 +132,16 @@ class LineCounter:
         for tid in track_ids:
             self._state.pop(tid, None)
 
+    def to_state(self) -> list[Any]:
+        return [self.n_in, self.n_out,
+                [[tid, s.side, list(s.anchor), s.leaning] for tid, s in self._state.items()]]
+
+    def restore(self, state: Sequence[Any]) -> None:
+        n_in, n_out, sides = state
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self._state = {int(tid): _SideState(int(side), (float(a[0]), float(a[1])), int(leaning))
+                       for tid, side, a, leaning in sides}
+
 
 @attrs.define
 class _ZoneState:
@@ -183,9 +194,19 @@ class ZoneCounter:
                 )
         return out
 
+    def to_state(self) -> list[Any]:
+        return [self.entries, self.exits, [[tid, s.inside, s.since] for tid, s in self._state.items()]]
+
+    def restore(self, state: Sequence[Any]) -> None:
+        entries, exits, inside = state
+        self.entries, self.exits = int(entries), int(exits)
+        self._state = {int(tid): _ZoneState(bool(ins), float(since)) for tid, ins, since in inside}
+
 
 class CountingEngine:
     """All lines and zones of one camera, bound to its frame size on the first frame."""
+
+    STATE_VERSION = 1
 
     def __init__(
         self,
@@ -239,6 +260,38 @@ class CountingEngine:
                 if ch is not None:
                     changes.append(ch)
         return crossings, changes
+
+    def to_state(self) -> dict[str, Any]:
+        """Each line's and zone's sides and totals with its geometry, and the frame size they are bound to."""
+        return {"v": self.STATE_VERSION, "size": None if self._size is None else list(self._size),
+                "lines": [[lc.line.name, [*lc.line.a, *lc.line.b], lc.to_state()] for lc in self.line_counters],
+                "zones": [[zc.zone.name, [c for p in zc.zone.points for c in p], zc.to_state()]
+                          for zc in self.zone_counters]}
+
+    @classmethod
+    def from_state(cls, state: Any, lines: Sequence[Line], zones: Sequence[Polygon] = (),
+                   band: float = DEFAULT_BAND) -> CountingEngine:
+        """The engine for ``lines`` and ``zones`` as saved.
+
+        A line or zone that is new, or was moved since, starts empty: sides taken against the old
+        geometry would count a crossing nobody made. The others keep every track's side.
+        """
+        d = opened(state, "counting engine", cls.STATE_VERSION)
+        engine = cls(lines, zones, band=band)
+        if d["size"] is None:
+            return engine
+        engine._bind(int(d["size"][0]), int(d["size"][1]))
+        saved_lines = {(name, tuple(geom)): st for name, geom, st in d["lines"]}
+        for lc in engine.line_counters:
+            line_state = saved_lines.get((lc.line.name, (*lc.line.a, *lc.line.b)))
+            if line_state is not None:
+                lc.restore(line_state)
+        saved_zones = {(name, tuple(geom)): st for name, geom, st in d["zones"]}
+        for zc in engine.zone_counters:
+            zone_state = saved_zones.get((zc.zone.name, tuple(c for p in zc.zone.points for c in p)))
+            if zone_state is not None:
+                zc.restore(zone_state)
+        return engine
 
     def totals(self) -> dict[str, dict[str, int]]:
         out = {lc.line.name: {"in": lc.n_in, "out": lc.n_out} for lc in self.line_counters}

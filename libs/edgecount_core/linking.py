@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
 from edgecount_core.counting import TrackPoint
+from edgecount_core.saved_state import opened
 
 __all__ = ["RESERVED_IDS", "Link", "LinkConfig", "TrackletLinker"]
 
@@ -77,6 +79,8 @@ class _Joined:
 class TrackletLinker:
     """Maps the tracker's ids to joined ids (the first tracklet's id), one per person."""
 
+    STATE_VERSION = 1
+
     def __init__(self, config: LinkConfig | None = None) -> None:
         self.cfg = config or LinkConfig()
         self._joined_of: dict[int, int] = {}
@@ -85,6 +89,25 @@ class TrackletLinker:
         # Ids for a retired tracklet the tracker re-finds: far above any id the tracker hands out.
         self._next_spare = RESERVED_IDS
         self.links: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """Who is joined to whom, as plain data."""
+        return {"v": self.STATE_VERSION, "joined_of": [[raw, jid] for raw, jid in self._joined_of.items()],
+                "joined": [[jid, j.owner, list(j.point), j.height, j.ts, j.vx, j.vy, j.owner_ended]
+                           for jid, j in self._joined.items()],
+                "retired": sorted(self._retired), "next_spare": self._next_spare, "links": self.links}
+
+    @classmethod
+    def from_state(cls, state: Any, config: LinkConfig | None = None) -> TrackletLinker:
+        d = opened(state, "linker", cls.STATE_VERSION)
+        linker = cls(config)
+        linker._joined_of = {int(raw): int(jid) for raw, jid in d["joined_of"]}
+        linker._joined = {int(jid): _Joined(owner=int(owner), point=(float(pt[0]), float(pt[1])), height=float(h),
+                                            ts=float(ts), vx=float(vx), vy=float(vy), owner_ended=bool(ended))
+                          for jid, owner, pt, h, ts, vx, vy, ended in d["joined"]}
+        linker._retired = {int(raw) for raw in d["retired"]}
+        linker._next_spare, linker.links = int(d["next_spare"]), int(d["links"])
+        return linker
 
     def update(
         self, points: Sequence[TrackPoint], ts: float, ended: Iterable[int] = ()

@@ -29,6 +29,9 @@ its tracks. Only confirmed tracks are reported; tentative ones never count.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +39,7 @@ import numpy.typing as npt
 from edgecount_core.assignment import linear_assignment
 from edgecount_core.colours import FEATURE_SIZE, similarity
 from edgecount_core.occlusion import feet_hidden
+from edgecount_core.saved_state import opened
 
 __all__ = ["Track", "Tracker", "TrackerConfig", "TrackerOutput", "iou_matrix"]
 
@@ -165,6 +169,23 @@ class Track:
         if (self.state == "tentative" and confirmable) or self.state == "lost":
             self.state = "confirmed"
 
+    def to_state(self) -> dict[str, Any]:
+        return {"id": self.track_id, "mean": self.mean.tolist(), "cov": self.cov.ravel().tolist(),
+                "hits": self.hits, "score": self.score, "last_seen": self.last_seen, "born": self.born,
+                "last_box": self.last_box.tolist(), "state": self.state,
+                "feature": None if self.feature is None else self.feature.tolist()}
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> Track:
+        t = cls.__new__(cls)
+        t.track_id, t.hits, t.state = int(d["id"]), int(d["hits"]), str(d["state"])
+        t.score, t.last_seen, t.born = float(d["score"]), float(d["last_seen"]), float(d["born"])
+        t.mean = np.asarray(d["mean"], dtype=np.float64).reshape(8)
+        t.cov = np.asarray(d["cov"], dtype=np.float64).reshape(8, 8)
+        t.last_box = np.asarray(d["last_box"], dtype=np.float64).reshape(4)
+        t.feature = None if d["feature"] is None else np.asarray(d["feature"], dtype=np.float64).reshape(-1)
+        return t
+
     @property
     def box(self) -> F64:
         cx, cy, w, h = self.mean[:4]
@@ -208,11 +229,27 @@ def _centre_distance(ref: F64, cand: F64) -> tuple[F64, F64]:
 class Tracker:
     """Associates per-frame detections into tracks. Not thread-safe; one per camera."""
 
+    STATE_VERSION = 1
+
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_ts: float | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """Open tracks and the next id as plain data (the configuration is not saved: it comes from the file)."""
+        return {"v": self.STATE_VERSION, "next_id": self._next_id, "last_ts": self._last_ts,
+                "tracks": [t.to_state() for t in self.tracks]}
+
+    @classmethod
+    def from_state(cls, state: Any, config: TrackerConfig | None = None) -> Tracker:
+        d = opened(state, "tracker", cls.STATE_VERSION)
+        tracker = cls(config)
+        tracker._next_id = int(d["next_id"])
+        tracker._last_ts = None if d["last_ts"] is None else float(d["last_ts"])
+        tracker.tracks = [Track.from_state(t) for t in d["tracks"]]
+        return tracker
 
     def _colour_cost(self, tracks: list[Track], colours: F64 | None, idx: npt.NDArray[np.intp]) -> F64:
         """Colour dissimilarity of tracks and detections ``idx``, weighted; 0 where either has no colours."""

@@ -15,7 +15,6 @@ that takes well under a millisecond a frame.
 from __future__ import annotations
 
 import json
-import pickle
 import secrets
 import time
 from pathlib import Path
@@ -28,13 +27,11 @@ from edgecount.runtime.files import replace_text
 from edgecount.runtime.settings import state_dir
 from edgecount.runtime.store import Store
 from edgecount.stages.base import Service
+from edgecount.stages.counter_state import CameraState, encode_state, restore, state_key
 from edgecount.stages.crossing_journal import CrossingJournal
-from edgecount_core.camera import CameraCounter
 from edgecount_core.camera_names import scoped
 from edgecount_core.config import Config
-from edgecount_core.foot_heat import FootHeat
 from edgecount_core.frames import FramePosition
-from edgecount_core.line_activity import LineActivity
 from edgecount_core.messages import (
     Crossing,
     Detections,
@@ -48,40 +45,8 @@ from edgecount_core.messages import (
     encode,
 )
 
-STATE_VERSION = 5  # 4: tracks keep their colours; 5: line sides remember which way a new track leaned
 WATERMARK_EVERY_S = 1.0  # stream time between watermarks: how soon privacy may close a bucket
 FEET_EVERY_S = 10.0  # how often the foot grid for preview is written
-
-
-def state_key(camera: str) -> str:
-    """Where a camera's state is committed (``state`` for ``main``: what single-camera builds wrote)."""
-    return scoped("state", camera)
-
-
-@attrs.define
-class CameraState:
-    """One camera's counting: tracker + linker + counters, and how far into its stream they are."""
-
-    name: str
-    counter: CameraCounter
-    position: FramePosition
-    last_ts: float = 0.0
-    processed: int = 0
-    next_watermark: float = 0.0
-    activity: LineActivity = attrs.field(factory=lambda: LineActivity(()))
-    """Not saved: after a restart a silent line is noticed again from then on."""
-    feet: FootHeat = attrs.field(factory=FootHeat)
-    """Where feet were seen lately, for ``preview`` (written to a file, not saved with the state)."""
-
-    def __attrs_post_init__(self) -> None:
-        self.activity = LineActivity(tuple(ln.name for ln in self.counter.engine.lines))
-
-    def line_key(self) -> list[tuple[str, tuple[float, float], tuple[float, float]]]:
-        return [(ln.name, ln.a, ln.b) for ln in self.counter.engine.lines]
-
-    def blob(self) -> bytes:
-        return pickle.dumps((STATE_VERSION, self.counter, self.line_key(), self.position.ring, self.position.seq,
-                             self.last_ts, self.processed), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class Counter(Service):
@@ -124,22 +89,16 @@ class Counter(Service):
         if raw is None:
             return cs
         try:
-            state = pickle.loads(raw)
-            if state[0] != STATE_VERSION:
-                self.log.warning("counter.state_discarded", camera=cs.name, reason=f"state format {state[0]}, "
-                                 f"this build uses {STATE_VERSION}")
-                return cs
-            _, counter, lines, last_ring, last_seq, last_ts, processed = state
+            dropped = restore(cs, raw)
         except Exception as exc:
             self.log.error("counter.state_unreadable", camera=cs.name, reason=str(exc),
                            hint="starting from a clean state")
             return cs
-        if lines != cs.line_key():
-            self.log.warning("counter.state_discarded", camera=cs.name, reason="the counting lines changed")
-            return cs
-        cs.counter, cs.last_ts, cs.processed = counter, last_ts, processed
-        cs.position.ring, cs.position.seq = last_ring, last_seq
-        self.log.info("counter.state_restored", camera=cs.name, last_seq=last_seq, events=self.store.last_seq)
+        if dropped:
+            self.log.warning("counter.state_discarded", camera=cs.name, reason=dropped)
+        else:
+            self.log.info("counter.state_restored", camera=cs.name, last_seq=cs.position.seq,
+                          events=self.store.last_seq, open_tracks=len(cs.counter.tracker.tracks))
         return cs
 
     def handle(self, topic: bytes, msg: Message) -> None:
@@ -192,7 +151,7 @@ class Counter(Service):
                                 camera=cs.name)
                 self.store.append(n, bus.ZONE, encode(zev))
                 outgoing.append((bus.ZONE, zev))
-            self.store.put(state_key(cs.name), cs.blob())
+            self.store.put(state_key(cs.name), encode_state(cs))
         self.track_ms = 0.9 * self.track_ms + 0.1 * (time.perf_counter() - t0) * 1000
         # Only now, with the frame's effects durable, is it acknowledged downstream and to capture.
         self.pub.send(bus.TRACKS, Tracks(seq=msg.seq, ts=msg.ts, width=msg.width, height=msg.height,
