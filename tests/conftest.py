@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from edgecount.runtime.assets import AssetError, AssetStore
+from edgecount.assets.obtain import AssetError, AssetStore
 
 from .helpers import Broker
 

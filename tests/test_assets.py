@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecount.runtime.assets import AssetError, AssetStore, load_manifest, manifest_path
+from edgecount.assets.obtain import AssetError, AssetStore, load_manifest, manifest_path
 
 
 def _manifest(sha: str, mirror: list[str]) -> dict:
@@ -131,7 +131,7 @@ def test_unpinned_model_is_never_downloaded(tmp_path: Path, monkeypatch) -> None
 
 
 def test_a_built_model_accepts_only_the_checked_builds_the_manifest_lists() -> None:
-    from edgecount.runtime.manifest import ManifestEntry
+    from edgecount.assets.manifest import ManifestEntry
 
     built = ManifestEntry("m", "models", "m.tflite", build="quantize", sha256="aa", sha256_builds=("bb",))
     assert built.accepted_sha256("aa") == {"aa", "bb"}
@@ -142,7 +142,7 @@ def test_a_built_model_accepts_only_the_checked_builds_the_manifest_lists() -> N
 
 
 def test_the_manifest_knows_exactly_the_decoders_this_build_has() -> None:
-    from edgecount.runtime.manifest import KNOWN_DECODERS
+    from edgecount.assets.manifest import KNOWN_DECODERS
     from edgecount_core.decoders import DECODERS
 
     assert set(DECODERS) | {"blazeface"} == KNOWN_DECODERS

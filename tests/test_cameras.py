@@ -108,7 +108,8 @@ def test_run_refuses_a_camera_whose_file_is_missing_and_names_it(
     """Before: the device started, the camera's capture crashed at every restart and the restart budget then
     stopped every camera. Now `run` refuses at once, naming each camera whose file is not there."""
     from edgecount.cli import main
-    from edgecount.runtime import logs, watchdog
+    from edgecount.runtime import logs
+    from edgecount.supervisor import watchdog
 
     starts: list[bool] = []
 
@@ -518,7 +519,7 @@ def test_the_number_of_cameras_is_bounded() -> None:
 def test_per_camera_capture_figures_and_the_write_time_reach_the_metrics() -> None:
     """Issue 32, LOW: with [[cameras]] the capture processes are capture@NAME and their frames were missing
     from the metrics; and a file no one rewrites any more looked as fresh as a new one."""
-    from edgecount.runtime.metrics import render, samples
+    from edgecount.supervisor.metrics import render, samples
 
     text = render(samples([{"service": "capture@front", "state": "ok", "stats": {"frames_read": 10}},
                            {"service": "capture@back", "state": "ok", "stats": {"frames_read": 7}}], now=1.7e9))

@@ -237,8 +237,8 @@ def _unit_keys() -> dict[str, list[str]]:
 
 def test_an_accelerator_model_may_be_absent_with_the_accelerator(tmp_path: Path) -> None:
     """The Edge TPU's own file missing is not a mistake: the CPU model runs, flagged degraded (the fallback test)."""
-    from edgecount.detection.models import model_problems
-    from edgecount.runtime.assets import AssetStore
+    from edgecount.assets.obtain import AssetStore
+    from edgecount.detection.model_files import model_problems
 
     cfg = parse_config({"inference": {"device": "usb", "model": "/nowhere/m_edgetpu.tflite",
                                       "fallback_model": "ssd_mobilenet_v1_coco_quant",

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecount.runtime.metrics import render, samples
 from edgecount.stages.outbox import Outbox
 from edgecount.stages.uplink import Uplink
+from edgecount.supervisor.metrics import render, samples
 from edgecount_core.config import parse_config
 from edgecount_core.daily_totals import day_start, running_total
 from edgecount_core.messages import CountRecord

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecount.assets.obtain import AssetStore
 from edgecount.detection.detector import DetectorError, TFLiteDetector
-from edgecount.detection.runtime import probe_edgetpu
-from edgecount.runtime.assets import AssetStore
+from edgecount.detection.interpreter import probe_edgetpu
 from edgecount_core.decoders import ResizePlan, decode_ssd_postprocess, decode_yolox, nms
 
 pytestmark = pytest.mark.assets

@@ -193,8 +193,8 @@ def test_service_logs_are_cut_back_past_their_budget(tmp_path: Path) -> None:
 
 
 def test_a_service_waiting_for_room_shows_in_metrics_and_doctor(tmp_path: Path) -> None:
-    from edgecount.runtime.metrics import render, samples
     from edgecount.runtime.settings import load_config
+    from edgecount.supervisor.metrics import render, samples
     from edgecount.tools.doctor import _disk
 
     rows = [{"service": "counter", "state": "degraded", "stats": {"disk_full_s": 42.0, "log_lines_dropped": 3}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from edgecount.runtime.watchdog import exit_cause
+from edgecount.supervisor.watchdog import exit_cause
 from edgecount.tools.doctor import quiet_lines_check, restarts_check
 from edgecount_core.config import parse_config
 from edgecount_core.line_activity import LineActivity

@@ -27,9 +27,9 @@ import structlog
 import zmq
 
 from edgecount.runtime import bus
-from edgecount.runtime.lifetime import process_name
-from edgecount.runtime.memory import descendants
 from edgecount.runtime.store import Store
+from edgecount.supervisor.lifetime import process_name
+from edgecount.supervisor.memory import descendants
 from edgecount_core.messages import EndOfStream
 
 from .helpers import ROOT, Broker, HealthWatcher, MqttCapture, mount_tmpfs, stop_group, umount

@@ -13,8 +13,8 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import json, os, signal, sys, threading, time
-    from edgecount.runtime.forkserver import LOST, ForkServer
-    from edgecount.runtime.lifetime import alive
+    from edgecount.supervisor.forkserver import LOST, ForkServer
+    from edgecount.supervisor.lifetime import alive
 
     if sys.argv[1] == "threaded":
         threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
@@ -70,8 +70,8 @@ def test_a_request_given_up_on_never_runs() -> None:
     the server forks the abandoned request later, that process is killed at once."""
     code = textwrap.dedent("""
         import json, time
-        from edgecount.runtime.forkserver import ForkServer, ForkServerError
-        from edgecount.runtime.memory import descendants
+        from edgecount.supervisor.forkserver import ForkServer, ForkServerError
+        from edgecount.supervisor.memory import descendants
 
         fs = ForkServer()
         fs.start()
@@ -100,7 +100,7 @@ def test_a_reused_pid_is_not_taken_for_dead() -> None:
     import json
     import socket
 
-    from edgecount.runtime.forkserver import ForkServer
+    from edgecount.supervisor.forkserver import ForkServer
 
     fs = ForkServer()
     ours, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import pytest
 
-from edgecount.runtime.assets import AssetStore
+from edgecount.assets.obtain import AssetStore
 from edgecount.runtime.settings import to_toml
 
 from .helpers import ROOT

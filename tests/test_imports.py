@@ -13,7 +13,7 @@ HEAVY = ("cv2", "scipy", "ai_edge_litert", "tflite_runtime", "trackeval")
 
 # module -> the heavy packages it may load at import
 ALLOWED = {
-    "edgecount.runtime.watchdog": set(),
+    "edgecount.supervisor.watchdog": set(),
     "edgecount.stages.uplink": set(),
     "edgecount.stages.privacy": set(),  # face models and OpenCV load only under the snapshots policy
     "edgecount.stages.counter": set(),
@@ -37,7 +37,7 @@ def test_the_supervisor_loads_no_numpy() -> None:
     NumPy would start OpenBLAS's threads at import, and a threaded watchdog must start a fresh interpreter as
     its server instead (runtime.forkserver): it names and reclaims frame rings and reads heartbeats, none of
     which needs NumPy."""
-    code = ("import sys, edgecount.cli.appliance, edgecount.runtime.watchdog, edgecount.runtime.settings; "
+    code = ("import sys, edgecount.cli.appliance, edgecount.supervisor.watchdog, edgecount.runtime.settings; "
             "print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

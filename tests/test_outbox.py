@@ -133,7 +133,7 @@ def test_store_refuses_gaps_and_rolls_back(tmp_path: Path) -> None:
 
 def test_sync_and_control_sockets_answer_garbage_with_errors(tmp_path: Path, runtime_dir: Path) -> None:
     from edgecount.runtime.settings import load_config
-    from edgecount.runtime.watchdog import Watchdog
+    from edgecount.supervisor.watchdog import Watchdog
 
     ctx: zmq.Context[Any] = zmq.Context()
     log = structlog.get_logger()

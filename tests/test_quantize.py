@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecount.runtime.quantize import QuantizeError, calibration_views, find_photos
+from edgecount.assets.quantize import QuantizeError, calibration_views, find_photos
 
 from .helpers import edgecount
 

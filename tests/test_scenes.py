@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecount.assets.obtain import AssetStore
 from edgecount.cli import main
-from edgecount.runtime.assets import AssetStore
 from edgecount.tools.evaluate import count_error
 from edgecount.tools.scenes import BUILTIN_SCENES, SceneError, load_scene, load_scenes, parse_scene
 from edgecount_core.geometry import Line

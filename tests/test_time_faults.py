@@ -255,7 +255,7 @@ def test_a_changed_bucket_length_keeps_every_count_under_its_own_id(runtime_dir:
 
 
 def test_the_clock_faults_reach_the_metrics() -> None:
-    from edgecount.runtime.metrics import render, samples
+    from edgecount.supervisor.metrics import render, samples
 
     text = render(samples([{"service": "privacy", "state": "ok", "stats": {
         "late_events": 0, "clock_steps_back": 1, "clock_ahead_s": 412.5, "stream_gaps": 2, "stream_gap_s": 86400}}]))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import structlog
 
-from edgecount.detection.runtime import DetectorError
+from edgecount.detection.interpreter import DetectorError
 from edgecount.runtime.backoff import Backoff
 from edgecount.stages import inference as inference_stage
 from edgecount_core.config import parse_config

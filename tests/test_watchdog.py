@@ -260,7 +260,7 @@ def test_a_hung_stage_that_does_not_die_at_once_does_not_kill_the_watchdog(runti
     """Before: ``TimeoutExpired`` from the 5 s wait escaped, the watchdog died and took every stage with it.
     Now it logs, and starts the replacement only once the old one is gone (never two at once)."""
     from edgecount.runtime.settings import load_config
-    from edgecount.runtime.watchdog import Supervised, Watchdog
+    from edgecount.supervisor.watchdog import Supervised, Watchdog
 
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text(f'[runtime]\ndir = "{runtime_dir}"\nstate_dir = "{runtime_dir}/state"\n[watchdog]\n'
@@ -289,7 +289,7 @@ def test_a_hung_stage_that_does_not_die_at_once_does_not_kill_the_watchdog(runti
 
 def test_a_stage_gets_its_restart_budget_and_no_more_within_the_window() -> None:
     from edgecount.runtime.backoff import Backoff
-    from edgecount.runtime.watchdog import Supervised
+    from edgecount.supervisor.watchdog import Supervised
 
     child = Supervised("counter", backoff=Backoff(0.5, 2.0))
     waits = [child.restart_wait(float(t), window_s=60.0, budget=3) for t in (0, 10, 20, 30)]

@@ -28,8 +28,8 @@ import zmq
 from bench_footprint import ROOT, cpu_s, status
 
 from edgecount.runtime import bus
-from edgecount.runtime.memory import descendants, smaps_mb
 from edgecount.runtime.settings import to_toml
+from edgecount.supervisor.memory import descendants, smaps_mb
 from edgecount_core.messages import Tracks
 
 WARMUP_S, WINDOW_S = 20.0, 20.0

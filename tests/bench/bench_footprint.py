@@ -20,8 +20,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from edgecount.runtime.lifetime import process_name
-from edgecount.runtime.memory import descendants, smaps_mb
+from edgecount.supervisor.lifetime import process_name
+from edgecount.supervisor.memory import descendants, smaps_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 WARMUP_S, WINDOW_S = 25.0, 20.0

@@ -28,13 +28,13 @@ import structlog
 import zmq
 from bench_footprint import cpu_s
 
+from edgecount.assets.obtain import AssetStore
 from edgecount.detection.detector import TFLiteDetector
 from edgecount.runtime import bus
-from edgecount.runtime.assets import AssetStore
-from edgecount.runtime.lifetime import process_name
-from edgecount.runtime.memory import descendants
 from edgecount.runtime.ring import RingReader, RingWriter
 from edgecount.runtime.settings import load_config
+from edgecount.supervisor.lifetime import process_name
+from edgecount.supervisor.memory import descendants
 from edgecount.tools.replay import replay
 from edgecount_core.config import parse_line_arg
 from edgecount_core.messages import FrameReady, Marker

@@ -31,9 +31,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecount.detection.models import resolve_model, startup_model
+from edgecount.assets.obtain import AssetStore
+from edgecount.detection.model_files import resolve_model, startup_model
 from edgecount.detection.tiling import configured_detector
-from edgecount.runtime.assets import AssetStore
 from edgecount.runtime.settings import load_config
 from edgecount.tools.evaluate import count_error, mot_metrics, track_offline
 from edgecount.tools.scenes import Scene, load_scenes, parse_scene

@@ -15,8 +15,8 @@ from typing import Any
 
 from bench_sweep import detect_clip, run_peer  # a sibling script: tests/bench is on sys.path
 
+from edgecount.assets.obtain import AssetStore
 from edgecount.detection.detector import TFLiteDetector
-from edgecount.runtime.assets import AssetStore
 from edgecount.runtime.settings import load_config
 from edgecount.tools.evaluate import count_error, mot_metrics, track_offline
 from edgecount_core.groundtruth import parse_mot, true_line_counts

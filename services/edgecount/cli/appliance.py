@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from edgecount import stages
+from edgecount.assets.obtain import AssetError, AssetStore
 from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_RUNNING,
@@ -24,7 +25,6 @@ from edgecount.cli.common import (
     with_progress,
 )
 from edgecount.runtime import logs
-from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config, runtime_dir, state_dir
 from edgecount_core.config import ConfigError
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def _status_reply(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from edgecount.runtime.control import ask
+    from edgecount.supervisor.control import ask
 
     cfg = load_config(config_path(args))
     return cfg, ask(runtime_dir(cfg), {"cmd": "status"})
@@ -45,12 +45,12 @@ def _fmt_uptime(s: float) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgecount.runtime.watchdog import Watchdog
+    from edgecount.supervisor.watchdog import Watchdog
 
     cfg = load_config(config_path(args))
     logger = logs.configure("watchdog")
     store = AssetStore.for_config(cfg)
-    from edgecount.detection.models import DetectorError, resolve_model, startup_model
+    from edgecount.detection.model_files import DetectorError, resolve_model, startup_model
     from edgecount.tools.config_check import config_mistakes
 
     # Neither a restart nor the reboot the unit's start limit escalates to fixes a mistake in the configuration:
@@ -105,7 +105,7 @@ def cameras_view(cfg: Any, services: list[dict[str, Any]]) -> dict[str, dict[str
 def cmd_status(args: argparse.Namespace) -> int:
     import shutil as _shutil
 
-    from edgecount.runtime.control import NotRunning
+    from edgecount.supervisor.control import NotRunning
     from edgecount.tools.doctor import cpu_temperature
     from edgecount.tools.validate import last_result, summary
 
@@ -180,7 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edgecount.runtime.control import NotRunning
+    from edgecount.supervisor.control import NotRunning
     from edgecount.tools.doctor import run_checks
 
     try:
@@ -238,7 +238,7 @@ def _view_checks(args: argparse.Namespace) -> list[Check]:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from edgecount.runtime.control import NotRunning, ask
+    from edgecount.supervisor.control import NotRunning, ask
 
     cfg = load_config(config_path(args))
     try:

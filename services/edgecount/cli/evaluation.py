@@ -10,10 +10,10 @@ from typing import Any
 
 from rich.table import Table
 
+from edgecount.assets.obtain import AssetError, AssetStore
 from edgecount.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, out
 from edgecount.cli.pipeline import lines_and_config, replay_with_progress
 from edgecount.runtime import logs
-from edgecount.runtime.assets import AssetError, AssetStore
 
 TOLERANCE_NOTE = ("tolerant: a crossing within 0.02 (normalised) of a segment's end may be counted or not, since "
                   "the annotated foot point is itself that uncertain")
@@ -82,7 +82,7 @@ def _scene_name(source: str) -> str:
 
 
 def _eval_clip(cfg: Any, args: argparse.Namespace, lines: list[Any], scene: Any) -> int:
-    from edgecount.detection.runtime import DetectorError
+    from edgecount.detection.interpreter import DetectorError
     from edgecount.tools.evaluate import count_error, mot_metrics
     from edgecount.tools.replay import ReplayError
     from edgecount_core.geometry import Line
@@ -129,7 +129,7 @@ def _eval_clip(cfg: Any, args: argparse.Namespace, lines: list[Any], scene: Any)
 
 def _eval_sweep(cfg: Any, args: argparse.Namespace, scenes: list[Any]) -> int:
     """``eval --sweep``: the generated lines over every scene and perturbed copies of it."""
-    from edgecount.detection.runtime import DetectorError
+    from edgecount.detection.interpreter import DetectorError
     from edgecount.tools.replay import ReplayError
     from edgecount.tools.sweep import VARIANTS, evaluate_variant, split_lines, sweep_lines
 

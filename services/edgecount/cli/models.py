@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from edgecount.assets.obtain import AssetError, AssetStore
 from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -17,7 +18,6 @@ from edgecount.cli.common import (
     out,
     with_progress,
 )
-from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.settings import load_config
 
 
@@ -62,7 +62,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     """Build a ``build = "quantize"`` model from its float source and check it against the manifest."""
     from pathlib import Path
 
-    from edgecount.runtime.quantize import QuantizeError
+    from edgecount.assets.quantize import QuantizeError
 
     cfg = load_config(args.config)
     store = AssetStore.for_config(cfg)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from edgecount import stages
+from edgecount.assets.obtain import AssetError
 from edgecount.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_RUNNING,
@@ -23,7 +24,6 @@ from edgecount.cli.common import (
     with_progress,
 )
 from edgecount.runtime import logs
-from edgecount.runtime.assets import AssetError
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import load_config, runtime_dir
 from edgecount_core.config import ConfigError
@@ -54,7 +54,7 @@ def camera_line_args(args: argparse.Namespace, cameras: list[str]) -> dict[str, 
 
 
 def _replay_cameras(args: argparse.Namespace) -> int:
-    from edgecount.detection.runtime import DetectorError
+    from edgecount.detection.interpreter import DetectorError
     from edgecount.tools.replay import ReplayError, camera_sources, replay_cameras
 
     try:
@@ -104,7 +104,7 @@ def lines_and_config(args: argparse.Namespace) -> tuple[list[Any], Any] | int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from edgecount.detection.runtime import DetectorError
+    from edgecount.detection.interpreter import DetectorError
     from edgecount.tools.replay import ReplayError
 
     if len(args.source) > 1 or "=" in args.source[0].split("/")[0]:

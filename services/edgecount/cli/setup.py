@@ -92,8 +92,8 @@ def cmd_lines_remove(args: argparse.Namespace) -> int:
 
 def _change_lines(args: argparse.Namespace, edit: Callable[[Path], None], done: str) -> int:
     """Edit the configuration's lines, then have every stage that reads them read them again."""
-    from edgecount.runtime.control import NotRunning, ask
     from edgecount.stages import reloaded_by
+    from edgecount.supervisor.control import NotRunning, ask
 
     path = config_path(args)
     if path is None:
@@ -143,7 +143,7 @@ def cmd_lines_list(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Exit 0 when ``run`` would start with the file (warnings allowed), 2 when it would refuse it."""
-    from edgecount.runtime.assets import AssetError, AssetStore
+    from edgecount.assets.obtain import AssetError, AssetStore
     from edgecount.tools.config_check import config_mistakes, config_warnings
 
     try:

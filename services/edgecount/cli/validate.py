@@ -68,10 +68,10 @@ def _read_tally(path: str, lines: list[str] | None) -> Any:
 
 
 def _from_clip(cfg: Config, args: argparse.Namespace) -> int:
+    from edgecount.assets.obtain import AssetError
     from edgecount.cli.common import line_args, with_progress
-    from edgecount.detection.runtime import DetectorError
+    from edgecount.detection.interpreter import DetectorError
     from edgecount.runtime import logs
-    from edgecount.runtime.assets import AssetError
     from edgecount.tools.replay import ReplayError
     from edgecount.tools.validate import validate_clip
 

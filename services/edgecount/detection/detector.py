@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edgecount.detection.runtime import EDGETPU_LIB, DetectorError, load_runtime
-from edgecount.runtime.assets import ModelFiles
+from edgecount.assets.obtain import ModelFiles
+from edgecount.detection.interpreter import EDGETPU_LIB, DetectorError, load_runtime
 from edgecount_core.decoders import DecodedDetections, ResizePlan, decoder
 
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edgecount.detection.runtime import load_runtime
-from edgecount.runtime.assets import ModelFiles
+from edgecount.assets.obtain import ModelFiles
+from edgecount.detection.interpreter import load_runtime
 from edgecount_core.faces import blazeface_anchors, decode_blazeface
 
 _SPECS = {128: ((8, 16, 16, 16), 2), 192: ((4,), 1)}

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from edgecount.assets.obtain import ModelFiles
 from edgecount.detection.detector import TFLiteDetector
-from edgecount.runtime.assets import ModelFiles
 from edgecount_core.config import InferenceSection
 from edgecount_core.decoders import DecodedDetections, classwise_nms
 

@@ -1,0 +1,1 @@
+"""What every process of the appliance shares: the bus, the frame ring, stores, settings, logs and paths."""

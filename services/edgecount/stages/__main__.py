@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from edgecount.runtime.lifetime import die_with_supervisor, name_process
+from edgecount.supervisor.lifetime import die_with_supervisor, name_process
 
 
 def _die_with_parent() -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from edgecount.assets.obtain import AssetStore, missing_source_file, resolve_source
 from edgecount.runtime import bus
-from edgecount.runtime.assets import AssetStore, missing_source_file, resolve_source
 from edgecount.runtime.backoff import Backoff, Outage
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.ring import RingError, RingWriter

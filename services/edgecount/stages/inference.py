@@ -24,12 +24,12 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from edgecount.assets.obtain import AssetError, AssetStore
 from edgecount.detection.detector import Detector, TFLiteDetector
-from edgecount.detection.models import cpu_twin, resolve_model
-from edgecount.detection.runtime import DetectorError, probe_edgetpu
+from edgecount.detection.interpreter import DetectorError, probe_edgetpu
+from edgecount.detection.model_files import cpu_twin, resolve_model
 from edgecount.detection.tiling import TiledDetector, configured_detector, with_tiles
 from edgecount.runtime import bus
-from edgecount.runtime.assets import AssetError, AssetStore
 from edgecount.runtime.backoff import Backoff
 from edgecount.runtime.ring import RingError, RingReader
 from edgecount.stages.base import Service

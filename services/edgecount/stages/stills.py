@@ -37,8 +37,8 @@ class StillTaker:
 
     def __init__(self, config: Config, runtime_dir: Path, cameras: Iterable[str], log: Any,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        from edgecount.assets.obtain import AssetStore
         from edgecount.detection.redaction import FaceDetector
-        from edgecount.runtime.assets import AssetStore
         from edgecount.runtime.ring import RingReader
 
         store = AssetStore.for_config(config)

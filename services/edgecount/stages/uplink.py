@@ -21,13 +21,13 @@ from pathlib import Path
 import attrs
 
 from edgecount.runtime import bus
-from edgecount.runtime.control import NotRunning, ask
 from edgecount.runtime.durable_log import Follower
 from edgecount.runtime.settings import state_dir
 from edgecount.stages import stage
 from edgecount.stages.base import Service
 from edgecount.stages.outbox import Outbox
 from edgecount.stages.uplink_sinks import Sink, SinkError, build_sinks
+from edgecount.supervisor.control import NotRunning, ask
 from edgecount_core.config import Config
 from edgecount_core.daily_totals import day_start, running_total, total_record
 from edgecount_core.messages import CountRecord, EndOfStream, LogTail, Message, Snapshot, StatValue

@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecount.assets.obtain import AssetStore
 from edgecount.detection.detector import Detector, TFLiteDetector
-from edgecount.detection.runtime import probe_edgetpu
+from edgecount.detection.interpreter import probe_edgetpu
 from edgecount.detection.tiling import TiledDetector, parse_tiles
-from edgecount.runtime.assets import AssetStore
 from edgecount_core.detection_quality import detection_quality
 from edgecount_core.groundtruth import parse_mot
 

@@ -8,8 +8,8 @@ or a passing check would not mean the device starts. Warnings are what runs but 
 
 from __future__ import annotations
 
-from edgecount.detection.models import model_problems, startup_model
-from edgecount.runtime.assets import AssetStore, missing_source_file, resolve_source
+from edgecount.assets.obtain import AssetStore, missing_source_file, resolve_source
+from edgecount.detection.model_files import model_problems, startup_model
 from edgecount.stages.uplink_sinks import check_secrets
 from edgecount_core.config import Config
 

@@ -12,8 +12,9 @@ from typing import Any
 import attrs
 import cv2
 
-from edgecount.detection.runtime import edgetpu_devices, probe_edgetpu, runtime_name
-from edgecount.runtime.assets import AssetError, AssetStore, resolve_source, sha256_of
+from edgecount.assets.obtain import AssetError, AssetStore, resolve_source
+from edgecount.assets.sources import sha256_of
+from edgecount.detection.interpreter import edgetpu_devices, probe_edgetpu, runtime_name
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
 from edgecount.stages import capture_process

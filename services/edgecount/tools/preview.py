@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
+from edgecount.assets.obtain import AssetStore, resolve_source
 from edgecount.detection.detector import TFLiteDetector
-from edgecount.detection.models import resolve_model, startup_model
+from edgecount.detection.model_files import resolve_model, startup_model
 from edgecount.detection.redaction import pixelate
 from edgecount.detection.tiling import TiledDetector, configured_detector
 from edgecount.runtime import bus, logs
-from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.ring import RingReader
 from edgecount.stages import capture_process

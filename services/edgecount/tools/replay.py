@@ -25,13 +25,13 @@ import attrs
 import cv2
 
 from edgecount import stages
-from edgecount.detection.models import resolve_model, startup_model
+from edgecount.assets.obtain import AssetStore, resolve_source
+from edgecount.detection.model_files import resolve_model, startup_model
 from edgecount.runtime import bus
-from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import for_replay, state_dir, to_toml
-from edgecount.runtime.watchdog import Watchdog
 from edgecount.stages.crossing_journal import read_crossings
+from edgecount.supervisor.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
 from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, Tracks
 from edgecount_core.validation import TimedCrossing

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from edgecount.runtime.assets import AssetStore
+from edgecount.assets.obtain import AssetStore
 from edgecount_core.groundtruth import GroundTruth, parse_mot
 
 __all__ = ["BUILTIN_SCENES", "TUNED_SCENES", "Scene", "SceneError", "SceneSpec", "load_scene", "load_scenes",

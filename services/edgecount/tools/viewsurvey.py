@@ -15,8 +15,8 @@ from typing import Any
 
 import zmq
 
+from edgecount.assets.obtain import AssetStore, resolve_source
 from edgecount.runtime import bus, logs
-from edgecount.runtime.assets import AssetStore, resolve_source
 from edgecount.runtime.paths import RuntimePaths
 from edgecount_core.config import Config
 from edgecount_core.messages import Detections
@@ -63,7 +63,7 @@ def _from_camera(survey: ViewSurvey, cfg: Config, seconds: float, progress: Prog
     import cv2
     import numpy as np
 
-    from edgecount.detection.models import resolve_model, startup_model
+    from edgecount.detection.model_files import resolve_model, startup_model
     from edgecount.detection.tiling import configured_detector
 
     store = AssetStore.for_config(cfg)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from edgecount.runtime.forkserver import ForkServer, ForkServerError, StageProcess
+from edgecount.supervisor.forkserver import ForkServer, ForkServerError, StageProcess
 
 Process = subprocess.Popen[bytes] | StageProcess
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecount.detection.runtime import DetectorError
-from edgecount.runtime.assets import AssetStore, ModelFiles
+from edgecount.assets.obtain import AssetStore, ModelFiles
+from edgecount.detection.interpreter import DetectorError
 from edgecount_core.config import Config
 
 __all__ = ["DetectorError", "cpu_twin", "model_problems", "person_detectors", "resolve_model", "startup_model"]

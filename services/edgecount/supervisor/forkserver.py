@@ -8,7 +8,7 @@ PSS (measured in ``tests/bench/bench_footprint.py``).
 The server is forked from the watchdog itself while the watchdog is still single-threaded, so the
 interpreter and the libraries the watchdog imported (ZeroMQ, msgpack, pydantic, structlog) are shared with
 it as well. A process that already runs threads (a replay under a progress bar, a test) must not fork: it
-starts the same server as a fresh interpreter (``python -m edgecount.runtime.forkserver FD``) instead.
+starts the same server as a fresh interpreter (``python -m edgecount.supervisor.forkserver FD``) instead.
 Unlike multiprocessing's fork server it needs no resource-tracker process (a 7 MB interpreter we never
 used: the frame rings are reclaimed by the watchdog).
 
@@ -36,7 +36,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from edgecount.runtime.lifetime import alive, die_with_supervisor, name_process
+from edgecount.supervisor.lifetime import alive, die_with_supervisor, name_process
 
 # The stages are started by name, across the process boundary, as `python -m edgecount.stages` is:
 # the runtime never imports them.
@@ -94,7 +94,7 @@ class ForkServer:
             self.mode = "fork"
         else:
             os.set_inheritable(theirs.fileno(), True)
-            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "edgecount.runtime.forkserver",
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "edgecount.supervisor.forkserver",
                                                   str(theirs.fileno()), *self.preload], os.environ)
             self.mode = "exec"
         theirs.close()
@@ -343,7 +343,7 @@ class StageProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgecount.runtime.forkserver FD [MODULE...]``: serve on the inherited socket FD, having
+    """``python -m edgecount.supervisor.forkserver FD [MODULE...]``: serve on the inherited socket FD, having
     imported the modules."""
     args = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(args[0]))

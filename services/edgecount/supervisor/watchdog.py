@@ -29,12 +29,12 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
-from edgecount.runtime.control import ControlServer
-from edgecount.runtime.launcher import Launcher, Process
-from edgecount.runtime.memory import oom_kills, pss_mb, total_pss_mb
 from edgecount.runtime.paths import RuntimePaths
-from edgecount.runtime.reports import SupervisorReports
 from edgecount.runtime.segments import reclaim_stale_segments
+from edgecount.supervisor.control import ControlServer
+from edgecount.supervisor.launcher import Launcher, Process
+from edgecount.supervisor.memory import oom_kills, pss_mb, total_pss_mb
+from edgecount.supervisor.reports import SupervisorReports
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
 

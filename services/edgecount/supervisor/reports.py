@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecount.runtime.logfiles import bound_log_files
-from edgecount.runtime.metrics import render, samples, write_textfile
-from edgecount.runtime.sdnotify import SdNotify
+from edgecount.supervisor.metrics import render, samples, write_textfile
+from edgecount.supervisor.sdnotify import SdNotify
 from edgecount_core.config import Config
 
 LOG_CHECK_EVERY_S = 30.0
