@@ -521,8 +521,10 @@ def test_per_camera_capture_figures_and_the_write_time_reach_the_metrics() -> No
     from the metrics; and a file no one rewrites any more looked as fresh as a new one."""
     from edgecount.supervisor.metrics import render, samples
 
-    text = render(samples([{"service": "capture@front", "state": "ok", "stats": {"frames_read": 10}},
-                           {"service": "capture@back", "state": "ok", "stats": {"frames_read": 7}}], now=1.7e9))
+    figs = stages.figures_by_stage()
+    rows = [{"service": "capture@front", "state": "ok", "stats": {"frames_read": 10}},
+            {"service": "capture@back", "state": "ok", "stats": {"frames_read": 7}}]
+    text = render(samples(rows, figs, now=1.7e9), figs)
     assert 'edgecount_frames_read_total{camera="front"} 10' in text
     assert 'edgecount_frames_read_total{camera="back"} 7' in text
     assert "edgecount_metrics_written_timestamp_seconds 1700000000" in text

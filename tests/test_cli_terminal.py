@@ -116,6 +116,11 @@ def test_technician_session(runtime_dir: Path, pets09_clip: Path, ssd_model, mac
         asked = [i for i, r in enumerate(records) if r["event"] == "watchdog.restart_requested"]
         restored = [i for i, r in enumerate(records) if r["event"] == "counter.state_restored"]
         assert asked and restored and asked[-1] < restored[-1], res.stdout[-3000:]
+        # Every figure a heartbeat carried is declared (an undeclared one is left out, and said so once).
+        service_logs = list((runtime_dir / "state" / "logs").glob("*.log*"))
+        undeclared = [line for f in service_logs
+                      for line in f.read_text(errors="replace").splitlines() if "health.undeclared_figure" in line]
+        assert len(service_logs) >= 5 and undeclared == []
 
         shot = runtime_dir / "preview.jpg"
         t = _term(["preview", "--out", str(shot)], cfg)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgecount import stages
 from edgecount.stages.outbox import Outbox
 from edgecount.stages.uplink import Uplink
 from edgecount.supervisor.metrics import render, samples
@@ -89,11 +90,12 @@ def test_compaction_keeps_the_newest_total_and_never_adds_totals_up() -> None:
 
 
 def test_prometheus_counts_per_camera_line_and_direction() -> None:
+    figs = stages.figures_by_stage()
     stats = {"line.door.in": 7, "line.door.out": 2, "line.door.people_s_since_count": 3.5, "events": 9}
-    text = render(samples([{"service": "counter", "state": "ok", "stats": stats}]))
+    text = render(samples([{"service": "counter", "state": "ok", "stats": stats}], figs), figs)
     assert 'edgecount_line_crossings_total{camera="main",direction="in",line="door"} 7' in text
     assert 'edgecount_line_crossings_total{camera="main",direction="out",line="door"} 2' in text
     assert "people_s" not in text
     several = {"camera.front.line.door.1.in": 4}
-    text = render(samples([{"service": "counter", "state": "ok", "stats": several}]))
+    text = render(samples([{"service": "counter", "state": "ok", "stats": several}], figs), figs)
     assert 'edgecount_line_crossings_total{camera="front",direction="in",line="door.1"} 4' in text

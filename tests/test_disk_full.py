@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgecount import stages
 from edgecount.runtime.logfiles import bound_log_files
 from edgecount.runtime.space import is_disk_full
 from edgecount.runtime.store import Store
@@ -199,7 +200,8 @@ def test_a_service_waiting_for_room_shows_in_metrics_and_doctor(tmp_path: Path) 
 
     rows = [{"service": "counter", "state": "degraded", "stats": {"disk_full_s": 42.0, "log_lines_dropped": 3}},
             {"service": "uplink", "state": "ok", "stats": {}}]
-    text = render(samples(rows))
+    figs = stages.figures_by_stage()
+    text = render(samples(rows, figs), figs)
     assert 'edgecount_service_disk_full_seconds{service="counter"} 42' in text
     assert 'edgecount_log_lines_dropped_total{service="counter"} 3' in text
     assert 'disk_full_seconds{service="uplink"}' not in text

@@ -69,8 +69,8 @@ def test_no_import_runs_the_wrong_way() -> None:
             if theirs is not None and (theirs > mine or sideways):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} ({module}, layer {mine}) imports {imported} "
                              f"(layer {theirs})")
-    assert not wrong, "imports against the layer order core < runtime < supervisor, assets < detection < stages < tools < cli:\n" + \
-        "\n".join(wrong)
+    order = "core < runtime < supervisor, assets < detection < stages < tools < cli"
+    assert not wrong, f"imports against the layer order {order}:\n" + "\n".join(wrong)
 
 
 def test_the_layer_check_catches_a_wrong_import(tmp_path: Path) -> None:

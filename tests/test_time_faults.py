@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgecount import stages
 from edgecount_core.messages import CountRecord, Crossing, Watermark, decode
 from edgecount_core.privacy import BucketAggregator, record_id
 from edgecount_core.streamclock import CATCH_UP_RATE, StreamClock
@@ -257,8 +258,9 @@ def test_a_changed_bucket_length_keeps_every_count_under_its_own_id(runtime_dir:
 def test_the_clock_faults_reach_the_metrics() -> None:
     from edgecount.supervisor.metrics import render, samples
 
-    text = render(samples([{"service": "privacy", "state": "ok", "stats": {
-        "late_events": 0, "clock_steps_back": 1, "clock_ahead_s": 412.5, "stream_gaps": 2, "stream_gap_s": 86400}}]))
+    figs = stages.figures_by_stage()
+    stats = {"late_events": 0, "clock_steps_back": 1, "clock_ahead_s": 412.5, "stream_gaps": 2, "stream_gap_s": 86400}
+    text = render(samples([{"service": "privacy", "state": "ok", "stats": stats}], figs), figs)
     assert "edgecount_clock_steps_back_total 1" in text
     assert "edgecount_bucket_clock_ahead_seconds 412.5" in text
     assert "edgecount_stream_gaps_total 2" in text and "edgecount_late_events_total 0" in text

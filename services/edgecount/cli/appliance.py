@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if log_dir is not None:
         logger = logs.configure("watchdog", copy_to=log_dir / "watchdog.log")
     wd = Watchdog(cfg, resolved, runtime_dir(cfg), services=stages.processes(cfg), log_dir=log_dir, logger=logger,
-                  preload=stages.preload_modules())
+                  preload=stages.preload_modules(), figures=stages.figures_by_stage())
     return wd.run()
 
 
@@ -86,6 +86,7 @@ def cameras_view(cfg: Any, services: list[dict[str, Any]]) -> dict[str, dict[str
     """Per camera: its capture's state and rate, and what inference made of its frames. A camera whose capture
     is down is ``degraded`` on its own; the other cameras keep their state."""
     from edgecount.stages import capture_process
+    from edgecount.stages.figures import CAPTURE, INFERENCE
 
     by_name = {s_["service"]: s_ for s_ in services}
     inf = by_name.get("inference", {}).get("stats", {})
@@ -94,12 +95,22 @@ def cameras_view(cfg: Any, services: list[dict[str, Any]]) -> dict[str, dict[str
     for cam in cfg.camera_names():
         cap = by_name.get(capture_process(cfg, cam), {})
         x = cap.get("stats", {})
+        share = cam if several else ""  # inference's figures per camera, when it serves several
         out[cam] = {"process": capture_process(cfg, cam), "state": cap.get("state", "stopped"),
-                    "source": cfg.for_camera(cam).capture.source, "fps_in": x.get("fps_in", 0),
-                    "frames_read": x.get("frames_read", 0), "source_down_s": x.get("source_down_s", 0),
-                    "processed": inf.get(f"camera.{cam}.processed" if several else "processed", 0),
-                    "skipped": inf.get(f"camera.{cam}.skipped" if several else "skipped", 0)}
+                    "source": cfg.for_camera(cam).capture.source, "fps_in": CAPTURE.fps_in.read(x),
+                    "frames_read": int(CAPTURE.frames_read.read(x)), "source_down_s": CAPTURE.source_down_s.read(x),
+                    "processed": int(INFERENCE.processed.read(inf, camera=share)),
+                    "skipped": int(INFERENCE.skipped.read(inf, camera=share))}
     return out
+
+
+def _details(process: str, stats: dict[str, Any]) -> str:
+    """The service's shown figures, as its stage declares them (trouble highlighted)."""
+    from edgecount.runtime.figures import details
+    from edgecount.stages import split_process
+
+    shown = details(split_process(process)[0].reported(), stats)
+    return ", ".join(f"[yellow]{text}[/]" if trouble else text for text, trouble in shown)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -137,25 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         t.add_column(col, justify="right" if col == "PSS MB" else "left")
     colour = {"ok": "green", "degraded": "yellow", "starting": "cyan"}
     for s_ in st["services"]:
-        x = s_["stats"]
-        if s_["service"].startswith("capture"):
-            d = f"fps in {x.get('fps_in', 0)}, frames {x.get('frames_read', 0)}, reconnects {x.get('reconnects', 0)}"
-            if float(x.get("source_down_s", 0) or 0) > 0:
-                d = (f"[yellow]CAMERA UNAVAILABLE for {x['source_down_s']} s[/], retry in {x.get('retry_in_s')} s, "
-                     f"reconnects {x.get('reconnects', 0)}")
-        elif s_["service"] == "inference":
-            d = (f"{x.get('model', '')} on {x.get('backend', '?')}{' (DEGRADED)' if x.get('degraded') else ''}, "
-                 f"p50 {x.get('latency_ms_p50', 0)} ms, processed {x.get('processed', 0)}, "
-                 f"dropped {int(x.get('skipped', 0)) + int(x.get('overwritten', 0))}")
-        elif s_["service"] == "counter":
-            d = f"frames {x.get('processed', 0)}, tracks {x.get('active_tracks', 0)}, events {x.get('events', 0)}"
-        elif s_["service"] == "privacy":
-            d = f"records {x.get('records', 0)}, log pending {x.get('log_pending', 0)}" + (
-                f", [red]{x['lost']} events LOST[/]" if x.get("lost") else "")
-        else:
-            broker = x.get("broker_connected")
-            d = f"outbox backlog {x.get('backlog', 0)}" + (
-                "" if broker is None else f", broker {'connected' if broker else 'DISCONNECTED'}")
+        d = _details(s_["service"], s_["stats"])
         state = s_["state"]
         t.add_row(s_["service"], f"[{colour.get(state, 'red')}]{state}[/]", str(s_["pid"] or "-"),
                   _fmt_uptime(s_["uptime_s"]), str(s_["restarts"]), f"{s_.get('pss_mb') or '-'}", d)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from edgecount.runtime import bus
+from edgecount.runtime.figures import COMMON, Figure
+from edgecount.stages.figures import CAPTURE, COUNTER, INFERENCE, PRIVACY, UPLINK, declared_by
 from edgecount_core.config import Config
 
 if TYPE_CHECKING:
@@ -61,6 +63,12 @@ class Stage:
     heavy_imports: tuple[str, ...] = ()
     """Libraries the stage loads that are slow to import, at import or later (the Edge TPU's runtime, MQTT,
     the stills' image code): the fork server imports them once for all."""
+    figures: tuple[Figure, ...] = ()
+    """What its heartbeat reports (:mod:`edgecount.stages.figures`), besides the figures every stage reports."""
+
+    def reported(self) -> tuple[Figure, ...]:
+        """Every figure this stage's heartbeat may carry."""
+        return (*COMMON, *self.figures)
 
     @property
     def module(self) -> str:
@@ -93,28 +101,29 @@ STAGES: tuple[Stage, ...] = (
           "one per camera (`capture@NAME` with `[[cameras]]`): reads a file / RTSP / V4L2 source, decodes each "
           "frame straight into that camera's shared-memory ring",
           (Link("counter", (bus.TRACKS,), when="replay"), Link("uplink", _HOP, when="replay")),
-          (bus.FRAME,), heavy_imports=("numpy", "cv2", "sqlite3")),
+          (bus.FRAME,), heavy_imports=("numpy", "cv2", "sqlite3"), figures=declared_by(CAPTURE)),
     Stage("inference", "edgecount.stages.inference:Inference",
           "owns the CPU interpreter or Edge TPU for all cameras, serving them in turn; reads the slot into the "
           "model input (no full-frame copy)",
           (Link("capture", (bus.FRAME, *_HOP)),),
-          (bus.DETECTIONS,), heavy_imports=("numpy", "cv2", "sqlite3", "ai_edge_litert.interpreter")),
+          (bus.DETECTIONS,), heavy_imports=("numpy", "cv2", "sqlite3", "ai_edge_litert.interpreter"),
+          figures=declared_by(INFERENCE)),
     Stage("counter", "edgecount.stages.counter:Counter",
           "ByteTrack-class tracker, line and zone counters per camera; commits each frame before acknowledging it",
           (Link("inference", (bus.DETECTIONS, *_HOP)),),
           (bus.TRACKS, bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL), reloads_on=("lines", "zones"),
-          heavy_imports=("numpy", "sqlite3")),
+          heavy_imports=("numpy", "sqlite3"), figures=declared_by(COUNTER)),
     Stage("privacy", "edgecount.stages.privacy:Privacy",
           "aggregates crossings into counts per line/zone per time bucket — the only producer for the uplink",
           (Link("counter", (bus.CROSSING, bus.ZONE, bus.WATERMARK, bus.TAIL, *_HOP)),
            Link("capture", (bus.FRAME,), when="snapshots"), Link("inference", (bus.DETECTIONS,), when="snapshots")),
           (bus.RECORD, bus.SNAPSHOT, bus.TAIL), follows="counter", reloads_on=("lines", "zones"),
-          heavy_imports=("numpy", "cv2", "sqlite3")),
+          heavy_imports=("numpy", "cv2", "sqlite3"), figures=declared_by(PRIVACY)),
     Stage("uplink", "edgecount.stages.uplink:Uplink",
           "delivers records from its outbox to the sinks (JSON lines, MQTT, webhook)",
           (Link("privacy", (bus.RECORD, bus.SNAPSHOT, bus.TAIL, *_HOP)),),
           (), follows="privacy", reloads_on=("lines", "zones"),  # Home Assistant has an entity per line
-          heavy_imports=("sqlite3", "paho.mqtt.client")),
+          heavy_imports=("sqlite3", "paho.mqtt.client"), figures=declared_by(UPLINK)),
 )
 
 BY_NAME = {s.name: s for s in STAGES}
@@ -126,6 +135,11 @@ def preload_modules() -> tuple[str, ...]:
     libraries = [m for s in STAGES for m in s.heavy_imports]
     return tuple(dict.fromkeys([*libraries, *(s.module for s in STAGES)]))
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+def figures_by_stage() -> dict[str, tuple[Figure, ...]]:
+    """Every stage's heartbeat figures, for the supervisor's metrics (it never imports a stage)."""
+    return {s.name: s.reported() for s in STAGES}
 
 
 def stage(name: str) -> Stage:

@@ -24,6 +24,7 @@ import zmq
 
 from edgecount.runtime import bus, logs
 from edgecount.runtime.backoff import Backoff
+from edgecount.runtime.figures import declared
 from edgecount.runtime.settings import load_config
 from edgecount.runtime.space import describe, is_disk_full
 from edgecount.runtime.store import Store
@@ -55,6 +56,8 @@ class Service:
         self.running = True
         self.started = time.time()
         self._next_heartbeat = 0.0
+        self._figures = stage(self.name).reported()
+        self._known: dict[str, bool] = {}  # heartbeat key -> declared (keys repeat every beat)
         self.eos_seen: EndOfStream | None = None
         self.disk_full_since: float | None = None
         self._retry_writes_at = 0.0
@@ -111,9 +114,19 @@ class Service:
                 state = "degraded" if state == "ok" else state
             if logs.dropped_lines():
                 stats["log_lines_dropped"] = logs.dropped_lines()
+            stats = self._declared_only(stats)
             self.pub.send(bus.HEALTH, Health(service=self.process, pid=os.getpid(), ts=time.time(),
                                             state=state, stats=stats))
             self._next_heartbeat = now + self.cfg.watchdog.heartbeat_s
+
+    def _declared_only(self, stats: dict[str, StatValue]) -> dict[str, StatValue]:
+        """The figures ``stages.figures`` declares for this stage: nothing reaches status or metrics unexplained."""
+        for key in stats.keys() - self._known.keys():
+            self._known[key] = declared(self._figures, key) is not None
+            if not self._known[key]:
+                self.log.warning("health.undeclared_figure", figure=key,
+                                 fix="declare it in edgecount/stages/figures.py")
+        return {k: v for k, v in stats.items() if self._known[k]}
 
     def _drain(self, sub: bus.Subscriber) -> None:
         """Handle what is queued on one upstream socket, but keep heartbeating under sustained load."""

@@ -199,7 +199,7 @@ class Inference(Service):
             degraded=bool(self.degraded_reason), ring=f.ring, camera=f.camera, features=colours))
 
     def stats(self) -> dict[str, StatValue]:
-        lat = np.asarray(self.latencies[-100:]) if self.latencies else np.zeros(1)
+        lat = np.asarray(self.latencies[-100:])  # no latency is reported before the first frame
         feeds = self.feeds.values()
         per_camera: dict[str, StatValue] = {}
         if len(self.feeds) > 1:
@@ -210,8 +210,8 @@ class Inference(Service):
                 **per_camera, "unknown_camera": self.unknown_camera,
                 "overwritten": sum(fd.reader.overwritten for fd in feeds), "ring_errors": self.ring_errors,
                 "torn_colours": self.torn_colours,
-                "latency_ms_p50": round(float(np.median(lat)), 2),
-                "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
+                **({"latency_ms_p50": round(float(np.median(lat)), 2),
+                    "latency_ms_p95": round(float(np.percentile(lat, 95)), 2)} if self.latencies else {}),
                 "backend": self.detector.backend if self.detector else "none",
                 "model": self.detector.name if self.detector else "",
                 "degraded": bool(self.degraded_reason), "degraded_reason": self.degraded_reason[:200]}

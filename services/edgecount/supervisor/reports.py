@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecount.runtime.logfiles import bound_log_files
-from edgecount.supervisor.metrics import render, samples, write_textfile
+from edgecount.supervisor.metrics import Figures, render, samples, write_textfile
 from edgecount.supervisor.sdnotify import SdNotify
 from edgecount_core.config import Config
 
@@ -22,8 +22,9 @@ LOG_CHECK_EVERY_S = 30.0
 
 
 class SupervisorReports:
-    def __init__(self, cfg: Config, log: Any, log_dir: Path | None) -> None:
+    def __init__(self, cfg: Config, log: Any, log_dir: Path | None, figures: Figures) -> None:
         self.cfg = cfg
+        self.figures = figures
         self.log = log
         self.log_dir = log_dir
         self.notify = SdNotify()
@@ -70,7 +71,8 @@ class SupervisorReports:
             return
         self._next_metrics = now + w.metrics_interval_s
         try:
-            write_textfile(Path(w.metrics_dir), render(samples(status_rows(), now=time.time())))
+            rows = samples(status_rows(), self.figures, now=time.time())
+            write_textfile(Path(w.metrics_dir), render(rows, self.figures))
         except OSError as exc:
             if not self._metrics_warned:  # e.g. node_exporter not installed: say so once, carry on
                 self.log.warning("watchdog.metrics_not_written", dir=w.metrics_dir, reason=str(exc))

@@ -34,6 +34,7 @@ from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount.supervisor.control import ControlServer
 from edgecount.supervisor.launcher import Launcher, Process
 from edgecount.supervisor.memory import oom_kills, pss_mb, total_pss_mb
+from edgecount.supervisor.metrics import Figures
 from edgecount.supervisor.reports import SupervisorReports
 from edgecount_core.config import Config
 from edgecount_core.messages import Health
@@ -122,15 +123,16 @@ class Supervised:
 class Watchdog:
     def __init__(self, cfg: Config, config_path: Path, runtime_dir: Path,
                  services: tuple[str, ...], log_dir: Path | None = None,
-                 logger: Any = None, preload: Sequence[str] = ()) -> None:
+                 logger: Any = None, preload: Sequence[str] = (), figures: Figures | None = None) -> None:
         """``preload``: what the fork server imports once for every stage (``stages.preload_modules()``; the
-        supervisor never imports a stage itself)."""
+        supervisor never imports a stage itself); ``figures``: what their heartbeats report
+        (``stages.figures_by_stage()``), for the metrics."""
         self.cfg = cfg
         self.config_path = config_path
         self.runtime_dir = bus.ensure_runtime_dir(runtime_dir)
         self.log_dir = log_dir
         self.log = logger or logs.configure("watchdog")
-        self.reports = SupervisorReports(cfg, self.log, log_dir)
+        self.reports = SupervisorReports(cfg, self.log, log_dir, figures or {})
         w = cfg.watchdog
         self.children = {name: Supervised(name=name, backoff=Backoff(w.backoff_initial_s, w.backoff_max_s))
                          for name in services}

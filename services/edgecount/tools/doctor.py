@@ -15,9 +15,11 @@ import cv2
 from edgecount.assets.obtain import AssetError, AssetStore, resolve_source
 from edgecount.assets.sources import sha256_of
 from edgecount.detection.interpreter import edgetpu_devices, probe_edgetpu, runtime_name
+from edgecount.runtime.figures import DISK_FULL
 from edgecount.runtime.segments import reclaim_stale_segments
 from edgecount.runtime.settings import load_config, state_dir
 from edgecount.stages import capture_process
+from edgecount.stages.figures import CAPTURE, COUNTER, PRIVACY
 from edgecount.stages.source_diagnosis import why_no_frames
 from edgecount_core.config import Config, ConfigError
 
@@ -115,12 +117,12 @@ def quiet_lines_check(cfg: Config, appliance: dict[str, Any], quiet_line_s: floa
     counter = next((s for s in appliance.get("services", []) if s.get("service") == "counter"), None)
     stats = (counter or {}).get("stats") or {}
     quiet = []
+    several = len(cfg.camera_names()) > 1
     for cam in cfg.camera_names():
-        prefix = f"camera.{cam}." if len(cfg.camera_names()) > 1 else ""
         for ln in cfg.for_camera(cam).lines:
-            seconds = float(stats.get(f"{prefix}line.{ln.name}.people_s_since_count", 0) or 0)
+            seconds = COUNTER.quiet_line.read(stats, camera=cam if several else "", line=ln.name)
             if seconds >= quiet_line_s:
-                quiet.append(f"{ln.name if not prefix else f'{cam}/{ln.name}'} ({seconds / 60:.0f} min)")
+                quiet.append(f"{ln.name if not several else f'{cam}/{ln.name}'} ({seconds / 60:.0f} min)")
     if not quiet:
         return [Check("lines", "pass", f"every line counted within {quiet_line_s / 60:.0f} min of people in view")]
     return [Check("lines", "warn", "counted nothing while people were in view: " + ", ".join(quiet),
@@ -135,8 +137,8 @@ def _clock(appliance: dict[str, Any] | None) -> Check:
     fix = "" if sync else "enable NTP (timedatectl set-ntp true): count buckets use the clock"
     privacy = next((s for s in (appliance or {}).get("services", []) if s.get("service") == "privacy"), None)
     stats = (privacy or {}).get("stats") or {}
-    ahead, steps = float(stats.get("clock_ahead_s", 0) or 0), int(stats.get("clock_steps_back", 0) or 0)
-    gaps, gap_s = int(stats.get("stream_gaps", 0) or 0), float(stats.get("stream_gap_s", 0) or 0)
+    ahead, steps = PRIVACY.clock_ahead_s.read(stats), int(PRIVACY.clock_steps_back.read(stats))
+    gaps, gap_s = int(PRIVACY.stream_gaps.read(stats)), PRIVACY.stream_gap_s.read(stats)
     notes = []
     if steps:
         notes.append(f"stepped back {steps}x" + (f", bucket times {ahead:.0f} s ahead, catching up" if ahead else ""))
@@ -171,20 +173,22 @@ def _camera(full: Config, camera: str, store: AssetStore, appliance: dict[str, A
     if appliance:
         cap = next((s for s in appliance["services"] if s["service"] == process), None)
         stats = cap["stats"] if cap else {}
-        if cap and stats.get("ring_error"):
-            return Check(title, "fail", f"{process} has no frame ring: {stats['ring_error']} (degraded, retrying; "
+        if cap and CAPTURE.ring_error.text_of(stats):
+            return Check(title, "fail", f"{process} has no frame ring: {CAPTURE.ring_error.text_of(stats)} "
+                         "(degraded, retrying; "
                          "the other cameras go on)", "free shared memory or lower the ring; "
                          f"`edgecount logs {process}`")
-        if cap and cap["state"] == "degraded" and float(stats.get("source_down_s", 0)) > 0:
+        if cap and cap["state"] == "degraded" and CAPTURE.source_down_s.read(stats) > 0:
             return Check(title, "fail",
-                         f"unavailable for {stats.get('source_down_s')} s: {why_no_frames(cfg.capture.source)}; "
-                         f"capture retries in {stats.get('retry_in_s')} s (degraded, not restarted; counting "
+                         f"unavailable for {CAPTURE.source_down_s.read(stats)} s: "
+                         f"{why_no_frames(cfg.capture.source)}; capture retries in "
+                         f"{CAPTURE.retry_in_s.read(stats)} s (degraded, not restarted; counting "
                          "resumes by itself)", f"`edgecount logs {process}` has every attempt")
-        if cap and cap["state"] in ("ok", "degraded") and int(stats.get("frames_read", 0)) > 0:
+        if cap and cap["state"] in ("ok", "degraded") and CAPTURE.frames_read.read(stats) > 0:
             fix = "" if cap["state"] == "ok" else f"see `edgecount logs {process}`"
             return Check(title, "pass" if cap["state"] == "ok" else "warn",
-                         f"{process} is running: {stats.get('frames_read')} frames read, "
-                         f"{stats.get('fps_in', 0)} fps", fix)
+                         f"{process} is running: {CAPTURE.frames_read.read(stats):.0f} frames read, "
+                         f"{CAPTURE.fps_in.read(stats)} fps", fix)
     try:
         source = resolve_source(cfg.capture.source, store)
     except AssetError as exc:
@@ -300,8 +304,8 @@ def _disk(cfg: Config, appliance: dict[str, Any] | None = None) -> Check:
                      "/var/lib/edgecount)")
     probe = d if d.exists() else d.parent if d.parent.exists() else Path("/")
     usage = shutil.disk_usage(probe)
-    waiting = [f"{s['service']} for {float(s['stats']['disk_full_s']):.0f} s"
-               for s in (appliance or {}).get("services", []) if "disk_full_s" in (s.get("stats") or {})]
+    waiting = [f"{s['service']} for {DISK_FULL.read(s.get('stats') or {}):.0f} s"
+               for s in (appliance or {}).get("services", []) if DISK_FULL.read(s.get("stats") or {}, -1) >= 0]
     ok = usage.free > 200 * 2**20 and not waiting
     detail = f"{probe}: {usage.free / 2**30:.1f} GiB free"
     if waiting:

@@ -31,6 +31,7 @@ from edgecount.runtime import bus
 from edgecount.runtime.paths import RuntimePaths
 from edgecount.runtime.settings import for_replay, state_dir, to_toml
 from edgecount.stages.crossing_journal import read_crossings
+from edgecount.stages.figures import COUNTER
 from edgecount.supervisor.watchdog import Watchdog
 from edgecount_core.config import Config, LineSection, parse_config
 from edgecount_core.messages import DEFAULT_CAMERA, EndOfStream, Tracks
@@ -193,7 +194,7 @@ def _run_pipeline(cfg: Config, runtime_dir: Path, expected: int, *, timeout_s: f
     cfg_path = runtime_dir / "effective.toml"
     cfg_path.write_text(to_toml(cfg.model_dump(mode="json")), encoding="utf-8")
     wd = Watchdog(cfg, cfg_path, runtime_dir, services=stages.processes(cfg), log_dir=runtime_dir / "state" / "logs",
-                  logger=logger, preload=stages.preload_modules())
+                  logger=logger, preload=stages.preload_modules(), figures=stages.figures_by_stage())
     eos_sub = bus.Subscriber(wd.ctx, runtime_dir, [("uplink", (bus.EOS,))], wd.log)
     # Tracks are internal data: only an evaluation on the device itself collects them.
     tracks_sub = (bus.Subscriber(wd.ctx, runtime_dir, [("counter", (bus.TRACKS,))], wd.log, hwm=100000)
@@ -212,7 +213,7 @@ def _run_pipeline(cfg: Config, runtime_dir: Path, expected: int, *, timeout_s: f
             if wd.failed:
                 raise ReplayError(f"pipeline failed: {wd.failed}; logs in {runtime_dir / 'state' / 'logs'}")
             if progress is not None and health is not None and health.service == "counter":
-                progress(int(health.stats.get("processed", 0)), expected)
+                progress(int(COUNTER.processed.read(health.stats)), expected)
             got = eos_sub.recv(0)
             if got is not None and isinstance(got[1], EndOfStream) and got[1].camera in cameras:
                 run.eos.setdefault(got[1].camera, got[1])
