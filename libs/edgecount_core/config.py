@@ -519,7 +519,7 @@ class Config(_Section):
 
         c = self.counting
         # Every [tracker] key is the tracker's field of that name: built by name, so none can be forgotten
-        # (tests/test_config.py checks that the defaults agree).
+        # (tests/core/test_config.py checks that the defaults agree).
         tracker = TrackerConfig(**{name: getattr(self.tracker, name) for name in TrackerSection.model_fields})
         return CameraCounter(
             self.geometry_lines() if lines is None else lines, self.geometry_zones(), tracker=tracker,

@@ -1,0 +1,1 @@
+"""Tests of what every process shares: the bus, the frame ring, stores, imports per process."""

@@ -1,0 +1,1 @@
+"""Tests of the watchdog and the fork server, with real child processes."""
