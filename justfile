@@ -44,7 +44,8 @@ demo: setup-runtime
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
-# install what the tests run against when missing: Mosquitto, debootstrap, QEMU, an RTSP server, BitBake's tools
+# install what the tests run against when missing: Mosquitto, debootstrap, QEMU, an RTSP server, BitBake's tools,
+# RAUC and what an A/B image is made with
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -62,6 +63,16 @@ test-deps:
     # BitBake's host tools (the image's dependency graph is resolved by a real BitBake)
     for t in gawk chrpath diffstat cpio lz4 zstd file; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
     locale -a 2>/dev/null | grep -qi '^en_US.utf8$' || need+=(locales)
+    # A/B images and signed updates: RAUC, GRUB's EFI build, the EFI partition, UEFI firmware for QEMU
+    command -v rauc >/dev/null 2>&1 || need+=(rauc)
+    command -v mksquashfs >/dev/null 2>&1 || need+=(squashfs-tools)
+    [ -x /usr/sbin/veritysetup ] || need+=(cryptsetup-bin)
+    [ -d /usr/lib/grub/x86_64-efi ] || need+=(grub-efi-amd64-bin)
+    command -v grub-mkstandalone >/dev/null 2>&1 || need+=(grub-common)
+    [ -x /usr/sbin/mkfs.vfat ] || need+=(dosfstools)
+    command -v mcopy >/dev/null 2>&1 || need+=(mtools)
+    [ -x /usr/sbin/sfdisk ] || need+=(fdisk)
+    [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)

@@ -384,6 +384,27 @@ class WatchdogSection(_Section):
         return self
 
 
+class UpdateSection(_Section):
+    """How a freshly updated root file system proves itself before it is kept (RAUC A/B slots)."""
+
+    mark_good_after_s: float = Field(
+        60.0, gt=0, description="the new slot is marked good once the appliance is READY and frames have been "
+        "processed without a stall for this long")
+    boot_deadline_s: float = Field(
+        900.0, gt=0, description="a new slot not healthy this long after boot reboots; after 3 such boots the "
+        "boot loader goes back to the old slot")
+    keyring: str = Field("/etc/rauc/keyring.pem", description="certificates a bundle's signature must chain to")
+    system_conf: str = Field("/etc/rauc/system.conf", description="RAUC's slot description (its compatible "
+                             "string is what a bundle must match)")
+
+    @model_validator(mode="after")
+    def _order(self) -> UpdateSection:
+        if self.mark_good_after_s >= self.boot_deadline_s:
+            raise ValueError(f"update.mark_good_after_s ({self.mark_good_after_s}) must be below boot_deadline_s "
+                             f"({self.boot_deadline_s}), or no new slot could ever be kept")
+        return self
+
+
 class CameraSection(_Section):
     """One camera: its source, its own lines and zones, and the capture settings it changes."""
 
@@ -420,6 +441,7 @@ class Config(_Section):
     privacy: PrivacySection = PrivacySection()
     uplink: UplinkSection = UplinkSection()
     watchdog: WatchdogSection = WatchdogSection()
+    update: UpdateSection = UpdateSection()
     cameras: tuple[CameraSection, ...] = Field(
         (), max_length=MAX_CAMERAS,
         description="several cameras, each [[cameras]] with name, source, lines and zones; empty = the one "

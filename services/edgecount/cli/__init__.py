@@ -10,12 +10,12 @@ import contextlib
 import sys
 
 from edgecount import __version__
-from edgecount.cli import appliance, counts, evaluation, models, pipeline, setup, validate
+from edgecount.cli import appliance, counts, evaluation, models, pipeline, setup, update, validate
 from edgecount.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err
 from edgecount.cli.terminal import native_output_to_log, report_unexpected
 from edgecount_core.config import ConfigError
 
-GROUPS = (appliance, pipeline, evaluation, validate, models, counts, setup)
+GROUPS = (appliance, pipeline, evaluation, validate, models, counts, setup, update)
 
 
 def build_parser() -> argparse.ArgumentParser:

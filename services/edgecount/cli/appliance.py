@@ -118,6 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from edgecount.supervisor.control import NotRunning
     from edgecount.tools.doctor import cpu_temperature
+    from edgecount.tools.update import describe, update_view
     from edgecount.tools.validate import last_result, summary
 
     try:
@@ -137,11 +138,13 @@ def cmd_status(args: argparse.Namespace) -> int:
               "fork_server": st.get("fork_server", "off")}
     cameras = cameras_view(cfg, st["services"])
     validated = last_result(cfg)
+    update = update_view(cfg)
     if args.json:
         print(json.dumps({"running": True, "device": device, "cameras": cameras, "services": st["services"],
                           "validation": None if validated is None else {
                               k: validated.get(k) for k in ("at", "source", "verdict", "count_accuracy",
-                                                            "event_accuracy", "ci95", "tally")}}))
+                                                            "event_accuracy", "ci95", "tally")},
+                          "update": update}))
         return EXIT_OK
     t = Table(title=f"edgecount — {cfg.device.site}/{cfg.device.id}, up {_fmt_uptime(st['uptime_s'])}")
     for col in ("service", "state", "pid", "uptime", "restarts", "PSS MB", "details"):
@@ -169,6 +172,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{f'{temp:.1f} °C' if temp is not None else 'n/a'}")
     out.print(summary(validated, time.time()) if validated else
               "[yellow]never validated at this site[/]: count by hand for 15 minutes with edgecount validate")
+    if update is not None:
+        text, trouble = describe(update)
+        out.print(f"[red]{text}[/]" if trouble else text)
     return EXIT_OK
 
 

@@ -90,7 +90,21 @@ def run_checks(config_path: str | None, appliance: dict[str, Any] | None,
     if appliance:
         checks.append(restarts_check(appliance))
         checks.extend(quiet_lines_check(cfg, appliance, quiet_line_s))
+    checks.extend(update_check(cfg))
     return checks
+
+
+def update_check(cfg: Config) -> list[Check]:
+    """The software version running and the last update's fate (only on a device with A/B slots)."""
+    from edgecount.tools.update import describe, update_view
+
+    view = update_view(cfg)
+    if view is None:
+        return []
+    text, trouble = describe(view)
+    return [Check("update", "warn" if trouble else "pass", text,
+                  "the device runs the previous version; `edgecount logs` of the failed boots is on the data "
+                  "partition; fix the bundle and update again" if trouble else "")]
 
 
 def restarts_check(appliance: dict[str, Any]) -> Check:
