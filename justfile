@@ -44,8 +44,7 @@ demo: setup-runtime
     {{venv}}/bin/edgecount models fetch yolox_nano pets09
     {{venv}}/bin/edgecount replay asset:pets09 --config config/demo.toml
 
-# install what the tests run against when missing: Mosquitto, debootstrap, QEMU, an RTSP server, BitBake's tools,
-# RAUC and what an A/B image is made with
+# install what the tests run against when missing: Mosquitto, debootstrap, QEMU, RTSP, BitBake's tools, RAUC
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -73,6 +72,7 @@ test-deps:
     command -v mcopy >/dev/null 2>&1 || need+=(mtools)
     [ -x /usr/sbin/sfdisk ] || need+=(fdisk)
     [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
+    command -v faketime >/dev/null 2>&1 || need+=(faketime)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
@@ -98,7 +98,7 @@ lint: setup
 test: setup test-deps lint
     {{venv}}/bin/python -m pytest -q
 
-# the inner loop: lint and every test but the multi-process, broker and image ones (under a minute)
+# the inner loop: lint and every test but the multi-process, broker and image ones (about 2 minutes)
 test-fast: setup lint
     {{venv}}/bin/python -m pytest -q -m "not slow"
 
@@ -114,3 +114,14 @@ bench: setup
 # build the Debian (Mendel) package into build/
 deb:
     bash yocto/debian/build-deb.sh build
+
+# the flashable A/B disk image (EFI+GRUB, slots A/B, data) into build/, as root; trusts build/keys (dev keys)
+image: deb test-deps
+    bash yocto/image/dev-keys.sh build/keys
+    /usr/bin/python3 yocto/image/build_image.py build/edgecount-amd64.img --deb "$(ls -t build/edgecount_*.deb | head -1)" --keyring build/keys/ca.cert.pem
+
+# a signed RAUC bundle (verity) of this tree's root file system, for `edgecount update` on an image's device
+bundle: deb test-deps
+    bash yocto/image/dev-keys.sh build/keys
+    /usr/bin/python3 yocto/image/build_image.py build/rootfs.ext4 --rootfs-only --deb "$(ls -t build/edgecount_*.deb | head -1)" --keyring build/keys/ca.cert.pem
+    /usr/bin/python3 yocto/image/bundle.py build/rootfs.ext4 "build/edgecount-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1).raucb" --version "$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)" --cert build/keys/ca.cert.pem --key build/keys/ca.key.pem --keyring build/keys/ca.cert.pem

@@ -200,3 +200,14 @@ def test_tests_mirror_the_source_rooms() -> None:
     folders = {p.parent.relative_to(tests).parts[0] for p in tests.rglob("test_*.py")}
     assert not list(tests.glob("test_*.py")), "a test module at tests/ itself: put it in its room's folder"
     assert folders == allowed, f"not rooms: {folders - allowed}; rooms without tests: {allowed - folders}"
+
+
+def test_no_class_over_200_lines_in_the_stages_the_supervisor_or_the_assets() -> None:
+    """Issue 28: the state machines were four fat classes; each now delegates to small typed parts."""
+    fat = []
+    for room in ("stages", "supervisor", "assets"):
+        for path in sorted((PKG / room).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef) and (node.end_lineno or 0) - node.lineno + 1 > 200:
+                    fat.append(f"{path.relative_to(ROOT)}: {node.name} ({(node.end_lineno or 0) - node.lineno + 1})")
+    assert fat == [], "split these: " + ", ".join(fat)

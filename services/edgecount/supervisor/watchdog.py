@@ -124,9 +124,8 @@ class Watchdog:
     def __init__(self, cfg: Config, config_path: Path, runtime_dir: Path,
                  services: tuple[str, ...], log_dir: Path | None = None,
                  logger: Any = None, preload: Sequence[str] = (), figures: Figures | None = None) -> None:
-        """``preload``: what the fork server imports once for every stage (``stages.preload_modules()``; the
-        supervisor never imports a stage itself); ``figures``: what their heartbeats report
-        (``stages.figures_by_stage()``), for the metrics."""
+        """``preload`` and ``figures``: what the fork server imports and what the heartbeats report, handed
+        over by the caller (``stages.preload_modules()``, ``figures_by_stage()``): no stage is imported here."""
         self.cfg = cfg
         self.config_path = config_path
         self.runtime_dir = bus.ensure_runtime_dir(runtime_dir)
