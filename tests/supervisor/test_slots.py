@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,40 @@ def test_status_reports_a_rolled_back_update_with_its_version(tmp_path: Path) ->
     # Running B: the update is in place (its outcome is what the trial recorded).
     report = attempt_report(cfg, parse_status(_rauc_json("B", "good", "0.2.0")))
     assert report["last_attempt"]["outcome"] == "installed" and report["bundle_version"] == "0.2.0"
+
+
+class _FakeDevice:
+    """`rauc` and `systemctl` as the trial calls them: what it asked is kept."""
+
+    def __init__(self, booted: str) -> None:
+        self.status = _rauc_json(booted, "bad", "0.2.0")
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        self.calls.append(cmd)
+        out = self.status if cmd[:2] == ["rauc", "status"] and "mark-good" not in cmd else ""
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+
+def test_a_slot_that_never_gets_healthy_reboots_and_leaves_another_slots_record_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecount.tools.update import read_record, trial
+
+    monkeypatch.setattr("edgecount.supervisor.slots.shutil.which", lambda _: "/usr/bin/rauc")
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'[runtime]\ndir = "{tmp_path / "rt"}"\nstate_dir = "{tmp_path / "state"}"\n\n'
+                        "[update]\nmark_good_after_s = 30\nboot_deadline_s = 60\n")
+    cfg = load_config(str(cfg_path))
+    (tmp_path / "state").mkdir()
+    # The last attempt put 0.3.0 into A, which failed; the device runs B (whose slot is on trial again).
+    _write_record(cfg, {"version": "0.3.0", "from_slot": "B", "to_slot": "A", "outcome": "installed",
+                        "reason": "", "started": 1.0})
+    device = _FakeDevice("B")
+    now = [0.0]
+    verdict = trial(cfg, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), run=device,
+                    uptime=lambda: 5.0)
+    # No appliance answers here (no control socket): never READY, so the deadline reboots.
+    assert verdict.decision == "failed" and verdict.reason.startswith("never READY")
+    assert ["systemctl", "reboot"] in device.calls and now[0] >= 60 - 5  # waited for the deadline, from boot
+    assert not any("mark-good" in c for c in device.calls)
+    assert read_record(cfg)["outcome"] == "installed" and read_record(cfg)["reason"] == ""

@@ -157,14 +157,14 @@ def describe(view: dict[str, Any]) -> tuple[str, bool]:
 
 
 def trial(cfg: Config, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-          run: Callable[..., Any] = subprocess.run) -> Verdict:
+          run: Callable[..., Any] = subprocess.run, uptime: Callable[[], float] | None = None) -> Verdict:
     """Watch a slot on trial until it is good (marked) or has failed (reboot requested); see the module."""
     status = read_status(run)
     running = status.running()
     if running is None or running.boot_status == "good":
         return Verdict("good", "the running slot is already good")
     judge = SlotTrial(cfg.update.mark_good_after_s, cfg.update.boot_deadline_s)
-    uptime0 = _uptime() - clock()
+    uptime0 = (uptime or _uptime)() - clock()  # the deadline counts from boot, not from this start
     while True:
         try:
             st = ask(runtime_dir(cfg), {"cmd": "status"})
@@ -179,6 +179,8 @@ def trial(cfg: Config, clock: Callable[[], float] = time.monotonic, sleep: Calla
             break
         sleep(2.0)
     record = read_record(cfg)
+    if record.get("to_slot") != status.booted:
+        record = {}  # the last attempt was for the other slot (say, one that failed and was left): not ours
     if verdict.decision == "good":
         mark_booted(True, run)
         if record:
