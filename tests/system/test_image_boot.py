@@ -166,14 +166,15 @@ def boot(rootfs: Path, image: Path, console: Path, timeout_s: float) -> list[dic
     return reports
 
 
-def agent_reports(console: Path) -> list[dict[str, Any]]:
+def agent_reports(console: Path, tag: str = TAG) -> list[dict[str, Any]]:
+    """Every ``tag {json}`` line a guest agent wrote on the serial console."""
     if not console.exists():
         return []
     out = []
     for line in console.read_text(errors="replace").splitlines():
-        if line.startswith(TAG):
+        if line.startswith(tag):
             with contextlib.suppress(ValueError):  # a line cut by the end of the file
-                out.append(json.loads(line[len(TAG):]))
+                out.append(json.loads(line[len(tag):]))
     return out
 
 

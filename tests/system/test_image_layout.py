@@ -50,8 +50,9 @@ def test_partitions_grub_and_the_same_bytes_twice(tmp_path: Path) -> None:
     esp = tmp_path / "work0" / "esp.vfat"
     cfg = subprocess.run(["mtype", "-i", str(esp), "::/EFI/BOOT/grub.cfg"], capture_output=True, text=True,
                          env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}, check=True).stdout
-    # GRUB boots slot B by the partition's own UUID, with RAUC's slot name on the kernel command line.
-    assert build_image.fixed_uuid("part-rootfs-b") in cfg and "rauc.slot=$chosen" in cfg and "@" not in cfg
+    # GRUB boots slot B by its partition UUID, with RAUC's slot name on the kernel command line (not in
+    # $chosen: GRUB itself sets that to the menu entry's title).
+    assert build_image.fixed_uuid("part-rootfs-b") in cfg and "rauc.slot=$pick" in cfg and "@" not in cfg
     subprocess.run(["mcopy", "-i", str(esp), "::/EFI/BOOT/grubenv", str(tmp_path / "grubenv")], check=True,
                    env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
     env = subprocess.run(["grub-editenv", str(tmp_path / "grubenv"), "list"], capture_output=True, text=True,

@@ -35,8 +35,8 @@ MiB = 1 << 20
 NAMESPACE = uuid.UUID("6f1c6bb8-2c1b-4c35-9e59-2e9f0c0e7a10")  # edgecount's: every id below derives from it
 GRUB_MODULES = "part_gpt fat ext2 normal linux loadenv test echo regexp configfile search all_video gzio"
 ROOTFS_PACKAGES = ["systemd", "systemd-sysv", "udev", "kmod", "procps", "python3", "adduser", "libglib2.0-0",
-                   "libgl1", "linux-image-amd64", "dbus", "rauc", "grub-common", "openssl", "cryptsetup-bin",
-                   "e2fsprogs"]
+                   "libgl1", "linux-image-amd64", "dbus", "rauc", "rauc-service", "grub-common", "openssl",
+                   "cryptsetup-bin", "e2fsprogs"]
 CMDLINE = "console=ttyS0 panic=-1 systemd.journald.forward_to_console=1"
 
 

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Runs at every boot of the A/B test image (Debian's Python, no edgecount imports).
+
+It drives an update the way a technician would and reports each finding as an
+``EDGECOUNT-ABTEST {json}`` line on the serial console. Its phase lives on the
+data partition, so it survives the reboot into the other slot:
+
+0. factory slot A: wait until the appliance counts while the count receiver
+   refuses (records pile up in the outbox), try a tampered bundle (refused),
+   install the next version, reboot;
+1. slot B: wait until the trial marks B good, let the receiver accept, check
+   that the records from before the update arrive; install a broken version
+   (it cannot boot) into A, reboot;
+2. back on B after GRUB gave A its three tries: report what status says of
+   the failed update, wait until B counts again, power off.
+
+The count receiver is a webhook served here: it answers 503 in phase 0 and
+stores what it receives in phase 1.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+TAG = "EDGECOUNT-ABTEST"
+WORK = Path("/data/abtest")
+PHASE = WORK / "phase"
+RECEIVED = WORK / "received.jsonl"
+PORT = 8099
+
+
+def uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def report(step: str, **fields: Any) -> None:
+    with open("/dev/console", "w") as con:
+        con.write(f"{TAG} {json.dumps({'step': step, 'uptime_s': round(uptime(), 1), **fields})}\n")
+
+
+def sh(*cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+
+
+def as_json(res: subprocess.CompletedProcess[str]) -> Any:
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        return None
+
+
+def rauc_status() -> Any:
+    return as_json(sh("rauc", "status", "--detailed", "--output-format=json"))
+
+
+def status() -> dict[str, Any]:
+    got = as_json(sh("edgecount", "status", "--json", timeout=120))
+    return got if isinstance(got, dict) else {}
+
+
+def wait(cond: Any, timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(3)
+    report("timeout", what=what, status=status(), rauc=rauc_status(),
+           journal=sh("journalctl", "-b", "--no-pager", "-n", "60").stdout.splitlines())
+    sh("systemctl", "poweroff")
+    raise SystemExit(1)
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    accepting = False
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not Receiver.accepting:
+            self.send_response(503)
+            self.end_headers()
+            return
+        with RECEIVED.open("a") as f:
+            f.write(body.decode() + "\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def backlog(st: dict[str, Any]) -> int:
+    for s in st.get("services", []):
+        if s.get("service") == "uplink":
+            return int((s.get("stats") or {}).get("backlog", 0))
+    return 0
+
+
+def counting(st: dict[str, Any]) -> bool:
+    return st.get("device", {}).get("ready") is True and backlog(st) >= 2
+
+
+def phase0() -> None:
+    st = wait(lambda: (lambda s: s if counting(s) else None)(status()), 1500, "counting on slot A with a backlog")
+    report("counting_a", backlog=backlog(st), update=st.get("update"), rauc=rauc_status(),
+           release=Path("/etc/edgecount-release").read_text().strip())
+    bad = sh("edgecount", "update", str(WORK / "tampered.raucb"), "--json")
+    report("tampered", rc=bad.returncode, out=as_json(bad), rauc=rauc_status())
+    t = time.monotonic()
+    good = sh("edgecount", "update", str(WORK / "next.raucb"), "--json", timeout=1800)
+    report("installed", rc=good.returncode, out=as_json(good), err=good.stderr[-1500:], seconds=time.monotonic() - t,
+           rauc=rauc_status(), backlog=backlog(status()), before=time.time())
+    if good.returncode != 0:
+        sh("systemctl", "poweroff")
+        return
+    PHASE.write_text("1")
+    sh("sync")
+    sh("systemctl", "reboot")
+
+
+def phase1() -> None:
+    def kept() -> Any:
+        rs = rauc_status()
+        if not rs or rs.get("booted") != "B":
+            return None
+        slot = next((body for entry in rs.get("slots", []) for name, body in entry.items()
+                     if body.get("bootname") == "B"), {})
+        return rs if slot.get("boot_status") == "good" else None
+
+    report("booted_b", rauc=rauc_status(), release=Path("/etc/edgecount-release").read_text().strip())
+    rs = wait(kept, 1500, "the trial marking slot B good")
+    trial = sh("journalctl", "-b", "-u", "edgecount-update-trial", "--no-pager", "-o", "cat").stdout
+    report("kept_b", rauc=rs, trial=trial.splitlines()[-5:], update=status().get("update"))
+    Receiver.accepting = True
+    wait(lambda: backlog(status()) == 0 and RECEIVED.exists(), 600, "the backlog delivered")
+    rows = [json.loads(line) for line in RECEIVED.read_text().splitlines() if line.strip()]
+    report("delivered", rows=len(rows), records=[r for batch in rows for r in (batch if isinstance(batch, list)
+                                                                              else [batch])][:400])
+    broken = sh("edgecount", "update", str(WORK / "broken.raucb"), "--json", timeout=1800)
+    report("installed_broken", rc=broken.returncode, out=as_json(broken), rauc=rauc_status())
+    PHASE.write_text("2")
+    sh("sync")
+    sh("systemctl", "reboot")
+
+
+def phase2() -> None:
+    def counting_again() -> Any:
+        st = status()
+        return st if st.get("device", {}).get("ready") is True else None
+
+    st = wait(counting_again, 1500, "slot B counting again after the fallback")
+    report("fell_back", rauc=rauc_status(), update=st.get("update"),
+           release=Path("/etc/edgecount-release").read_text().strip(),
+           doctor=as_json(sh("edgecount", "doctor", "--json", timeout=300)))
+    report("done")
+    sh("systemctl", "poweroff")
+
+
+def main() -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    phase = PHASE.read_text().strip() if PHASE.exists() else "0"
+    report("boot", phase=phase, cmdline=Path("/proc/cmdline").read_text().strip())
+    {"0": phase0, "1": phase1}.get(phase, phase2)()
+
+
+if __name__ == "__main__":
+    main()
