@@ -45,7 +45,11 @@ def report(step: str, **fields: Any) -> None:
 
 
 def sh(*cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    """Run a command; one that runs out of time (emulated, a CLI start can take a minute) is a failed run."""
+    try:
+        return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(list(cmd), 124, "", f"timed out after {timeout:.0f} s")
 
 
 def as_json(res: subprocess.CompletedProcess[str]) -> Any:
@@ -60,7 +64,7 @@ def rauc_status() -> Any:
 
 
 def status() -> dict[str, Any]:
-    got = as_json(sh("edgecount", "status", "--json", timeout=120))
+    got = as_json(sh("edgecount", "status", "--json", timeout=300))
     return got if isinstance(got, dict) else {}
 
 
