@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -112,9 +111,8 @@ def check_bundle(path: Path, keyring: Path, compatible: str, run: Runner = subpr
         raise BundleError(f"{path}: no such file")
     if not keyring.is_file():
         raise BundleError(f"{keyring}: this device has no update keyring (update.keyring); it trusts no bundle")
-    env = {**os.environ, "RAUC_PKCS11_MODULE": ""}
     res = run(["rauc", "info", f"--keyring={keyring}", "--output-format=json", str(path)],
-              capture_output=True, text=True, timeout=300, env=env)
+              capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         said = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "no detail"
         if any(w in said.lower() for w in ("signature", "certificate", "verify", "signer")):

@@ -33,7 +33,8 @@ from edgecount.tools.bundle_check import BundleError, BundleInfo, check_bundle, 
 from edgecount_core.config import Config
 from edgecount_core.slot_trial import SlotTrial, Verdict
 
-__all__ = ["Progress", "attempt_report", "describe", "fetch", "install", "trial", "update_view"]
+__all__ = ["BundleError", "Progress", "SlotError", "attempt_report", "describe", "fetch", "install", "read_record",
+           "trial", "update_view"]
 
 Progress = Callable[[int, str], None]
 """Percent done and what is happening."""
@@ -198,5 +199,3 @@ def _uptime() -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
 
-
-__all__ += ["BundleError", "SlotError", "read_record"]
