@@ -8,8 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from edgecount.assets.quantize import QuantizeError, calibration_views, find_photos
+from edgecount.assets.quantize import QuantizeError, calibration_views, coarse_ranges, find_photos, widen
 
 from ..helpers import edgecount
 
@@ -49,3 +51,23 @@ def test_the_build_reproduces_the_pinned_model(tmp_path: Path, yolox_model) -> N
     it = Interpreter(model_path=str(out))
     assert it.get_input_details()[0]["dtype"] == np.int8  # the Edge TPU needs int8 in
     assert it.get_output_details()[0]["dtype"] == np.float32  # scores keep their own range out
+
+
+@given(st.floats(-1e6, 1e6, allow_nan=False, width=32), st.booleans())
+def test_a_widened_range_end_is_never_inside_and_at_most_a_64th_further_out(x: float, up: bool) -> None:
+    got = float(widen(np.float32(x), up))
+    assert (got >= x) if up else (got <= x)
+    assert abs(got - x) <= abs(x) / 64 + 1e-30
+    assert float(widen(np.float32(got), up)) == got  # a widened value stays where it is
+
+
+def test_calibration_noise_in_the_last_bits_gives_the_same_scales() -> None:
+    rng = np.random.default_rng(7)
+    ranges = {f"t{i}": {"min": -rng.uniform(0.1, 300), "max": rng.uniform(0.1, 300)} for i in range(200)}
+    noisy = {k: {"min": v["min"] * (1 + 1e-6 * rng.standard_normal()),
+                 "max": v["max"] * (1 + 1e-6 * rng.standard_normal())} for k, v in ranges.items()}
+    a, b = coarse_ranges(ranges), coarse_ranges(noisy)
+    same = sum(float(a[k]["min"]) == float(b[k]["min"]) and float(a[k]["max"]) == float(b[k]["max"]) for k in a)
+    assert same >= 198   # only a value within 1e-6 of a grid step can move: rare, not never
+    raw_same = sum(ranges[k]["min"] == noisy[k]["min"] for k in ranges)
+    assert raw_same < 10  # the noise itself reached almost every raw range
