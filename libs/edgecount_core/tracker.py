@@ -21,7 +21,11 @@ track learns its colours only from detections nobody else overlaps.
 A detection whose bottom edge a nearer person's box covers ends at that
 person, not at the feet (:func:`edgecount_core.occlusion.feet_hidden`): the
 track keeps the height it knows instead, so a walker passing behind another
-does not seem to jump up the image and across the lines there.
+does not seem to jump up the image and across the lines there. Likewise a
+box drawn round two people walking side by side (it holds the predicted
+centres of two tracks) is wider than the person a track follows: the track
+keeps its own width and goes where its motion takes it within the box, so
+two walkers who pass each other come out of the overlap with their own ids.
 
 Time-outs are in seconds, not frames, so a pipeline that drops frames keeps
 its tracks. Only confirmed tracks are reported; tentative ones never count.
@@ -101,6 +105,13 @@ class TrackerConfig:
     """Share of a track's colours kept at each update; the rest comes from the new detection if nobody overlaps it."""
     complete_hidden_feet: bool = True
     """A detection whose bottom edge a nearer person covers keeps the track's height (its feet are behind them)."""
+    wide_box_ratio: float = 1.0
+    """A detection this many times wider than the confirmed track is two people side by side: keep the width.
+
+    When one walker passes close behind another the detector often draws one box round both; the track
+    that takes it would jump to the pair's middle, lose its velocity and come out of the overlap with
+    the wrong person. The track keeps its own width and goes on where its motion takes it, within the
+    box. 0 turns it off."""
 
 
 _EYE8 = np.eye(8)
@@ -142,13 +153,22 @@ class Track:
         self.cov = f @ self.cov @ f.T + q
 
     def update(self, box: F64, score: float, ts: float, cfg: TrackerConfig, feature: F64 | None = None,
-               feet_covered: bool = False) -> None:
-        """Take a detection; ``feet_covered`` when a nearer person covers its bottom edge (the box ends at them)."""
+               feet_covered: bool = False, shared: bool = False) -> None:
+        """Take a detection; ``feet_covered`` when a nearer person covers its bottom edge (the box ends at them),
+        ``shared`` when the box holds another track too (:meth:`Tracker._holds_two`)."""
         if feet_covered:
             # Only the top of the box is the person's: keep the height the track knows, so the foot point
             # does not jump up to wherever the person in front begins.
             box = box.copy()
             box[3] = max(box[3], box[1] + self.mean[3])
+        if shared and box[2] - box[0] > cfg.wide_box_ratio * self.mean[2]:
+            # Two people in one box: the track's own size, where its prediction is, moved inside the box.
+            box = box.copy()
+            for lo, hi, c, size in ((0, 2, self.mean[0], self.mean[2]), (1, 3, self.mean[1], self.mean[3])):
+                half = size / 2
+                centre = min(max(c, box[lo] + half), box[hi] - half) if box[hi] - box[lo] > size else c
+                box[lo], box[hi] = centre - half, centre + half
+            feature = None
         if feature is not None:
             m = cfg.colour_momentum
             self.feature = feature.copy() if self.feature is None else m * self.feature + (1 - m) * feature
@@ -262,6 +282,18 @@ class Tracker:
             cost[known] = self.cfg.colour_weight * (1.0 - sim)
         return cost
 
+    def _holds_two(self, det: F64) -> npt.NDArray[np.bool_]:
+        """Detections round two known people: the predicted centres of two confirmed or lost tracks inside."""
+        out = np.zeros(len(det), dtype=bool)
+        known = [t.mean[:2] for t in self.tracks if t.state != "tentative"]
+        if self.cfg.wide_box_ratio <= 0 or len(known) < 2 or not len(det):
+            return out
+        c = np.stack(known)
+        inside = ((c[None, :, 0] > det[:, None, 0]) & (c[None, :, 0] < det[:, None, 2])
+                  & (c[None, :, 1] > det[:, None, 1]) & (c[None, :, 1] < det[:, None, 3]))
+        out[:] = inside.sum(axis=1) >= 2
+        return out
+
     def _learnable(self, det: F64, sc: F64, colours: F64 | None) -> list[F64 | None]:
         """Each detection's colours if they are its own, None where another person's box overlaps it."""
         if colours is None:
@@ -305,6 +337,7 @@ class Tracker:
         feet = np.zeros(len(det), dtype=bool)
         if cfg.complete_hidden_feet:
             feet[candidates] = feet_hidden(det[candidates])
+        shared = self._holds_two(det)
         high = np.flatnonzero(sc >= cfg.high_score)
         low = np.flatnonzero((sc >= cfg.low_score) & (sc < cfg.high_score))
         pool = [t for t in self.tracks if t.state in ("confirmed", "lost")]
@@ -321,7 +354,8 @@ class Tracker:
             cost = np.where(iou >= min_iou, 1.0 - iou, 1e6) + self._colour_cost(tracks, colours, idx)
             pairs, un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
-                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]], bool(feet[idx[di]]))
+                tracks[ti].update(det[idx[di]], float(sc[idx[di]]), ts, cfg, learn[idx[di]], bool(feet[idx[di]]),
+                                  bool(shared[idx[di]]))
                 matched_ids.add(tracks[ti].track_id)
             return [tracks[i] for i in sorted(un_t)], idx[sorted(un_d)]
 
@@ -343,7 +377,7 @@ class Tracker:
             pairs, _un_t, un_d = _assign(cost, 1e5)
             for ti, di in pairs:
                 orphans[ti].update(cand[di], float(sc[rest_high[di]]), ts, cfg, learn[rest_high[di]],
-                                   bool(feet[rest_high[di]]))
+                                   bool(feet[rest_high[di]]), bool(shared[rest_high[di]]))
                 matched_ids.add(orphans[ti].track_id)
             rest_high = rest_high[sorted(un_d)]
 
