@@ -22,10 +22,10 @@ A detection whose bottom edge a nearer person's box covers ends at that
 person, not at the feet (:func:`edgecount_core.occlusion.feet_hidden`): the
 track keeps the height it knows instead, so a walker passing behind another
 does not seem to jump up the image and across the lines there. Likewise a
-box drawn round two people walking side by side (it holds the predicted
-centres of two tracks) is wider than the person a track follows: the track
-keeps its own width and goes where its motion takes it within the box, so
-two walkers who pass each other come out of the overlap with their own ids.
+box drawn round two people (it holds the predicted centres of two tracks)
+is wider than the person a track follows: the track keeps its own size and
+goes where its motion takes it within the box, so two walkers who pass each
+other come out of the overlap with their own ids.
 
 Time-outs are in seconds, not frames, so a pipeline that drops frames keeps
 its tracks. Only confirmed tracks are reported; tentative ones never count.
@@ -106,11 +106,11 @@ class TrackerConfig:
     complete_hidden_feet: bool = True
     """A detection whose bottom edge a nearer person covers keeps the track's height (its feet are behind them)."""
     wide_box_ratio: float = 1.0
-    """A detection this many times wider than the confirmed track is two people side by side: keep the width.
+    """A box holding two tracks' predicted centres and this many times wider than the track is two people.
 
     When one walker passes close behind another the detector often draws one box round both; the track
     that takes it would jump to the pair's middle, lose its velocity and come out of the overlap with
-    the wrong person. The track keeps its own width and goes on where its motion takes it, within the
+    the wrong person. The track keeps its own size and goes on where its motion takes it, within the
     box. 0 turns it off."""
 
 

@@ -64,7 +64,6 @@ def test_a_walker_passing_behind_another_keeps_their_feet_where_they_are() -> No
     assert max(abs(y - 460.0) for y in _feet_of_walker_behind(TrackerConfig(complete_hidden_feet=False))) > 0.2 * 240
 
 
-
 def _walk_past(cfg: TrackerConfig) -> tuple[list[float], tuple[bool, bool]]:
     """A walks right, B walks left; while they pass the detector draws one box round both, then two again.
 
