@@ -6,6 +6,13 @@ without a stall, for a stretch of time; if that has not happened by a
 deadline after boot, the slot has failed and the device reboots (the boot
 loader returns to the old slot after three failed boots). Times are seconds
 since boot, passed in.
+
+A slot that has proved itself before (the factory image, or an update kept
+earlier) is still marked good at every boot, because the boot loader counts
+every boot as a try until then; but for it READY is enough. Frames are not
+asked for and the deadline never reboots: a camera that is down at boot is a
+site problem, and rebooting for it would spend the slot's tries and switch
+the device to the other slot.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class SlotTrial:
 
     healthy_for_s: float
     deadline_s: float
+    proven: bool = False
+    """The slot proved itself at an earlier boot: READY keeps it, and it is never given up."""
     _since: float | None = None
     _last_progress: float | None = None
     _processed: int = -1
@@ -45,6 +54,8 @@ class SlotTrial:
             self._processed = processed
         if ready:
             self._seen_ready = True
+            if self.proven:
+                return Verdict("good", "READY (a slot that proved itself before)")
         if ready and progressed:
             self._last_progress = now
             if self._since is None:
@@ -55,7 +66,7 @@ class SlotTrial:
         moving = self._last_progress is not None and now - self._last_progress <= FRESH_S
         if self._since is not None and moving and now - self._since >= self.healthy_for_s:
             return Verdict("good", f"READY and counting for {now - self._since:.0f} s")
-        if now >= self.deadline_s:
+        if now >= self.deadline_s and not self.proven:
             why = ("never READY" if not self._seen_ready else
                    "READY, but no frame was processed" if self._last_progress is None else
                    f"frames stalled or the appliance was not READY for {self.healthy_for_s:.0f} s in a row")

@@ -57,3 +57,13 @@ def test_not_ready_in_the_middle_starts_the_stretch_again() -> None:
     ticks = [(float(t), not (20 <= t < 24), t) for t in range(0, 100, 2)]
     decision, at, _ = _run(SlotTrial(30, deadline_s=1000), ticks)
     assert decision == "good" and at >= 24 + 30
+
+
+def test_a_proven_slot_is_kept_at_ready_without_frames_and_never_given_up() -> None:
+    # The camera is down at boot: READY, no frame. A proven slot is kept at once; one on trial is not.
+    ticks = [(float(t), t >= 40, 0) for t in range(0, 400, 2)]
+    assert _run(SlotTrial(30, deadline_s=100, proven=True), ticks)[:2] == ("good", 40.0)
+    assert _run(SlotTrial(30, deadline_s=100), ticks)[:2] == ("failed", 100.0)
+    # Never READY: a proven slot waits past the deadline (a crash loop reboots through systemd, not here).
+    never = [(float(t), False, 0) for t in range(0, 400, 2)]
+    assert _run(SlotTrial(30, deadline_s=100, proven=True), never)[0] == "wait"

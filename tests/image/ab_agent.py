@@ -9,8 +9,12 @@ data partition, so it survives the reboot into the other slot:
    refuses (records pile up in the outbox), try a tampered bundle (refused),
    install the next version, reboot;
 1. slot B: wait until the trial marks B good, let the receiver accept, check
-   that the records from before the update arrive; install a broken version
-   (it cannot boot) into A, reboot;
+   that the records from before the update arrive; start installing a broken
+   version (it cannot boot) into A and, once RAUC is copying it, freeze RAUC
+   and ask the host to cut the power (it kills QEMU);
+1b. after the power cut: B must run and count, A must be marked bad, and
+   ``status`` must call the update interrupted; install the broken version
+   into A again, whole this time, reboot;
 2. back on B after GRUB gave A its three tries: report what status says of
    the failed update, wait until B counts again, power off.
 
@@ -146,11 +150,70 @@ def phase1() -> None:
     rows = [json.loads(line) for line in RECEIVED.read_text().splitlines() if line.strip()]
     report("delivered", rows=len(rows), records=[r for batch in rows for r in (batch if isinstance(batch, list)
                                                                               else [batch])][:400])
+    PHASE.write_text("1b")
+    sh("sync")
+    # The emulated copy of a small slot image takes about a second: RAUC gets a twentieth of a CPU for this
+    # install, so the copy lasts long enough to be caught in the middle.
+    sh("systemctl", "set-property", "--runtime", "rauc.service", "CPUQuota=5%")
+    install = subprocess.Popen(["edgecount", "update", str(WORK / "broken.raucb"), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end, progress, seen = time.monotonic() + 1800, None, []
+    while progress is None and install.poll() is None and time.monotonic() < end:
+        progress = copying()
+        said = busctl("Progress")
+        if said and (not seen or seen[-1] != said):
+            seen.append(said)
+        time.sleep(0.3)
+    if progress is None:
+        report("power_cut_missed", rc=install.poll(), rauc=rauc_status(), progress_seen=seen)
+        sh("systemctl", "poweroff")
+        return
+    # Freeze RAUC half-way through the slot, flush what it wrote so far, then the host pulls the plug.
+    sh("systemctl", "kill", "--signal=SIGSTOP", "rauc.service")
+    sh("sync")
+    report("power_cut_now", progress=progress, rauc_operation=busctl("Operation"), progress_seen=seen)
+    time.sleep(3600)
+
+
+def copying() -> list[Any] | None:
+    """RAUC's progress while it writes the slot (its D-Bus ``Progress``: percent, message, depth)."""
+    if busctl("Operation") != 's "installing"':  # busctl prints the type, then the value
+        return None
+    raw = busctl("Progress")  # (isi) 40 "Copying image to rootfs.0" 2
+    parts = raw.split(" ", 2)
+    if len(parts) == 3 and "copying" in parts[2].lower():
+        return [int(parts[1]), parts[2]]
+    return None
+
+
+def busctl(prop: str) -> str:
+    res = sh("busctl", "get-property", "de.pengutronix.rauc", "/", "de.pengutronix.rauc.Installer", prop,
+             timeout=30)
+    return res.stdout.strip()
+
+
+def phase1b() -> None:
+    def counting_on_b() -> Any:
+        st = status()
+        return st if st.get("device", {}).get("ready") is True and frames(st) > 0 else None
+
+    st = wait(counting_on_b, 1500, "slot B counting after the power cut")
+    first = frames(st)
+    st = wait(lambda: (lambda s: s if frames(s) > first else None)(status()), 600, "frames after the power cut")
+    report("after_power_cut", rauc=rauc_status(), update=st.get("update"), frames=[first, frames(st)],
+           release=Path("/etc/edgecount-release").read_text().strip())
     broken = sh("edgecount", "update", str(WORK / "broken.raucb"), "--json", timeout=1800)
     report("installed_broken", rc=broken.returncode, out=as_json(broken), rauc=rauc_status())
     PHASE.write_text("2")
     sh("sync")
     sh("systemctl", "reboot")
+
+
+def frames(st: dict[str, Any]) -> int:
+    for s in st.get("services", []):
+        if s.get("service") == "counter":
+            return int((s.get("stats") or {}).get("processed", 0))
+    return 0
 
 
 def phase2() -> None:
@@ -172,7 +235,7 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     phase = PHASE.read_text().strip() if PHASE.exists() else "0"
     report("boot", phase=phase, cmdline=Path("/proc/cmdline").read_text().strip())
-    {"0": phase0, "1": phase1}.get(phase, phase2)()
+    {"0": phase0, "1": phase1, "1b": phase1b}.get(phase, phase2)()
 
 
 if __name__ == "__main__":

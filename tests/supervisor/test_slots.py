@@ -10,7 +10,9 @@ import pytest
 
 from edgecount.runtime.settings import load_config
 from edgecount.supervisor.slots import SlotError, parse_status
-from edgecount.tools.update import _write_record, attempt_report
+from edgecount.tools.update import _write_record, attempt_report, describe, read_record, trial
+from edgecount_core.config import Config
+from edgecount_core.slot_trial import Verdict
 
 
 def _rauc_json(booted: str, b_status: str, b_version: str | None) -> str:
@@ -40,8 +42,7 @@ def test_status_reports_a_rolled_back_update_with_its_version(tmp_path: Path) ->
     cfg_path.write_text(f'[runtime]\ndir = "{tmp_path / "rt"}"\nstate_dir = "{tmp_path / "state"}"\n')
     cfg = load_config(str(cfg_path))
     (tmp_path / "state").mkdir()
-    _write_record(cfg, {"version": "0.2.0", "from_slot": "A", "to_slot": "B", "outcome": "installed",
-                        "reason": "", "started": 1.0})
+    _installed(cfg, "0.2.0", into="B")
     # Back on A after installing into B: the new slot never proved itself.
     report = attempt_report(cfg, parse_status(_rauc_json("A", "bad", "0.2.0")))
     assert report["slot"] == "A" and report["last_attempt"]["outcome"] == "rolled_back"
@@ -69,25 +70,96 @@ class _FakeDevice:
         return subprocess.CompletedProcess(cmd, 0, out, "")
 
 
-def test_a_slot_that_never_gets_healthy_reboots_and_leaves_another_slots_record_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgecount.tools.update import read_record, trial
+class _Stop(Exception):
+    pass
 
+
+def _trial_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setattr("edgecount.supervisor.slots.shutil.which", lambda _: "/usr/bin/rauc")
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(f'[runtime]\ndir = "{tmp_path / "rt"}"\nstate_dir = "{tmp_path / "state"}"\n\n'
                         "[update]\nmark_good_after_s = 30\nboot_deadline_s = 60\n")
-    cfg = load_config(str(cfg_path))
     (tmp_path / "state").mkdir()
-    # The last attempt put 0.3.0 into A, which failed; the device runs B (whose slot is on trial again).
-    _write_record(cfg, {"version": "0.3.0", "from_slot": "B", "to_slot": "A", "outcome": "installed",
-                        "reason": "", "started": 1.0})
-    device = _FakeDevice("B")
+    return load_config(str(cfg_path))
+
+
+def _installed(cfg: Config, version: str, into: str) -> None:
+    """The record `edgecount update` leaves after installing ``version`` into slot ``into``."""
+    _write_record(cfg, {"version": version, "from_slot": "AB".replace(into, ""), "to_slot": into,
+                        "outcome": "installed", "reason": "", "started": 1.0})
+
+
+def _run_trial(cfg: Config, device: _FakeDevice, until_s: float = 1e9) -> tuple[Verdict, float]:
     now = [0.0]
-    verdict = trial(cfg, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), run=device,
-                    uptime=lambda: 5.0)
+
+    def sleep(s: float) -> None:
+        now[0] += s
+        if now[0] > until_s:
+            raise _Stop
+
+    verdict = trial(cfg, clock=lambda: now[0], sleep=sleep, run=device, uptime=lambda: 5.0)
+    return verdict, now[0]
+
+
+def test_a_slot_on_trial_that_never_gets_healthy_reboots_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _trial_cfg(tmp_path, monkeypatch)
+    # 0.2.0 was installed into B and the device booted it: B is on trial.
+    _installed(cfg, "0.2.0", into="B")
+    device = _FakeDevice("B")
+    verdict, waited = _run_trial(cfg, device)
     # No appliance answers here (no control socket): never READY, so the deadline reboots.
     assert verdict.decision == "failed" and verdict.reason.startswith("never READY")
-    assert ["systemctl", "reboot"] in device.calls and now[0] >= 60 - 5  # waited for the deadline, from boot
+    assert ["systemctl", "reboot"] in device.calls and waited >= 60 - 5  # waited for the deadline, from boot
     assert not any("mark-good" in c for c in device.calls)
+    assert read_record(cfg)["outcome"] == "installed" and read_record(cfg)["reason"].startswith("never READY")
+
+
+def test_a_proven_slot_is_never_given_up_and_leaves_another_slots_record_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _trial_cfg(tmp_path, monkeypatch)
+    # The last attempt put 0.3.0 into A, which failed; the device runs B, kept at an earlier boot. GRUB counted
+    # this boot as a try, so RAUC calls B bad until it is marked good again.
+    _installed(cfg, "0.3.0", into="A")
+    device = _FakeDevice("B")
+    # No appliance answers: B waits for it, long past the deadline, and never reboots.
+    with pytest.raises(_Stop):
+        _run_trial(cfg, device, until_s=600)
+    assert ["systemctl", "reboot"] not in device.calls
     assert read_record(cfg)["outcome"] == "installed" and read_record(cfg)["reason"] == ""
+
+
+def test_a_proven_slot_with_its_camera_down_is_marked_good_at_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # READY but not one frame (the camera is unplugged): on a proven slot that is a site problem, not a bad slot.
+    cfg = _trial_cfg(tmp_path, monkeypatch)
+    monkeypatch.setattr("edgecount.tools.update.ask", lambda *_a, **_k: {
+        "ready": True, "services": [{"service": "counter", "stats": {"processed": 0}}]})
+    device = _FakeDevice("A")  # the factory slot: no update was ever recorded
+    verdict, _ = _run_trial(cfg, device, until_s=600)
+    assert verdict.decision == "good" and ["rauc", "status", "mark-good", "booted"] in device.calls
+    assert ["systemctl", "reboot"] not in device.calls and read_record(cfg) == {}
+    # The same READY without frames on a slot on trial is not enough: it reboots at the deadline.
+    _installed(cfg, "0.2.0", into="A")
+    device = _FakeDevice("A")
+    verdict, _ = _run_trial(cfg, device, until_s=600)
+    assert verdict.decision == "failed" and "no frame was processed" in verdict.reason
+    assert ["systemctl", "reboot"] in device.calls
+
+
+def test_an_install_cut_off_by_a_restart_is_reported_as_interrupted(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'[runtime]\ndir = "{tmp_path / "rt"}"\nstate_dir = "{tmp_path / "state"}"\n')
+    cfg = load_config(str(cfg_path))
+    (tmp_path / "state").mkdir()
+    _write_record(cfg, {"version": "0.3.0", "from_slot": "B", "outcome": "installing", "reason": "",
+                        "started": 1.0, "boot_id": "boot-1"})
+    status = parse_status(_rauc_json("B", "good", "0.2.0"))
+    # The same boot: RAUC may still be writing.
+    assert attempt_report(cfg, status, this_boot="boot-1")["last_attempt"]["outcome"] == "installing"
+    # A later boot: power went while the other slot was written; the technician is told to install again.
+    report = attempt_report(cfg, status, this_boot="boot-2")
+    last = report["last_attempt"]
+    assert (last["version"], last["outcome"]) == ("0.3.0", "interrupted") and "install it again" in last["reason"]
+    line, trouble = describe(report)
+    assert trouble and "update to 0.3.0 FAILED (interrupted)" in line and "slot B" in line

@@ -77,3 +77,33 @@ def test_a_partition_too_small_for_its_tree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"image: mkfs\.ext4"):
         build_image.disk_from_trees(rootfs, data, tmp_path / "c.img", tmp_path / "wc", 24, 16, 16)
     assert build_image.fitted_mib(rootfs) > 30
+
+
+def _slot_check(tmp_path: Path, rootmnt: Path) -> subprocess.CompletedProcess[str]:
+    # initramfs-tools' panic() reboots under panic=-1; this one only says so and exits as it would not return.
+    functions = tmp_path / "functions"
+    functions.write_text('panic() { echo "PANIC: $*"; exit 42; }\n')
+    return subprocess.run(["sh", str(ROOT / "yocto/image/slot-check")], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "rootmnt": str(rootmnt),
+                               "EDGECOUNT_INITRAMFS_FUNCTIONS": str(functions)})
+
+
+def test_the_initramfs_refuses_a_slot_without_systemd_and_starts_one_with_it(tmp_path: Path) -> None:
+    # Debian's initramfs runs the slot's /bin/sh when its init is missing, and waits forever; this check
+    # panics instead, so panic=-1 reboots and GRUB counts the try.
+    slot = tmp_path / "slot"
+    (slot / "usr/bin").mkdir(parents=True)
+    (slot / "bin").symlink_to("usr/bin")
+    (slot / "usr/bin/sh").write_text("")
+    (slot / "usr/bin/sh").chmod(0o755)
+    refused = _slot_check(tmp_path, slot)
+    assert refused.returncode == 42 and "PANIC: edgecount: slot" in refused.stdout, refused
+    systemd = slot / "usr/lib/systemd/systemd"
+    systemd.parent.mkdir(parents=True)
+    systemd.write_text("")
+    assert _slot_check(tmp_path, slot).returncode == 42, "a systemd that cannot be executed is no systemd"
+    systemd.chmod(0o755)
+    started = _slot_check(tmp_path, slot)
+    assert started.returncode == 0 and "PANIC" not in started.stdout, started
+    prereqs = subprocess.run(["sh", str(ROOT / "yocto/image/slot-check"), "prereqs"], capture_output=True, text=True)
+    assert prereqs.returncode == 0 and prereqs.stdout.strip() == ""

@@ -73,7 +73,8 @@ def bootstrap(rootfs: Path, mirror: str, cache: Path, extra: list[str] | None = 
 
 
 def install_appliance(rootfs: Path, deb: Path, keyring: Path, version: str, compatible: str = COMPATIBLE) -> None:
-    """Our package, RAUC's configuration and keyring, the data partition's mounts, the trial unit."""
+    """Our package, RAUC's configuration and keyring, the data partition's mounts, the trial unit, and the
+    initramfs check that makes a slot without systemd reboot (so GRUB counts the try) instead of hanging."""
     shutil.copy2(deb, rootfs / "tmp" / deb.name)
     run(["chroot", str(rootfs), "dpkg", "-i", f"/tmp/{deb.name}"], timeout=900)
     (rootfs / "tmp" / deb.name).unlink()
@@ -89,6 +90,13 @@ def install_appliance(rootfs: Path, deb: Path, keyring: Path, version: str, comp
     wants = rootfs / "etc/systemd/system/multi-user.target.wants/edgecount-update-trial.service"
     wants.unlink(missing_ok=True)
     wants.symlink_to("/etc/systemd/system/edgecount-update-trial.service")
+    slot_check = rootfs / "etc/initramfs-tools/scripts/init-bottom/edgecount-slot-check"
+    slot_check.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / "slot-check", slot_check)
+    slot_check.chmod(0o755)
+    # The initramfs GRUB loads is the slot's own: each slot refuses itself if it cannot run systemd.
+    run(["chroot", str(rootfs), "update-initramfs", "-u", "-k", "all"], timeout=900,
+        env={"SOURCE_DATE_EPOCH": str(epoch())})
     (rootfs / "etc/edgecount-release").write_text(f"{version}\n")
     (rootfs / "etc/hostname").write_text("edgecount\n")
     (rootfs / "etc/machine-id").write_text("")  # systemd makes one at first boot: no two devices share it
@@ -162,7 +170,8 @@ def esp(out: Path, size_mib: int, work: Path) -> None:
     """FAT: GRUB as the removable-media loader (EFI/BOOT/BOOTX64.EFI), its grub.cfg and its environment
     (A is good, B is empty)."""
     cfg = (HERE / "grub.cfg").read_text().replace("@PARTUUID_A@", fixed_uuid("part-rootfs-a")) \
-        .replace("@PARTUUID_B@", fixed_uuid("part-rootfs-b")).replace("@CMDLINE@", CMDLINE)
+        .replace("@PARTUUID_B@", fixed_uuid("part-rootfs-b")).replace("@CMDLINE@", CMDLINE) \
+        .replace("@KERNEL@", "/vmlinuz").replace("@INITRD@", "initrd ($disk,gpt$part)/initrd.img")
     (work / "grub.cfg").write_text(cfg)
     loader, env = work / "BOOTX64.EFI", work / "grubenv"
     # grub-mkimage (not mkstandalone, whose memdisk tar stamps the build's time): the modules built in, and

@@ -33,8 +33,8 @@ from edgecount.tools.bundle_check import BundleError, BundleInfo, check_bundle, 
 from edgecount_core.config import Config
 from edgecount_core.slot_trial import SlotTrial, Verdict
 
-__all__ = ["BundleError", "Progress", "SlotError", "attempt_report", "describe", "fetch", "install", "read_record",
-           "trial", "update_view"]
+__all__ = ["BundleError", "Progress", "SlotError", "attempt_report", "boot_id", "describe", "fetch", "install",
+           "read_record", "trial", "update_view"]
 
 Progress = Callable[[int, str], None]
 """Percent done and what is happening."""
@@ -91,7 +91,8 @@ def install(cfg: Config, source: str, progress: Progress, run: Callable[..., Any
         slots = read_status(run)
         running = slots.running()
         record = {"version": info.version, "from_version": running.version if running else "",
-                  "from_slot": slots.booted, "started": time.time(), "outcome": "installing", "reason": ""}
+                  "from_slot": slots.booted, "started": time.time(), "outcome": "installing", "reason": "",
+                  "boot_id": boot_id()}
         _write_record(cfg, record)
         proc = popen(["rauc", "install", str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
@@ -114,7 +115,15 @@ def _other(status: SlotStatus, booted: str) -> str:
     return next((s.bootname for s in status.slots if s.bootname != booted), "")
 
 
-def attempt_report(cfg: Config, status: SlotStatus | None) -> dict[str, Any]:
+def boot_id() -> str:
+    """This boot's id (the kernel makes a new one at every boot); empty where there is none."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def attempt_report(cfg: Config, status: SlotStatus | None, this_boot: str | None = None) -> dict[str, Any]:
     """What ``status`` and ``doctor`` say about updates: the version running and the last attempt's fate."""
     record = read_record(cfg)
     running = status.running() if status else None
@@ -127,6 +136,12 @@ def attempt_report(cfg: Config, status: SlotStatus | None) -> dict[str, Any]:
             # Back on the old slot after installing into the other: the new one did not prove itself.
             outcome = "rolled_back"
             record["reason"] = record.get("reason") or "the new slot did not boot or was never healthy (3 tries)"
+        elif outcome == "installing" and record.get("boot_id") \
+                and record["boot_id"] != (boot_id() if this_boot is None else this_boot):
+            # Still "installing" in a later boot: power was lost (or the device restarted) while RAUC wrote
+            # the other slot. RAUC marks that slot bad before its first write, so the running one is intact.
+            outcome = "interrupted"
+            record["reason"] = "the device restarted while the update was being written: install it again"
         out["last_attempt"] = {"version": record.get("version"), "outcome": outcome,
                                "reason": record.get("reason", ""), "at": record.get("started")}
     return out
@@ -151,7 +166,7 @@ def describe(view: dict[str, Any]) -> tuple[str, bool]:
     if not last:
         return head, False
     outcome = str(last.get("outcome"))
-    if outcome in ("rolled_back", "install_failed"):
+    if outcome in ("rolled_back", "install_failed", "interrupted"):
         return f"{head}; update to {last.get('version')} FAILED ({outcome.replace('_', ' ')}): {last.get('reason')}", \
             True
     return f"{head}; last update {last.get('version')}: {outcome}", False
@@ -161,10 +176,17 @@ def trial(cfg: Config, clock: Callable[[], float] = time.monotonic, sleep: Calla
           run: Callable[..., Any] = subprocess.run, uptime: Callable[[], float] | None = None) -> Verdict:
     """Watch a slot on trial until it is good (marked) or has failed (reboot requested); see the module."""
     status = read_status(run)
-    running = status.running()
-    if running is None or running.boot_status == "good":
-        return Verdict("good", "the running slot is already good")
-    judge = SlotTrial(cfg.update.mark_good_after_s, cfg.update.boot_deadline_s)
+    if status.running() is None:
+        return Verdict("good", "no slot is running (no A/B slots)")
+    record = read_record(cfg)
+    if record.get("to_slot") != status.booted:
+        record = {}  # the last attempt was for the other slot (say, one that failed and was left): not ours
+    # On trial: the first boots after an install into this slot, until it is kept. Every other boot is of a
+    # proven slot, which is marked good again (the boot loader counts each boot as a try until then) but never
+    # given up for want of frames. Asked of the record, not of RAUC: RAUC's U-Boot backend calls a slot good
+    # while it has tries left, so "good" there does not mean "kept".
+    on_trial = record.get("outcome") == "installed"
+    judge = SlotTrial(cfg.update.mark_good_after_s, cfg.update.boot_deadline_s, proven=not on_trial)
     uptime0 = (uptime or _uptime)() - clock()  # the deadline counts from boot, not from this start
     while True:
         try:
@@ -179,16 +201,12 @@ def trial(cfg: Config, clock: Callable[[], float] = time.monotonic, sleep: Calla
         if verdict.decision != "wait":
             break
         sleep(2.0)
-    record = read_record(cfg)
-    if record.get("to_slot") != status.booted:
-        record = {}  # the last attempt was for the other slot (say, one that failed and was left): not ours
     if verdict.decision == "good":
         mark_booted(True, run)
-        if record:
+        if on_trial:
             _write_record(cfg, {**record, "outcome": "good", "reason": verdict.reason})
     else:
-        if record:
-            _write_record(cfg, {**record, "reason": verdict.reason})
+        _write_record(cfg, {**record, "reason": verdict.reason})
         run(["systemctl", "reboot"], timeout=60)
     return verdict
 
