@@ -50,7 +50,7 @@ def snapshot_for(repo: str, commit: str, snapshots: Path) -> Path:
 
 
 def layout(kas_file: Path, snapshots: Path, work: Path) -> tuple[Path, str]:
-    """Unpack the pinned layers into ``work`` and write ``work/build/conf``; returns (build dir, target)."""
+    """Unpack the pinned layers into ``work`` and write ``work/build/conf``; returns (build dir, targets)."""
     kas = load_kas(kas_file)
     layers: list[Path] = []
     for name, repo in kas["repos"].items():
@@ -79,7 +79,8 @@ def layout(kas_file: Path, snapshots: Path, work: Path) -> tuple[Path, str]:
         local.append(text.rstrip())
     (conf / "local.conf").write_text("\n".join(local) + "\n")
     (conf / "templateconf.cfg").write_text("meta-poky/conf/templates/default\n")
-    return build, str(kas["target"])
+    targets = kas["target"] if isinstance(kas["target"], list) else [kas["target"]]
+    return build, " ".join(map(str, targets))
 
 
 def _build_user() -> tuple[int, int] | None:
@@ -95,7 +96,8 @@ def _build_user() -> tuple[int, int] | None:
 
 
 def parse(kas_file: Path, snapshots: Path, work: Path, timeout_s: float = 1800) -> tuple[int, str]:
-    """Run ``bitbake -g TARGET`` for ``kas_file``; returns (exit status, BitBake's output)."""
+    """Run ``bitbake -g TARGETS`` for ``kas_file`` (one parse for every target); returns (exit status, BitBake's
+    output)."""
     build, target = layout(kas_file, snapshots, work)
     ids = _build_user()
     if ids is not None:
