@@ -73,6 +73,9 @@ test-deps:
     [ -x /usr/sbin/sfdisk ] || need+=(fdisk)
     [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
     command -v faketime >/dev/null 2>&1 || need+=(faketime)
+    # arm64: the arm64 package's programs run here under qemu-user, through binfmt_misc
+    [ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+    command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
@@ -81,6 +84,12 @@ test-deps:
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    # Containers often start without binfmt_misc mounted, and then nothing registered qemu-aarch64 at install time.
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && [ -x /usr/bin/qemu-aarch64-static ]; then
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        [ -e /proc/sys/fs/binfmt_misc/status ] || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+        $SUDO update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
     fi
     if ! locale -a 2>/dev/null | grep -qi '^en_US.utf8$'; then
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -114,6 +123,10 @@ bench: setup
 # build the Debian (Mendel) package into build/
 deb:
     bash yocto/debian/build-deb.sh build
+
+# the package for arm64 devices (Coral Dev Board on Mendel, Raspberry Pi), built on any host from aarch64 wheels
+deb-arm64:
+    EDGECOUNT_DEB_ARCH=arm64 bash yocto/debian/build-deb.sh build
 
 # the flashable A/B disk image (EFI+GRUB, slots A/B, data) into build/, as root; trusts build/keys (dev keys)
 image: deb test-deps

@@ -11,7 +11,14 @@ export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 root_dir="$(cd "$(dirname "$0")/../.." && pwd)"
 out_dir="${1:-$root_dir/build}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root_dir/pyproject.toml" | head -1)"
-arch="$(dpkg --print-architecture)"
+# The package's architecture: this machine's, or EDGECOUNT_DEB_ARCH (arm64 for a Coral Dev Board or a Raspberry
+# Pi, built on any host: nothing is compiled, the wheels are chosen for the target).
+arch="${EDGECOUNT_DEB_ARCH:-$(dpkg --print-architecture)}"
+case "$arch" in
+    amd64) machine=x86_64 ;;
+    arm64) machine=aarch64 ;;
+    *) echo "build-deb: no wheels for architecture '$arch' (amd64 or arm64)" >&2; exit 2 ;;
+esac
 pkg="$out_dir/edgecount_${version}_${arch}"
 pip_python="${PIP_PYTHON:-python3}"   # any Python with pip; wheels are chosen for the target below
 
@@ -22,8 +29,8 @@ rm -rf "$pkg" && mkdir -p "$pkg/DEBIAN" "$pkg/opt/edgecount/lib" "$pkg/usr/bin" 
 "$pip_python" -m pip wheel --quiet --no-deps --wheel-dir "$out_dir/wheels" "$root_dir"
 "$pip_python" -m pip install --quiet --target "$pkg/opt/edgecount/lib" --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 \
-    --platform "manylinux2014_$(uname -m)" --platform "manylinux_2_17_$(uname -m)" \
-    --platform "manylinux_2_28_$(uname -m)" --platform "manylinux_2_34_$(uname -m)" \
+    --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" \
+    --platform "manylinux_2_28_$machine" --platform "manylinux_2_34_$machine" \
     "$out_dir"/wheels/edgecount-"$version"-*.whl
 # The wheel's data files (the model manifest) belong under /usr/share, where the code finds them
 # for Debian's /usr/bin/python3 (sys.prefix /usr); pip --target puts them beside the libraries instead.
