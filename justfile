@@ -90,6 +90,7 @@ test-deps:
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
         [ -e /proc/sys/fs/binfmt_misc/status ] || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
         $SUDO update-binfmts --import qemu-aarch64 >/dev/null 2>&1 || true
+        $SUDO update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
     fi
     if ! locale -a 2>/dev/null | grep -qi '^en_US.utf8$'; then
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
