@@ -69,22 +69,21 @@ def _run(cmd: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProce
     return res
 
 
-@pytest.fixture(scope="module")
-def arm64_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("deb-arm64")
+def _arm64_deb(out: Path) -> Path:
     res = _run(["bash", str(ROOT / "yocto/debian/build-deb.sh"), str(out)], 1800,
                env={"EDGECOUNT_DEB_ARCH": "arm64", "HOME": os.environ.get("HOME", "/root")})
     return Path(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def arm64_rootfs(tmp_path_factory: pytest.TempPathFactory, arm64_deb: Path) -> Iterator[Path]:
-    """Debian bookworm for arm64 with the package installed by dpkg; /proc and /dev mounted for the run."""
+def arm64_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Debian bookworm for arm64 with the package installed by dpkg; /proc, /sys and /dev mounted for the run."""
     why = _preconditions()
     if why == "skip":
         pytest.skip("EDGECOUNT_SKIP_IMAGE_TEST=1")
     if why:
         pytest.fail(why)
+    arm64_deb = _arm64_deb(tmp_path_factory.mktemp("deb-arm64"))
     rootfs = Path(tmp_path_factory.mktemp("arm64")) / "rootfs"
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap-arm64"
     cache.mkdir(parents=True, exist_ok=True)
@@ -166,8 +165,11 @@ class _Sides:
 
 
 @pytest.fixture(scope="module")
-def sides(arm64_rootfs: Path, built_deb: Path, store: AssetStore,
-          tmp_path_factory: pytest.TempPathFactory) -> _Sides:
+def sides(arm64_rootfs: Path, store: AssetStore, tmp_path_factory: pytest.TempPathFactory,
+          request: pytest.FixtureRequest) -> _Sides:
+    # The amd64 package only once the arm64 side is known to run here (pytest would build a session-scoped
+    # fixture first, even on a machine that skips this module).
+    built_deb: Path = request.getfixturevalue("built_deb")
     return _Sides(arm64_rootfs, built_deb, store, Path(tmp_path_factory.mktemp("arm64-sides")))
 
 
