@@ -104,9 +104,9 @@ lint: setup
     {{venv}}/bin/mypy -p edgecount_core
     {{venv}}/bin/mypy --strict services/edgecount
 
-# lint, type-check and run every test (installs the test dependencies first)
+# lint, type-check and run every test (installs the test dependencies first; names the 12 slowest, for CI's budget)
 test: setup test-deps lint
-    {{venv}}/bin/python -m pytest -q
+    {{venv}}/bin/python -m pytest -q --durations=12
 
 # the inner loop: lint and every test but the multi-process, broker and image ones (about 2 minutes)
 test-fast: setup lint

@@ -13,13 +13,15 @@ data partition, so it survives the reboot into the other slot:
    version (it cannot boot) into A and, once RAUC is copying it, freeze RAUC
    and ask the host to cut the power (it kills QEMU);
 1b. after the power cut: B must run and count, A must be marked bad, and
-   ``status`` must call the update interrupted; install the broken version
-   into A again, whole this time, reboot;
+   ``status`` must call the update interrupted; let records pile up again,
+   install the broken version into A, whole this time, reboot;
 2. back on B after GRUB gave A its three tries: report what status says of
-   the failed update, wait until B counts again, power off.
+   the failed update, let the receiver accept and check that the records
+   from before the failed update arrive, power off.
 
-The count receiver is a webhook served here: it answers 503 in phase 0 and
-stores what it receives in phase 1.
+The count receiver is a webhook served here. It accepts only once a phase
+says so (1 after the trial, 2 after the fallback) and keeps each phase's
+deliveries in a file of their own.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from typing import Any
 TAG = "EDGECOUNT-ABTEST"
 WORK = Path("/data/abtest")
 PHASE = WORK / "phase"
-RECEIVED = WORK / "received.jsonl"
 PORT = 8099
 
 
@@ -87,6 +88,7 @@ def wait(cond: Any, timeout: float, what: str) -> Any:
 
 class Receiver(http.server.BaseHTTPRequestHandler):
     accepting = False
+    received = WORK / "received.jsonl"
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -94,7 +96,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
-        with RECEIVED.open("a") as f:
+        with Receiver.received.open("a") as f:
             f.write(body.decode() + "\n")
         self.send_response(200)
         self.end_headers()
@@ -103,15 +105,33 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def backlog(st: dict[str, Any]) -> int:
+def figure(st: dict[str, Any], service: str, key: str) -> int:
+    """One service's figure from ``status --json`` (0 while the service has not reported it)."""
     for s in st.get("services", []):
-        if s.get("service") == "uplink":
-            return int((s.get("stats") or {}).get("backlog", 0))
+        if s.get("service") == service:
+            return int((s.get("stats") or {}).get(key, 0))
     return 0
+
+
+def backlog(st: dict[str, Any]) -> int:
+    return figure(st, "uplink", "backlog")
+
+
+def frames(st: dict[str, Any]) -> int:
+    return figure(st, "counter", "processed")
 
 
 def counting(st: dict[str, Any]) -> bool:
     return st.get("device", {}).get("ready") is True and backlog(st) >= 2
+
+
+def deliver() -> dict[str, Any]:
+    """Let the receiver accept, wait until the outbox is empty, and say what arrived."""
+    Receiver.accepting = True
+    wait(lambda: backlog(status()) == 0 and Receiver.received.exists(), 600, "the backlog delivered")
+    rows = [json.loads(line) for line in Receiver.received.read_text().splitlines() if line.strip()]
+    return {"rows": len(rows),
+            "records": [r for batch in rows for r in (batch if isinstance(batch, list) else [batch])][:400]}
 
 
 def phase0() -> None:
@@ -145,11 +165,7 @@ def phase1() -> None:
     rs = wait(kept, 1500, "the trial marking slot B good")
     trial = sh("journalctl", "-b", "-u", "edgecount-update-trial", "--no-pager", "-o", "cat").stdout
     report("kept_b", rauc=rs, trial=trial.splitlines()[-5:], update=status().get("update"))
-    Receiver.accepting = True
-    wait(lambda: backlog(status()) == 0 and RECEIVED.exists(), 600, "the backlog delivered")
-    rows = [json.loads(line) for line in RECEIVED.read_text().splitlines() if line.strip()]
-    report("delivered", rows=len(rows), records=[r for batch in rows for r in (batch if isinstance(batch, list)
-                                                                              else [batch])][:400])
+    report("delivered", **deliver())
     PHASE.write_text("1b")
     sh("sync")
     # The emulated copy of a small slot image takes about a second: RAUC gets a twentieth of a CPU for this
@@ -159,10 +175,10 @@ def phase1() -> None:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end, progress, seen = time.monotonic() + 1800, None, []
     while progress is None and install.poll() is None and time.monotonic() < end:
-        progress = copying()
         said = busctl("Progress")
         if said and (not seen or seen[-1] != said):
             seen.append(said)
+        progress = copying(said)
         time.sleep(0.3)
     if progress is None:
         report("power_cut_missed", rc=install.poll(), rauc=rauc_status(), progress_seen=seen)
@@ -175,12 +191,9 @@ def phase1() -> None:
     time.sleep(3600)
 
 
-def copying() -> list[Any] | None:
-    """RAUC's progress while it writes the slot (its D-Bus ``Progress``: percent, message, depth)."""
-    if busctl("Operation") != 's "installing"':  # busctl prints the type, then the value
-        return None
-    raw = busctl("Progress")  # (isi) 40 "Copying image to rootfs.0" 2
-    parts = raw.split(" ", 2)
+def copying(said: str) -> list[Any] | None:
+    """Percent and message when RAUC's D-Bus ``Progress``, as busctl printed it, says it writes the slot."""
+    parts = said.split(" ", 2)  # (isi) 40 "Copying image to rootfs.0" 2
     if len(parts) == 3 and "copying" in parts[2].lower():
         return [int(parts[1]), parts[2]]
     return None
@@ -199,21 +212,16 @@ def phase1b() -> None:
 
     st = wait(counting_on_b, 1500, "slot B counting after the power cut")
     first = frames(st)
-    st = wait(lambda: (lambda s: s if frames(s) > first else None)(status()), 600, "frames after the power cut")
+    st = wait(lambda: (lambda s: s if frames(s) > first and backlog(s) >= 2 else None)(status()), 600,
+              "frames and a backlog after the power cut")
     report("after_power_cut", rauc=rauc_status(), update=st.get("update"), frames=[first, frames(st)],
            release=Path("/etc/edgecount-release").read_text().strip())
     broken = sh("edgecount", "update", str(WORK / "broken.raucb"), "--json", timeout=1800)
-    report("installed_broken", rc=broken.returncode, out=as_json(broken), rauc=rauc_status())
+    report("installed_broken", rc=broken.returncode, out=as_json(broken), rauc=rauc_status(),
+           backlog=backlog(status()), before=time.time())
     PHASE.write_text("2")
     sh("sync")
     sh("systemctl", "reboot")
-
-
-def frames(st: dict[str, Any]) -> int:
-    for s in st.get("services", []):
-        if s.get("service") == "counter":
-            return int((s.get("stats") or {}).get("processed", 0))
-    return 0
 
 
 def phase2() -> None:
@@ -225,6 +233,7 @@ def phase2() -> None:
     report("fell_back", rauc=rauc_status(), update=st.get("update"),
            release=Path("/etc/edgecount-release").read_text().strip(),
            doctor=as_json(sh("edgecount", "doctor", "--json", timeout=300)))
+    report("delivered_after_rollback", **deliver())
     report("done")
     sh("systemctl", "poweroff")
 
@@ -234,6 +243,7 @@ def main() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     phase = PHASE.read_text().strip() if PHASE.exists() else "0"
+    Receiver.received = WORK / f"received-{phase}.jsonl"
     report("boot", phase=phase, cmdline=Path("/proc/cmdline").read_text().strip())
     {"0": phase0, "1": phase1, "1b": phase1b}.get(phase, phase2)()
 

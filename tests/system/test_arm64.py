@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tomllib
@@ -34,10 +33,10 @@ from edgecount.assets.obtain import AssetStore
 from edgecount.runtime.settings import to_toml
 
 from ..helpers import ROOT
+from .guest_host import DEBIAN_MIRROR, SYSTEM_PATH, mirror_assets, require_guest_host
 
 pytestmark = pytest.mark.slow
 
-DEBIAN_MIRROR = os.environ.get("EDGECOUNT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 PROBE_FRAMES = 12
 CLIP_FRAMES = 120
@@ -46,22 +45,16 @@ MODEL = "ssd_mobilenet_v1_coco_quant"
 GOLDEN = ROOT / "tests" / "golden" / "counter_pets09"
 
 
-def _preconditions() -> str | None:
-    if os.environ.get("EDGECOUNT_SKIP_IMAGE_TEST") == "1":
-        return "skip"
-    if platform.machine() != "x86_64" or os.geteuid() != 0:
-        return "the arm64 test builds an arm64 root file system as root (debootstrap, chroot) on x86_64"
+def _require_arm64_host() -> None:
+    require_guest_host("arm64 test", ["debootstrap", "chroot"])
     if not (BINFMT / "status").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
     if not (BINFMT / "qemu-aarch64").exists() or "enabled" not in (BINFMT / "qemu-aarch64").read_text():
-        return "qemu-aarch64 is not registered with binfmt_misc: `just test-deps` installs qemu-user-static"
-    if not shutil.which("debootstrap", path="/usr/sbin:/usr/bin:/sbin:/bin"):
-        return "debootstrap is missing: `just test-deps` installs it"
-    return None
+        pytest.fail("qemu-aarch64 is not registered with binfmt_misc: `just test-deps` installs qemu-user-static")
 
 
 def _run(cmd: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
+    env = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
            **kw.pop("env", {})}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
     if res.returncode != 0:
@@ -78,11 +71,7 @@ def _arm64_deb(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def arm64_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Debian bookworm for arm64 with the package installed by dpkg; /proc, /sys and /dev mounted for the run."""
-    why = _preconditions()
-    if why == "skip":
-        pytest.skip("EDGECOUNT_SKIP_IMAGE_TEST=1")
-    if why:
-        pytest.fail(why)
+    _require_arm64_host()
     arm64_deb = _arm64_deb(tmp_path_factory.mktemp("deb-arm64"))
     rootfs = Path(tmp_path_factory.mktemp("arm64")) / "rootfs"
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap-arm64"
@@ -127,15 +116,6 @@ def _config(packaged: Path, mirror: str) -> str:
     return to_toml(cfg)
 
 
-def _mirror(store: AssetStore, dest: Path) -> None:
-    model = store.fetch_model(MODEL)
-    target = dest / store.entry("models", MODEL).mirror[0]
-    target.mkdir(parents=True, exist_ok=True)
-    for f in (model.model, model.labels):
-        if f is not None:
-            shutil.copyfile(f, target / f.name)
-
-
 class _Sides:
     """The same command, run by the arm64 package in its root file system and by the amd64 package here."""
 
@@ -144,9 +124,9 @@ class _Sides:
         self.amd64 = work / "amd64"
         _run(["dpkg-deb", "-x", str(amd64_deb), str(self.amd64)], 300)
         _clip(rootfs / "tmp/demo.avi", store)
-        _mirror(store, rootfs / "srv/mirror")
+        mirror_assets(rootfs / "srv/mirror", store, MODEL, clips=())
         (rootfs / "tmp/replay.toml").write_text(_config(rootfs / "etc/edgecount/edgecount.toml", "/srv/mirror"))
-        _mirror(store, work / "mirror")
+        mirror_assets(work / "mirror", store, MODEL, clips=())
         (work / "replay.toml").write_text(_config(self.amd64 / "etc/edgecount/edgecount.toml", str(work / "mirror")))
         shutil.copytree(GOLDEN, rootfs / "tmp/golden", dirs_exist_ok=True)
         shutil.copy2(ROOT / "tests/image/detect_probe.py", rootfs / "tmp/detect_probe.py")

@@ -1,6 +1,7 @@
 """The Debian package, proven by installing it into Debian and booting that system.
 
-``debootstrap`` builds a minimal bookworm root file system, the package goes in
+``debootstrap`` builds a minimal bookworm root file system (once, shared with the A/B image
+test: the ``bookworm_amd64`` fixture), the package goes in
 with ``dpkg -i`` (its postinst creates the user and enables the unit), the unit
 passes ``systemd-analyze verify``, and the system boots under QEMU (TCG, no
 KVM needed) with the PETS09 clip as its camera. A test agent inside the guest
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -37,60 +37,21 @@ from edgecount.assets.obtain import AssetStore
 from edgecount.runtime.settings import to_toml
 
 from ..helpers import ROOT
+from .guest_host import MIRROR_IN_GUEST, SYSTEM_PATH, guest_tree, mirror_assets, require_guest_host
 
 pytestmark = pytest.mark.slow
 
 TAG = "EDGECOUNT-IMAGETEST "
-MIRROR_IN_GUEST = "/srv/edgecount-mirror"
-DEBIAN_MIRROR = os.environ.get("EDGECOUNT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# What the package depends on, plus a kernel and the tools a technician (and the agent) uses.
-GUEST_PACKAGES = ["systemd", "systemd-sysv", "udev", "kmod", "procps", "python3", "adduser",
-                  "libglib2.0-0", "libgl1", "linux-image-amd64"]
 TOOLS = ("debootstrap", "chroot", "mke2fs", "qemu-system-x86_64")
 
 
-def _preconditions() -> str | None:
-    if os.environ.get("EDGECOUNT_SKIP_IMAGE_TEST") == "1":
-        return "skip"
-    if platform.machine() != "x86_64":
-        return "the image test boots an amd64 Debian under qemu-system-x86_64; this host is not x86_64"
-    if os.geteuid() != 0:
-        return "the image test needs root (debootstrap and chroot); run it as root or set EDGECOUNT_SKIP_IMAGE_TEST=1"
-    missing = [t for t in TOOLS if not shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin")]
-    if missing:
-        return (f"missing {', '.join(missing)}: apt-get install debootstrap qemu-system-x86 e2fsprogs "
-                "(.ci/run does), or set EDGECOUNT_SKIP_IMAGE_TEST=1")
-    return None
-
-
 def run(cmd: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
+    env = {**os.environ, "PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8",
            "DEBIAN_FRONTEND": "noninteractive"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
     if res.returncode != 0:
         pytest.fail(f"{' '.join(cmd[:3])} … failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
     return res
-
-
-def bootstrap(rootfs: Path) -> None:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap"
-    cache.mkdir(parents=True, exist_ok=True)
-    run(["debootstrap", "--variant=minbase", f"--cache-dir={cache}", f"--include={','.join(GUEST_PACKAGES)}",
-         "bookworm", str(rootfs), DEBIAN_MIRROR], timeout=1200)
-
-
-def mirror_assets(rootfs: Path, store: AssetStore) -> None:
-    """The model and the clip, laid out as the asset mirror the guest's configuration names."""
-    model = store.fetch_model("ssd_mobilenet_v1_coco_quant")
-    clip = store.fetch_clip("pets09")
-    for name, files in (("ssd_mobilenet_v1_coco_quant", [model.model, model.labels]), ("pets09", [clip])):
-        kind = "models" if name.startswith("ssd") else "clips"
-        dest = rootfs / MIRROR_IN_GUEST.lstrip("/") / store.entry(kind, name).mirror[0]
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            assert f is not None
-            shutil.copyfile(f, dest / f.name)
-            (dest / f.name).chmod(0o644)  # the service runs as the unprivileged edgecount user
 
 
 def configure_guest(rootfs: Path) -> dict[str, Any]:
@@ -179,19 +140,15 @@ def agent_reports(console: Path, tag: str = TAG) -> list[dict[str, Any]]:
 
 
 def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
-        built_deb: Path, store: AssetStore, tmp_path_factory: pytest.TempPathFactory) -> None:
-    why = _preconditions()
-    if why == "skip":
-        pytest.skip("EDGECOUNT_SKIP_IMAGE_TEST=1")
-    if why:
-        pytest.fail(why)
+        bookworm_amd64: Path, built_deb: Path, store: AssetStore, tmp_path_factory: pytest.TempPathFactory) -> None:
+    require_guest_host("image test", TOOLS)
     work = Path(tmp_path_factory.mktemp("image"))
     rootfs, image, console = work / "rootfs", work / "root.img", work / "console.log"
     timings: dict[str, float] = {}
 
     t = time.monotonic()
-    bootstrap(rootfs)
-    timings["debootstrap_s"] = time.monotonic() - t
+    guest_tree(bookworm_amd64, rootfs)  # debootstrapped once for this test and the A/B image test
+    timings["copy_rootfs_s"] = time.monotonic() - t
 
     t = time.monotonic()
     shutil.copy2(built_deb, rootfs / "tmp" / built_deb.name)
@@ -208,7 +165,7 @@ def test_package_installs_boots_counts_and_recovers_from_a_frozen_process(
     assert verify.returncode == 0 and not verify.stdout.strip() and not verify.stderr.strip(), (
         verify.stdout + verify.stderr)
 
-    mirror_assets(rootfs, store)
+    mirror_assets(rootfs / MIRROR_IN_GUEST.lstrip("/"), store)
     cfg = configure_guest(rootfs)
     check = subprocess.run(["chroot", str(rootfs), "edgecount", "config", "check", "/etc/edgecount/edgecount.toml"],
                            capture_output=True, text=True, timeout=300)

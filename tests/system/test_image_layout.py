@@ -21,8 +21,8 @@ from ..helpers import ROOT
 sys.path.insert(0, str(ROOT / "yocto/image"))
 import build_image  # a build script, not a package
 
-TOOLS = ("mkfs.ext4", "debugfs", "grub-mkimage", "grub-editenv", "mkfs.vfat", "mcopy", "mtype", "sfdisk",
-         "faketime")
+TOOLS = ("mkfs.ext4", "debugfs", "e2fsck", "resize2fs", "dumpe2fs", "grub-mkimage", "grub-editenv", "mkfs.vfat",
+         "mcopy", "mtype", "sfdisk", "faketime")
 pytestmark = pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") for t in TOOLS),
                                 reason="`just test-deps` installs GRUB, mtools, dosfstools, fdisk and faketime")
 
@@ -77,6 +77,21 @@ def test_a_partition_too_small_for_its_tree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"image: mkfs\.ext4"):
         build_image.disk_from_trees(rootfs, data, tmp_path / "c.img", tmp_path / "wc", 24, 16, 16)
     assert build_image.fitted_mib(rootfs) > 30
+
+
+def test_a_bundles_slot_image_is_cut_to_its_contents_and_reproducible(tmp_path: Path) -> None:
+    # RAUC writes a bundle's image whole into the slot: free blocks in it are written on every device.
+    rootfs, _ = _trees(tmp_path)
+    (rootfs / "payload.bin").write_bytes(bytes(range(256)) * 40_000)  # 10 MB
+    images = [tmp_path / f"slot{i}.ext4" for i in range(2)]
+    for image in images:
+        build_image.slot_image(rootfs, image, "rootfs")
+    assert images[0].read_bytes() == images[1].read_bytes()
+    assert images[0].stat().st_size < 0.8 * build_image.fitted_mib(rootfs) * build_image.MiB
+    fsck = subprocess.run(["e2fsck", "-f", "-n", str(images[0])], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    got = subprocess.run(["debugfs", "-R", "cat /payload.bin", str(images[0])], capture_output=True).stdout
+    assert got == (rootfs / "payload.bin").read_bytes()
 
 
 def _slot_check(tmp_path: Path, rootmnt: Path) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,25 @@ def clamp_ctimes(tree: Path, image: Path) -> None:
             timeout=1800)
 
 
+def slot_image(tree: Path, out: Path, label: str) -> None:
+    """A slot's content for a bundle: an ext4 image of ``tree`` cut down to what it holds. RAUC writes the
+    image whole into the slot and grows it to the slot afterwards (``resize=true`` in system.conf), so every
+    free block left in it would be written on every device for nothing (about 0.7 GB of the 2 GB a
+    ``fitted_mib`` image had)."""
+    ext4(tree, out, fitted_mib(tree), label)
+    env = {"E2FSPROGS_FAKE_TIME": str(epoch()), "E2FSCK_TIME": str(epoch())}  # e2fsck reads only the latter
+    # resize2fs -M insists on a freshly checked file system; e2fsck exits 1 when it only tidied counters.
+    checked = subprocess.run(["e2fsck", "-f", "-y", str(out)], capture_output=True, text=True,
+                             env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env}, timeout=1800)
+    if checked.returncode not in (0, 1):
+        raise SystemExit(f"image: e2fsck of {out.name} failed ({checked.returncode}):\n{checked.stdout[-1500:]}")
+    run(["resize2fs", "-M", str(out)], env=env, timeout=1800)
+    header = run(["dumpe2fs", "-h", str(out)]).stdout
+    blocks, size = (int(re.search(rf"^{key}:\s+(\d+)", header, re.M)[1])  # type: ignore[index]
+                    for key in ("Block count", "Block size"))
+    os.truncate(out, blocks * size)  # resize2fs leaves a file its old length
+
+
 def fitted_mib(tree: Path) -> int:
     """A file system size that holds ``tree`` with a little room: a bundle's image is copied whole into the
     slot, and RAUC grows it to the slot's size afterwards (``resize=true`` in system.conf)."""
@@ -268,7 +288,7 @@ def main() -> int:
         install_appliance(rootfs, a.deb, a.keyring, version)
         split_data(rootfs, data)
         if a.rootfs_only:
-            ext4(rootfs, a.out, fitted_mib(rootfs), "rootfs")
+            slot_image(rootfs, a.out, "rootfs")
             print(f"{a.out}  (root file system {version}, cut to its contents)")
             return 0
         sha = disk_from_trees(rootfs, data, a.out, work, a.root_mib, a.data_mib)
