@@ -76,6 +76,10 @@ test-deps:
     # arm64: the arm64 package's programs run here under qemu-user, through binfmt_misc
     [ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
     command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+    # the Raspberry Pi's A/B boot script, run by Debian's U-Boot for QEMU's arm64 virt machine
+    command -v qemu-system-aarch64 >/dev/null 2>&1 || need+=(qemu-system-arm)
+    command -v mkimage >/dev/null 2>&1 || need+=(u-boot-tools)
+    [ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need+=(u-boot-qemu)
     # a real RTSP camera: GStreamer's RTSP server, driven by Debian's own Python
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
