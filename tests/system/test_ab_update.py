@@ -155,7 +155,7 @@ def test_image_boots_updates_keeps_a_good_slot_and_falls_back_from_a_broken_one(
     vars_fd = work / "OVMF_VARS.fd"
     shutil.copyfile(OVMF_VARS, vars_fd)
     t = time.monotonic()
-    limit = float(os.environ.get("EDGECOUNT_AB_TIMEOUT_S", "1800"))
+    limit = float(os.environ.get("EDGECOUNT_AB_TIMEOUT_S", "2400"))
     reports = _boot(image, vars_fd, work / "console.log", limit, until="power_cut_now")
     timings["until_power_cut_s"] = time.monotonic() - t
     reports += _boot(image, vars_fd, work / "console-after-cut.log", limit - timings["until_power_cut_s"])
