@@ -3,7 +3,6 @@ A/B image test (debootstrap is two of each one's minutes)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -22,6 +21,5 @@ def bookworm_amd64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Tests never change it: each takes a copy (:func:`.guest_host.guest_tree`)."""
     require_guest_host("image tests", ["debootstrap", "chroot"])
     tree = Path(tmp_path_factory.mktemp("bookworm")) / "rootfs"
-    build_image.bootstrap(tree, DEBIAN_MIRROR,
-                          Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap")
+    build_image.bootstrap(tree, DEBIAN_MIRROR, build_image.debootstrap_cache())
     return tree

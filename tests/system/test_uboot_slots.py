@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import ROOT
-from .guest_host import SYSTEM_PATH
+from .guest_host import require_guest_host
 
 sys.path.insert(0, str(ROOT / "yocto/image"))
 import build_image  # a build script, not a package
@@ -42,15 +41,6 @@ SCRIPT = ROOT / "yocto/meta-edgecount/dynamic-layers/raspberrypi/recipes-bsp/rpi
 UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 TOOLS = ("qemu-system-aarch64", "mkimage", "mkfs.vfat", "mcopy", "mkfs.ext4", "debugfs", "sfdisk")
 PROMPT = b"\n=> "
-
-
-def _require_tools() -> None:
-    if os.environ.get("EDGECOUNT_SKIP_IMAGE_TEST") == "1":
-        pytest.skip("EDGECOUNT_SKIP_IMAGE_TEST=1")
-    missing = [t for t in TOOLS if not shutil.which(t, path=SYSTEM_PATH)] + ([] if UBOOT.exists() else [str(UBOOT)])
-    if missing:
-        pytest.fail(f"the U-Boot test needs {', '.join(missing)}: `just test-deps` installs them "
-                    "(qemu-system-arm, u-boot-tools, u-boot-qemu)")
 
 
 def _disk(work: Path) -> Path:
@@ -133,7 +123,7 @@ class UBoot:
 
 
 def test_the_pi_boot_script_spends_tries_falls_back_and_boots_the_chosen_slot(tmp_path: Path) -> None:
-    _require_tools()
+    require_guest_host("U-Boot test", TOOLS, [UBOOT], as_root=False)
     uboot = UBoot(_disk(tmp_path), tmp_path)
     try:
         uuid = {s: build_image.fixed_uuid(f"part-rootfs-{s.lower()}") for s in "AB"}

@@ -66,6 +66,11 @@ def frozen_clock() -> str:
 
 # -- the root file system --------------------------------------------------------------------------------
 
+def debootstrap_cache() -> Path:
+    """Where debootstrap keeps the packages it downloaded, for the next build (and the tests) to reuse."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap"
+
+
 def bootstrap(rootfs: Path, mirror: str, cache: Path, extra: list[str] | None = None) -> None:
     """A minimal bookworm with what the appliance, RAUC and a kernel need (as root)."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -167,16 +172,20 @@ def slot_image(tree: Path, out: Path, label: str) -> None:
     smaller journal and fewer group descriptors, so the same tree fits)."""
     roomy = out.with_name(out.name + ".roomy")
     ext4(tree, roomy, fitted_mib(tree), label, clamp=False)
-    header = run(["dumpe2fs", "-h", str(roomy)]).stdout
-    blocks, free, size = (int(re.search(rf"^{key}:\s+(\d+)", header, re.M)[1])  # type: ignore[index]
-                          for key in ("Block count", "Free blocks", "Block size"))
+    blocks, free, size = ext4_figures(roomy, "Block count", "Free blocks", "Block size")
     roomy.unlink()
     ext4(tree, out, int((blocks - free) * size * 1.03 / MiB) + 8, label)
 
 
+def ext4_figures(image: Path, *keys: str) -> list[int]:
+    """Numbers from an ext4 image's superblock, by dumpe2fs's names for them (``Free blocks``)."""
+    header = run(["dumpe2fs", "-h", str(image)]).stdout
+    return [int(re.search(rf"^{key}:\s+(\d+)", header, re.M)[1]) for key in keys]  # type: ignore[index]
+
+
 def fitted_mib(tree: Path) -> int:
-    """A file system size that holds ``tree`` with a little room: a bundle's image is copied whole into the
-    slot, and RAUC grows it to the slot's size afterwards (``resize=true`` in system.conf)."""
+    """A file system size that surely holds ``tree``, estimated from its files (:func:`slot_image` then
+    measures what it really takes)."""
     allocated, files = 0, 0
     for dirpath, dirnames, filenames in os.walk(tree):
         for name in dirnames + filenames:
@@ -279,7 +288,7 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("image: debootstrap and chroot need root (every later step runs without it)")
     version = a.version or a.deb.name.split("_")[1]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecount" / "debootstrap"
+    cache = debootstrap_cache()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ec-image-", dir=a.out.parent) as tmp:
         work = Path(tmp)
